@@ -1,0 +1,197 @@
+"""Finding and validating a BTCV folder, in either of the layouts researchers keep it in.
+
+Accepted layouts (ROOT is what ``--data-root`` or ``BENCH_DATA_ROOT`` points at):
+- distributed: ``ROOT/RawData/Training/{img,label}/``, ``ROOT/Training/{img,label}/`` or
+  ``ROOT/{img,label}/`` with ``img00XX.nii.gz`` and ``label00XX.nii.gz``;
+- Decathlon: ``ROOT/imagesTr/`` + ``ROOT/labelsTr/``, file names carrying the case number
+  (``img0001.nii.gz``, ``BTCV_001_0000.nii.gz``...); a ``dataset*.json`` with a ``training`` list of
+  ``{"image", "label"}`` pairs takes precedence over the folder listing when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.labels import LABEL_VALUES
+from bench.errors import DataError
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# The 30 labelled BTCV training cases.
+BTCV_LABELLED_IDS: tuple[str, ...] = tuple(f"{i:04d}" for i in [*range(1, 11), *range(21, 41)])
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    image: Path
+    label: Path | None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A located dataset: its layout, root folder and cases by id."""
+
+    layout: str
+    root: Path
+    cases: dict[str, Case]
+    synthetic: bool = False
+
+    @property
+    def source(self) -> str:
+        return "synthetic" if self.synthetic else "btcv"
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(NIFTI_SUFFIXES)
+
+
+def case_id_from_name(name: str) -> str | None:
+    """Four-digit case id from a file name: ``img0001.nii.gz`` and ``BTCV_001_0000.nii.gz`` give 0001."""
+    stem = name
+    for suffix in NIFTI_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = re.sub(r"_\d{4}$", "", stem)  # nnU-Net channel suffix
+    numbers = re.findall(r"\d+", stem)
+    if not numbers:
+        return None
+    return f"{int(numbers[-1]):04d}"
+
+
+def _pair_folders(image_dir: Path, label_dir: Path) -> dict[str, Case]:
+    labels: dict[str, Path] = {}
+    for path in sorted(label_dir.iterdir()):
+        if _is_nifti(path) and (cid := case_id_from_name(path.name)):
+            labels[cid] = path
+    cases: dict[str, Case] = {}
+    for path in sorted(image_dir.iterdir()):
+        if _is_nifti(path) and (cid := case_id_from_name(path.name)):
+            cases[cid] = Case(cid, path, labels.pop(cid, None))
+    for cid, path in labels.items():  # a label without its image still shows up in the checks
+        cases[cid] = Case(cid, image_dir / f"(missing image for {path.name})", path)
+    return dict(sorted(cases.items()))
+
+
+def _from_dataset_json(root: Path, json_path: Path) -> dict[str, Case]:
+    try:
+        entries = json.loads(json_path.read_text())["training"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{json_path}: not a readable dataset json with a 'training' list ({exc})") from exc
+    cases: dict[str, Case] = {}
+    for entry in entries:
+        try:
+            image, label = root / entry["image"], root / entry["label"]
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{json_path}: training entry {entry!r} lacks 'image' or 'label'") from exc
+        cid = case_id_from_name(image.name)
+        if cid is None:
+            raise DataError(f"{json_path}: no case number in image name {image.name!r}")
+        cases[cid] = Case(cid, image, label)
+    return dict(sorted(cases.items()))
+
+
+def locate_dataset(root: Path | str, synthetic: bool = False) -> Dataset:
+    """Find the labelled training cases under root in any accepted layout; DataError if none."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist or is not a folder")
+    for base in (root / "RawData" / "Training", root / "Training", root):
+        if (base / "img").is_dir() and (base / "label").is_dir():
+            cases = _pair_folders(base / "img", base / "label")
+            layout = "btcv-rawdata"
+            break
+    else:
+        if (root / "imagesTr").is_dir() and (root / "labelsTr").is_dir():
+            json_files = sorted(root.glob("dataset*.json"))
+            if json_files:
+                cases, layout = _from_dataset_json(root, json_files[0]), "decathlon-json"
+            else:
+                cases, layout = _pair_folders(root / "imagesTr", root / "labelsTr"), "decathlon"
+        else:
+            raise DataError(
+                f"no BTCV layout under {root}: expected RawData/Training/img + label, Training/img + label, "
+                "img + label, or imagesTr + labelsTr"
+            )
+    if not cases:
+        raise DataError(f"{root}: the {layout} layout was found but holds no NIfTI cases")
+    return Dataset(layout=layout, root=root, cases=cases, synthetic=synthetic)
+
+
+def read_pair(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Load (image, label, affine) and check that they belong together; DataError naming the file."""
+    import nibabel as nib
+
+    if case.label is None:
+        raise DataError(f"case {case.case_id}: image {case.image} has no label file")
+    arrays = []
+    affines = []
+    for path in (case.image, case.label):
+        if not path.is_file():
+            raise DataError(f"case {case.case_id}: file {path} is missing")
+        try:
+            nifti = nib.load(str(path))
+            arrays.append(np.asanyarray(nifti.dataobj))
+            affines.append(nifti.affine)
+        except Exception as exc:  # nibabel raises many types for truncated/corrupt files
+            raise DataError(f"case {case.case_id}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
+    image, label = arrays
+    check_pair(case, image.shape, label.shape, affines[0], affines[1])
+    check_label_values(case, label)
+    return image, label, affines[0]
+
+
+def check_pair(case: Case, image_shape, label_shape, image_affine, label_affine) -> None:
+    if tuple(image_shape) != tuple(label_shape):
+        raise DataError(f"case {case.case_id}: image shape {tuple(image_shape)} != label shape {tuple(label_shape)} ({case.label})")
+    if not np.allclose(image_affine, label_affine, atol=1e-3):
+        raise DataError(f"case {case.case_id}: image and label affines differ ({case.label})")
+
+
+def check_label_values(case: Case, label: np.ndarray) -> None:
+    values = np.unique(label)
+    bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad[:5])
+        raise DataError(f"case {case.case_id}: label values outside 0..13 in {case.label}: {shown}")
+
+
+def check_dataset(dataset: Dataset, expected_ids: Iterable[str], read_voxels: bool = True) -> list[str]:
+    """Every problem in the dataset, one line each; empty when it is usable."""
+    expected = list(expected_ids)
+    problems = [f"case {cid}: required by the splits but not found under {dataset.root}" for cid in expected if cid not in dataset.cases]
+    problems += [
+        f"case {cid}: not a labelled BTCV case id ({dataset.cases[cid].image.name}); the splits do not use it"
+        for cid in dataset.cases
+        if cid not in expected
+    ]
+    import nibabel as nib
+
+    for cid in expected:
+        case = dataset.cases.get(cid)
+        if case is None:
+            continue
+        try:
+            if read_voxels:
+                read_pair(case)
+            else:
+                if case.label is None:
+                    raise DataError(f"case {cid}: image {case.image} has no label file")
+                headers = []
+                for path in (case.image, case.label):
+                    if not path.is_file():
+                        raise DataError(f"case {cid}: file {path} is missing")
+                    try:
+                        headers.append(nib.load(str(path)))
+                    except Exception as exc:
+                        raise DataError(f"case {cid}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
+                check_pair(case, headers[0].shape, headers[1].shape, headers[0].affine, headers[1].affine)
+        except DataError as exc:
+            problems.append(str(exc))
+    return problems

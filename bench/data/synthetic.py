@@ -1,0 +1,389 @@
+"""A built-in synthetic abdomen in BTCV's RawData layout.
+
+It exists so that every command of the harness runs end to end on a machine without BTCV. It is not
+a substitute for BTCV: numbers measured on it say that the pipeline works and that a model learns,
+nothing about real anatomy. Everything derived from it is stamped ``synthetic``.
+
+Design (see shared FACTS, "Rough anatomy"):
+- patient coordinates in millimetres, LPS (x towards the patient's left, y posterior, z superior),
+  stored with an LPS-style affine so that the harness's orientation step has real work to do;
+- each organ is a smooth implicit shape (deformed ellipsoid or tube) at a plausible place, size
+  and HU, with per-case variation of position, size, contrast and noise drawn from a seed per case;
+- the soft-tissue organs overlap in HU (liver, spleen, pancreas, stomach wall, kidney medulla), so
+  a model must use shape and position, not intensity alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.labels import ORGANS
+
+SYNTHETIC_VERSION = 1
+BASE_SEED = 20240611
+COMPLETE_MARKER = ".complete"
+
+# Painting order: a later organ overwrites an earlier one where shapes touch, which turns contact
+# regions into flattened interfaces much like organs pressing on each other.
+_LABEL = {name: i + 1 for i, name in enumerate(ORGANS)}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Voxel centres of one volume in patient LPS millimetres (axis 0 = x, 1 = y, 2 = z)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.x.size, self.y.size, self.z.size)
+
+    def box(self, lo: Iterable[float], hi: Iterable[float]) -> tuple[slice, slice, slice] | None:
+        """Index slices of the voxels whose centres lie in [lo, hi], or None when empty."""
+        out = []
+        for axis, a, b in zip((self.x, self.y, self.z), lo, hi, strict=True):
+            i0 = int(np.searchsorted(axis, a, side="left"))
+            i1 = int(np.searchsorted(axis, b, side="right"))
+            if i1 <= i0:
+                return None
+            out.append(slice(i0, i1))
+        return tuple(out)  # type: ignore[return-value]
+
+    def coords(self, box: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            self.x[box[0]][:, None, None],
+            self.y[box[1]][None, :, None],
+            self.z[box[2]][None, None, :],
+        )
+
+
+def _rotation(rng: np.random.Generator, yaw_deg: float, jitter_deg: float) -> np.ndarray:
+    """Rotation about z by yaw (plus jitter), with a small random tilt about x and y."""
+    a = math.radians(yaw_deg + rng.uniform(-jitter_deg, jitter_deg))
+    b = math.radians(rng.uniform(-jitter_deg, jitter_deg))
+    c = math.radians(rng.uniform(-jitter_deg, jitter_deg))
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    ry = np.array([[math.cos(c), 0, math.sin(c)], [0, 1, 0], [-math.sin(c), 0, math.cos(c)]])
+    return rz @ rx @ ry
+
+
+class _Painter:
+    """Paints organs into a label volume and their HU into an image, one shape at a time."""
+
+    def __init__(self, grid: Grid, rng: np.random.Generator):
+        self.grid = grid
+        self.rng = rng
+        self.label = np.zeros(grid.shape, dtype=np.uint8)
+        self.hu = np.empty(grid.shape, dtype=np.float32)
+
+    def _wobble(self, x, y, z, amplitude: float) -> np.ndarray:
+        """Low-frequency deformation (wavelengths 45-110 mm) that makes shapes irregular but smooth.
+
+        Each plane wave sin(k.p + phi) is the imaginary part of a product of three 1-D complex
+        exponentials, which costs two complex multiplies per voxel instead of a 3-D sine.
+        """
+        out = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), dtype=np.float32)
+        for _ in range(3):
+            k = self.rng.normal(size=3)
+            k *= 2 * math.pi / self.rng.uniform(45, 110) / np.linalg.norm(k)
+            phase = self.rng.uniform(0, 2 * math.pi)
+            ex = np.exp(1j * (k[0] * x + phase)).astype(np.complex64)
+            ey = np.exp(1j * k[1] * y).astype(np.complex64)
+            ez = np.exp(1j * k[2] * z).astype(np.complex64)
+            out += (ex * ey * ez).imag
+        out *= np.float32(amplitude / 3)
+        return out
+
+    def ellipsoid(self, centre, semi_axes, rotation: np.ndarray, wobble: float = 0.12):
+        """Return (box, field) where field < 0 inside a deformed, rotated ellipsoid."""
+        reach = max(semi_axes) * (1 + wobble) + 2
+        box = self.grid.box(np.subtract(centre, reach), np.add(centre, reach))
+        if box is None:
+            return None, None
+        x, y, z = self.grid.coords(box)
+        dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
+        r = rotation.T  # world -> body frame
+        u = (r[0, 0] * dx + r[0, 1] * dy + r[0, 2] * dz) / semi_axes[0]
+        v = (r[1, 0] * dx + r[1, 1] * dy + r[1, 2] * dz) / semi_axes[1]
+        w = (r[2, 0] * dx + r[2, 1] * dy + r[2, 2] * dz) / semi_axes[2]
+        field = np.sqrt(u * u + v * v + w * w) - 1 + self._wobble(x, y, z, wobble)
+        return box, field.astype(np.float32)
+
+    def tube_along_z(self, z_range, centre_fn, radii_fn):
+        """Field < 0 inside a tube whose elliptical cross-section is centred at centre_fn(z)."""
+        z = self.grid.z
+        zs = z[(z >= z_range[0]) & (z <= z_range[1])]
+        if zs.size == 0:
+            return None, None
+        cx, cy = centre_fn(zs)
+        rx, ry = radii_fn(zs)
+        reach = float(max(np.max(rx), np.max(ry))) + 2
+        lo = (float(np.min(cx)) - reach, float(np.min(cy)) - reach, z_range[0])
+        hi = (float(np.max(cx)) + reach, float(np.max(cy)) + reach, z_range[1])
+        box = self.grid.box(lo, hi)
+        if box is None:
+            return None, None
+        x, y, zz = self.grid.coords(box)
+        cx, cy = centre_fn(zz)
+        rx, ry = radii_fn(zz)
+        field = np.sqrt(((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2) - 1
+        return box, field.astype(np.float32)
+
+    def tube_along_x(self, x_range, centre_fn, radius_fn):
+        """Field < 0 inside a transverse tube centred at centre_fn(x) = (y, z), radius radius_fn(x)."""
+        x = self.grid.x
+        xs = x[(x >= x_range[0]) & (x <= x_range[1])]
+        if xs.size == 0:
+            return None, None
+        cy, cz = centre_fn(xs)
+        reach = float(np.max(radius_fn(xs))) + 2
+        lo = (x_range[0], float(np.min(cy)) - reach, float(np.min(cz)) - reach)
+        hi = (x_range[1], float(np.max(cy)) + reach, float(np.max(cz)) + reach)
+        box = self.grid.box(lo, hi)
+        if box is None:
+            return None, None
+        xx, y, z = self.grid.coords(box)
+        cy, cz = centre_fn(xx)
+        field = np.sqrt((y - cy) ** 2 + (z - cz) ** 2) / radius_fn(xx) - 1
+        return box, field.astype(np.float32)
+
+    def paint(self, box, field, label: int | None, hu: float, texture: float = 0.0) -> None:
+        if box is None:
+            return
+        inside = field < 0
+        if label is not None:
+            self.label[box][inside] = label
+        value = np.float32(hu)
+        if texture:
+            value = value + self._wobble(*self.grid.coords(box), texture).astype(np.float32)[inside]
+        self.hu[box][inside] = value
+
+
+def _case_seed(case_id: str) -> int:
+    return BASE_SEED * 1000 + int(case_id)
+
+
+def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make one synthetic CT: (HU image int16, label uint8, affine 4x4), deterministic in case_id.
+
+    ``spacing_scale`` multiplies the voxel size (and so shrinks the matrix); 1.0 gives BTCV-like
+    spacing (in-plane 0.70-0.95 mm, slices 2.5-5.0 mm). Tests use larger values for tiny volumes.
+    """
+    rng = np.random.default_rng(_case_seed(case_id))
+    size = rng.uniform(0.9, 1.1)  # body habitus scales every organ's place and size
+
+    half_width = rng.uniform(150, 172) * size  # body ellipse, x
+    half_depth = rng.uniform(105, 122) * size  # body ellipse, y
+    inplane = rng.uniform(0.70, 0.95) * spacing_scale
+    thickness = round(rng.uniform(2.5, 5.0) * 2) / 2 * spacing_scale
+    fov = 2 * half_width + 24
+    n_xy = int(math.ceil(fov / inplane))
+    z_lo, z_hi = -105 * size + rng.uniform(-10, 10), 110 * size + rng.uniform(-10, 10)
+    n_z = int(math.ceil((z_hi - z_lo) / thickness))
+    grid = Grid(
+        x=(np.arange(n_xy) - (n_xy - 1) / 2) * inplane,
+        y=(np.arange(n_xy) - (n_xy - 1) / 2) * inplane,
+        z=z_lo + np.arange(n_z) * thickness,
+    )
+    p = _Painter(grid, rng)
+
+    def jitter(centre, mm=7.0):
+        return tuple(c * size + rng.uniform(-mm, mm) for c in centre)
+
+    def axes(semi, rel=0.1):
+        return tuple(s * size * rng.uniform(1 - rel, 1 + rel) for s in semi)
+
+    # Body: air outside, subcutaneous fat, abdominal wall muscle, then a bowel/mesentery mixture.
+    x2 = grid.x[:, None]
+    y2 = grid.y[None, :]
+    body_r = np.sqrt((x2 / half_width) ** 2 + (y2 / half_depth) ** 2)
+    fat_depth = rng.uniform(12, 30)
+    inner_r = np.sqrt((x2 / (half_width - fat_depth)) ** 2 + (y2 / (half_depth - fat_depth)) ** 2)
+    wall_r = np.sqrt((x2 / (half_width - fat_depth - 9)) ** 2 + (y2 / (half_depth - fat_depth - 9)) ** 2)
+    p.hu[:] = -1000
+    body2d = np.where(body_r < 1, -100.0, -1000.0)
+    body2d = np.where(inner_r < 1, 50.0, body2d)
+    body2d = np.where(wall_r < 1, 0.0, body2d)
+    p.hu[:] = body2d[:, :, None].astype(np.float32)
+    # Mesenteric fat and bowel loops: a smooth random field thresholded into fat, bowel wall and gas.
+    cavity = (wall_r < 1)[:, :, None]
+    box = (slice(None), slice(None), slice(None))
+    mix = p._wobble(*grid.coords(box), 1.0) + 0.5 * p._wobble(*grid.coords(box), 1.0)
+    bowel = np.where(mix > 0.15, rng.uniform(25, 55), -95.0).astype(np.float32)
+    bowel = np.where(mix > 0.62, -850.0, bowel).astype(np.float32)
+    np.copyto(p.hu, bowel, where=np.broadcast_to(cavity, p.hu.shape))
+
+    # Spine and paraspinal muscles, posterior midline, every slice.
+    spine_y = half_depth - rng.uniform(50, 58) * size
+    muscle = p.tube_along_z((z_lo, z_hi), lambda z: (0 * z, 0 * z + spine_y + 12), lambda z: (0 * z + 62 * size, 0 * z + 30))
+    p.paint(*muscle, None, rng.uniform(40, 60))
+    for side in (-1, 1):  # psoas, growing towards the pelvis
+        psoas = p.tube_along_z(
+            (z_lo, 10 * size),
+            lambda z, s=side: (s * 38 * size + 0 * z, 0 * z + spine_y - 5),
+            lambda z: (9 + 0.12 * (10 - z).clip(0, 120), 9 + 0.1 * (10 - z).clip(0, 120)),
+        )
+        p.paint(*psoas, None, rng.uniform(40, 60))
+    vertebra = p.tube_along_z((z_lo, z_hi), lambda z: (0 * z, 0 * z + spine_y), lambda z: (0 * z + 21, 0 * z + 18))
+    p.paint(*vertebra, None, rng.uniform(550, 750))
+    marrow = p.tube_along_z((z_lo, z_hi), lambda z: (0 * z, 0 * z + spine_y), lambda z: (0 * z + 17, 0 * z + 14))
+    p.paint(*marrow, None, rng.uniform(180, 260))
+    for side in (-1, 1):  # lower ribs in the upper slices, lateral and posterior
+        for k in range(4):
+            zc = (40 + 22 * k) * size + rng.uniform(-5, 5)
+            rib = p.ellipsoid(
+                (side * (half_width - fat_depth - 16), half_depth * 0.15, zc),
+                (7, half_depth * 0.55, 6),
+                _rotation(rng, side * 20, 3),
+                wobble=0.05,
+            )
+            p.paint(*rib, None, rng.uniform(400, 700))
+
+    # Contrast phase shifts all enhancing tissue together from case to case.
+    phase = rng.uniform(-12, 12)
+
+    liver_c = jitter((-58, -8, 42))
+    p.paint(*p.ellipsoid(liver_c, axes((78, 68, 66)), _rotation(rng, -15, 6)), _LABEL["liver"], rng.uniform(90, 120) + phase, 10)
+    p.paint(
+        *p.ellipsoid((liver_c[0] + 68 * size, liver_c[1] - 22 * size, liver_c[2] + 16 * size), axes((44, 30, 32)), _rotation(rng, 10, 8)),
+        _LABEL["liver"],
+        rng.uniform(90, 120) + phase,
+        10,
+    )
+    spleen_c = jitter((96, 42, 52))
+    p.paint(*p.ellipsoid(spleen_c, axes((21, 42, 44)), _rotation(rng, 35, 8)), _LABEL["spleen"], rng.uniform(100, 130) + phase, 8)
+
+    stomach_c = jitter((52, -42, 44))
+    stomach_axes = axes((40, 33, 52), 0.15)
+    stomach_rot = _rotation(rng, 25, 10)
+    box, field = p.ellipsoid(stomach_c, stomach_axes, stomach_rot, wobble=0.1)
+    p.paint(box, field, _LABEL["stomach"], rng.uniform(80, 110) + phase)
+    wall = rng.uniform(0.10, 0.16)
+    if box is not None:
+        p.paint(box, field + wall, None, rng.uniform(5, 35))  # fluid contents
+        gas = field + wall + np.float32(0.9) * np.clip((p.grid.coords(box)[1] - stomach_c[1]) / stomach_axes[1] + 0.75, 0, None)
+        p.paint(box, gas, None, -950)  # gas cap in the non-dependent (anterior) part
+
+    for organ, side, z_shift in (("right kidney", -1, -18), ("left kidney", 1, -4)):
+        c = jitter((side * 72, 52, z_shift))
+        semi = axes((24, 22, 52))
+        rot = _rotation(rng, side * -20, 8)
+        box, field = p.ellipsoid(c, semi, rot, wobble=0.06)
+        p.paint(box, field, _LABEL[organ], rng.uniform(150, 200) + phase, 8)
+        if box is not None:
+            p.paint(box, field + 0.35, None, rng.uniform(95, 130) + phase)  # medulla, overlaps liver HU
+            adrenal_c = (c[0] - side * 8 * size, c[1] - 6 * size, c[2] + semi[2] + 10 * size)
+            adrenal = p.ellipsoid(adrenal_c, axes((4.5, 14, 13), 0.15), _rotation(rng, side * 30, 10), wobble=0.15)
+            adrenal_label = _LABEL["right adrenal gland" if side < 0 else "left adrenal gland"]
+            p.paint(*adrenal, adrenal_label, rng.uniform(30, 60) + phase / 2)
+
+    # Splenic vein from the splenic hilum to the portal confluence, then the portal vein into the liver hilum.
+    hilum_x, conf_x = spleen_c[0] - 22 * size, -22 * size + rng.uniform(-6, 6)
+    vein_y, vein_z = 18 * size + rng.uniform(-5, 5), 24 * size + rng.uniform(-6, 6)
+    vein_r = rng.uniform(5.0, 6.5)
+
+    def splenic_vein(x):
+        t = (x - conf_x) / (hilum_x - conf_x)
+        return vein_y + 6 * np.sin(math.pi * t), vein_z + 10 * t
+
+    pancreas_r0, pancreas_r1 = rng.uniform(13, 17), rng.uniform(7, 9)
+
+    def pancreas_centre(x):
+        t = np.clip((x - (conf_x - 25)) / (hilum_x - (conf_x - 25)), 0, 1)
+        return vein_y - 12 - 6 * np.sin(math.pi * t), vein_z - 14 + 22 * t
+
+    def pancreas_radius(x):
+        t = np.clip((x - (conf_x - 25)) / (hilum_x - (conf_x - 25)), 0, 1)
+        return pancreas_r0 + (pancreas_r1 - pancreas_r0) * t
+
+    p.paint(*p.tube_along_x((conf_x - 30, hilum_x), pancreas_centre, pancreas_radius), _LABEL["pancreas"], rng.uniform(80, 110) + phase, 8)
+    vein_hu = rng.uniform(140, 180) + phase
+    p.paint(*p.tube_along_x((conf_x, hilum_x), splenic_vein, lambda x: 0 * x + vein_r), _LABEL["portal and splenic veins"], vein_hu)
+    portal_top = vein_z + 38 * size
+    portal = p.tube_along_z(
+        (vein_z - 2, portal_top),
+        lambda z: (conf_x - 0.6 * (z - vein_z), vein_y - 4 + 0 * z),
+        lambda z: (0 * z + vein_r + 1, 0 * z + vein_r + 1),
+    )
+    p.paint(*portal, _LABEL["portal and splenic veins"], vein_hu)
+
+    aorta_x, aorta_y = 14 * size + rng.uniform(-4, 4), spine_y - 30 * size
+    aorta_r = rng.uniform(10, 12.5)
+    aorta = p.tube_along_z(
+        (z_lo, z_hi),
+        lambda z: (aorta_x + 3 * np.sin(z / 60), aorta_y + 0 * z),
+        lambda z: (0 * z + aorta_r, 0 * z + aorta_r),
+    )
+    p.paint(*aorta, _LABEL["aorta"], rng.uniform(150, 250) + phase)
+    rng_ivc = (rng.uniform(10, 13), rng.uniform(7, 9))
+    ivc = p.tube_along_z(
+        (z_lo, z_hi),
+        lambda z: (-22 * size + 4 * np.sin(z / 70), aorta_y - 4 + 0.08 * z.clip(0, None)),
+        lambda z: (0 * z + rng_ivc[0], 0 * z + rng_ivc[1]),
+    )
+    p.paint(*ivc, _LABEL["inferior vena cava"], rng.uniform(100, 150) + phase)
+
+    eso_bottom = stomach_c[2] + 0.6 * stomach_axes[2]
+    eso = p.tube_along_z(
+        (eso_bottom - 6, z_hi),
+        lambda z: (
+            8 + 32 * np.clip((z_hi - z) / (z_hi - eso_bottom), 0, 1) ** 2,
+            aorta_y - 18 - 10 * np.clip((z_hi - z) / (z_hi - eso_bottom), 0, 1),
+        ),
+        lambda z: (0 * z + 9, 0 * z + 7),
+    )
+    p.paint(*eso, _LABEL["esophagus"], rng.uniform(40, 70))
+
+    gall_c = (liver_c[0] + 10 * size + rng.uniform(-6, 6), liver_c[1] - 40 * size, liver_c[2] - 52 * size)
+    p.paint(*p.ellipsoid(gall_c, axes((14, 13, 30), 0.2), _rotation(rng, -30, 15), wobble=0.08), _LABEL["gallbladder"], rng.uniform(0, 25))
+
+    # Quantum noise, stronger for thinner slices and larger patients, as on a scanner.
+    sigma = rng.uniform(10, 18) * math.sqrt(3.0 / max(thickness / spacing_scale, 1.0)) * size
+    image = p.hu + rng.normal(0, sigma, size=p.hu.shape).astype(np.float32)
+    np.clip(image, -1024, 3071, out=image)
+
+    affine = np.diag([-inplane, -inplane, thickness, 1.0])  # LPS storage: i -> left, j -> posterior
+    affine[:3, 3] = (-grid.x[0], -grid.y[0], grid.z[0])
+    return np.rint(image).astype(np.int16), p.label, affine
+
+
+def write_synthetic_dataset(
+    out: Path,
+    case_ids: Iterable[str],
+    spacing_scale: float = 1.0,
+    progress=None,
+) -> Path:
+    """Write cases as ``out/RawData/Training/{img,label}/...`` NIfTI files; returns the Training folder.
+
+    Each file is written to a temporary name then renamed, and a marker is written last, so that an
+    interrupted run leaves either finished files or nothing, and a rerun completes what is missing.
+    """
+    import nibabel as nib
+
+    training = Path(out) / "RawData" / "Training"
+    (training / "img").mkdir(parents=True, exist_ok=True)
+    (training / "label").mkdir(parents=True, exist_ok=True)
+    for case_id in case_ids:
+        img_path = training / "img" / f"img{case_id}.nii.gz"
+        lab_path = training / "label" / f"label{case_id}.nii.gz"
+        if not (img_path.exists() and lab_path.exists()):
+            image, label, affine = synthesize_case(case_id, spacing_scale)
+            for array, path in ((image, img_path), (label, lab_path)):
+                nifti = nib.Nifti1Image(array, affine)
+                nifti.header.set_xyzt_units("mm")
+                nifti.header["descrip"] = b"bench synthetic abdomen (not BTCV)"
+                tmp = path.with_name(path.name + ".part.nii.gz")
+                nib.save(nifti, tmp)
+                os.replace(tmp, path)
+        if progress is not None:
+            progress(case_id)
+    return training
