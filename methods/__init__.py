@@ -1,0 +1,22 @@
+"""Segmentation methods behind one interface; importing this package registers all of them."""
+
+from methods import swinunetr, unetr  # noqa: F401  (registration side effects)
+from methods.registry import (
+    MethodInfo,
+    UnknownMethodError,
+    count_parameters,
+    create_model,
+    get_method,
+    list_methods,
+    register_method,
+)
+
+__all__ = [
+    "MethodInfo",
+    "UnknownMethodError",
+    "count_parameters",
+    "create_model",
+    "get_method",
+    "list_methods",
+    "register_method",
+]

@@ -1,0 +1,136 @@
+"""One interface for every method: a registry of builders with their metadata.
+
+A method module registers a builder with :func:`register_method`; the harness only ever calls
+:func:`create_model` and reads :class:`MethodInfo`. Builders take
+``(in_channels, out_channels, roi_size, **hyperparameters)`` and return an ``nn.Module`` mapping
+``(B, in_channels, X, Y, Z)`` to logits ``(B, out_channels, X, Y, Z)``. Hyperparameters come from
+the method's ``paper`` settings, overlaid by its ``smoke`` settings for the CPU-sized profile,
+overlaid by explicit overrides (ablations are overrides, never copies of a method).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from torch import nn
+
+Family = Literal["sam-adapter", "3d-net"]
+ModelSize = Literal["paper", "smoke"]
+Builder = Callable[..., nn.Module]
+TrainableRule = Callable[[nn.Module], Iterable[str]]
+
+
+class UnknownMethodError(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the harness may know about a method."""
+
+    name: str
+    family: Family
+    reference: str
+    builder: Builder
+    paper: Mapping[str, Any] = field(default_factory=dict)
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+    # Names of the parameters that train; None means all of them (3D nets trained from scratch).
+    trainable: TrainableRule | None = None
+    # Every spatial size of the input must be a multiple of this (patching, pooling depth).
+    size_multiple: int = 1
+    # True when the network's shape depends on the input size (learned position embeddings).
+    fixed_input_size: bool = False
+    weights: str = "random init (trained from scratch)"
+
+    def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
+        params = dict(self.paper)
+        if size == "smoke":
+            params.update(self.smoke)
+        params.update(overrides)
+        return params
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    family: Family,
+    reference: str,
+    paper: Mapping[str, Any] | None = None,
+    smoke: Mapping[str, Any] | None = None,
+    trainable: TrainableRule | None = None,
+    size_multiple: int = 1,
+    fixed_input_size: bool = False,
+    weights: str = "random init (trained from scratch)",
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        _REGISTRY[name] = MethodInfo(
+            name=name,
+            family=family,
+            reference=reference,
+            builder=builder,
+            paper=MappingProxyType(dict(paper or {})),
+            smoke=MappingProxyType(dict(smoke or {})),
+            trainable=trainable,
+            size_multiple=size_multiple,
+            fixed_input_size=fixed_input_size,
+            weights=weights,
+        )
+        return builder
+
+    return decorate
+
+
+def list_methods() -> list[MethodInfo]:
+    return list(_REGISTRY.values())
+
+
+def get_method(name: str) -> MethodInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
+
+
+def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int]) -> None:
+    bad = [s for s in roi_size if s % info.size_multiple]
+    if bad:
+        raise ValueError(f"method {info.name!r} needs every crop size to be a multiple of {info.size_multiple}; got {tuple(roi_size)}")
+
+
+def create_model(
+    name: str,
+    *,
+    size: ModelSize = "paper",
+    in_channels: int = 1,
+    out_channels: int = 14,
+    roi_size: tuple[int, int, int] = (96, 96, 96),
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered method with its trainable-parameter rule applied (frozen parts get no grad)."""
+    info = get_method(name)
+    check_input_size(info, roi_size)
+    model = info.builder(in_channels, out_channels, tuple(roi_size), **info.hyperparameters(size, **overrides))
+    if info.trainable is not None:
+        keep = set(info.trainable(model))
+        for pname, param in model.named_parameters():
+            param.requires_grad_(pname in keep)
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import methods
+from methods import count_parameters, create_model, get_method, list_methods
+from methods.registry import _REGISTRY, UnknownMethodError, register_method
+
+
+def test_unknown_method_lists_the_known_ones():
+    with pytest.raises(UnknownMethodError, match="unknown method 'nope'; known methods: .*swinunetr.*unetr"):
+        get_method("nope")
+
+
+def test_first_methods_are_registered_with_metadata():
+    names = {m.name for m in list_methods()}
+    assert {"unetr", "swinunetr"} <= names
+    for name in ("unetr", "swinunetr"):
+        info = get_method(name)
+        assert info.family == "3d-net" and "Hatamizadeh" in info.reference
+
+
+@pytest.mark.parametrize(("name", "published_millions"), [("unetr", 92.8), ("swinunetr", 62.2)])
+def test_paper_size_parameter_counts_match_published(name, published_millions):
+    total, trainable = count_parameters(create_model(name, size="paper", roi_size=(96, 96, 96)))
+    assert total == trainable  # trained from scratch: everything trains
+    assert total / 1e6 == pytest.approx(published_millions, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["unetr", "swinunetr"])
+def test_smoke_models_map_a_crop_to_class_logits(name):
+    model = create_model(name, size="smoke", roi_size=(32, 32, 32))
+    out = model(torch.rand(2, 1, 32, 32, 32))
+    assert out.shape == (2, 14, 32, 32, 32)
+
+
+def test_crop_size_must_suit_the_network():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        create_model("swinunetr", size="smoke", roi_size=(48, 48, 48))
+
+
+def test_trainable_rule_freezes_everything_else():
+    @register_method("_frozen_toy", family="sam-adapter", reference="test", trainable=lambda m: ["head.weight", "head.bias"])
+    def build(in_channels, out_channels, roi_size):
+        return nn.ModuleDict({"backbone": nn.Conv3d(in_channels, 4, 3), "head": nn.Conv3d(4, out_channels, 1)})
+
+    try:
+        model = create_model("_frozen_toy")
+        total, trainable = count_parameters(model)
+        assert trainable == 4 * 14 + 14 and total == trainable + 4 * 27 + 4
+        assert not model["backbone"].weight.requires_grad
+    finally:
+        _REGISTRY.pop("_frozen_toy")
+
+
+def test_overrides_reach_the_builder():
+    info = methods.get_method("unetr")
+    assert info.hyperparameters("smoke", feature_size=4)["feature_size"] == 4
+    assert info.hyperparameters("paper")["hidden_size"] == 768
