@@ -1,0 +1,120 @@
+"""Profiles and the resolved configuration of one run.
+
+``paper`` is the TP-Mamba paper's uniform protocol. ``smoke`` keeps every step of it but is sized
+for a 2-core CPU: coarser resampling, small crops, narrow randomly initialised networks, a few
+hundred iterations. Outputs always record which profile made them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from bench.data.preprocess import PreprocessSettings
+from bench.errors import UserError
+
+FRACTIONS = ("100pct", "25pct", "12pct")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    preprocess: PreprocessSettings
+    roi: int  # cubic training crop and sliding-window size, voxels
+    epochs: int
+    model_size: str  # "paper" or "smoke" hyperparameters of each method
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    val_every: int = 50  # epochs between validation Dice lines in log.jsonl
+    checkpoint_minutes: float = 10.0
+    sw_overlap: float = 0.5
+    sw_batch_size: int = 4
+    num_workers: int = 4
+    min_iterations_per_epoch: int = 1  # iterations per epoch at least (tiny fractions would barely train)
+    crops_per_case: int = 1  # crops of one volume per iteration; the batch is these crops
+    seed: int = 0
+
+    def with_overrides(self, **kw: Any) -> Profile:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile(
+        name="paper",
+        preprocess=PreprocessSettings(spacing_mm=1.0),
+        roi=96,
+        epochs=1000,
+        model_size="paper",
+        val_every=50,
+    ),
+    # Sized so that `bench run --methods unetr,swinunetr --data 25pct` (10 runs) takes minutes on
+    # 2 CPU cores: 8 mm voxels put most of the abdomen in one 32^3 crop, and two crops per step
+    # keep PyTorch's CPU convolutions on their fast (oneDNN) path, which batch 1 misses.
+    "smoke": Profile(
+        name="smoke",
+        preprocess=PreprocessSettings(spacing_mm=8.0),
+        roi=32,
+        epochs=25,
+        model_size="smoke",
+        lr=2e-3,
+        val_every=5,
+        checkpoint_minutes=1.0,
+        sw_batch_size=8,
+        num_workers=0,
+        min_iterations_per_epoch=6,
+        crops_per_case=2,
+    ),
+}
+
+
+def resolve_profile(name: str, has_cuda: bool) -> Profile:
+    if name == "auto":
+        name = "paper" if has_cuda else "smoke"
+    if name not in PROFILES:
+        raise UserError(f"unknown profile {name!r}; choose auto, paper or smoke")
+    return PROFILES[name]
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return name
+
+
+def parse_repeats(text: str, available: int) -> list[int]:
+    if text == "all":
+        return list(range(available))
+    try:
+        repeats = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise UserError(f"--repeats must be 'all' or comma-separated draw numbers, got {text!r}") from None
+    if not repeats or any(r < 0 or r >= available for r in repeats):
+        raise UserError(f"--repeats {text!r} out of range: this fraction has draws 0..{available - 1}")
+    return repeats
+
+
+def cache_root() -> Path:
+    """The user's cache folder for synthetic data and preprocessed volumes."""
+    if env := os.environ.get("BENCH_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sam3d-bench"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Hash of what determines a run's result (provenance such as times and versions excluded)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def profile_dict(profile: Profile) -> dict[str, Any]:
+    return asdict(profile)

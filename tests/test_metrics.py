@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import surface_distance
+import torch
+from monai.metrics import compute_dice
+from monai.networks.utils import one_hot
+
+from bench.data.labels import ORGANS
+from bench.metrics import dice_per_organ, score_case, surface_dice
+from bench.results import summarize
+
+
+def test_dice_matches_monai_on_random_label_maps():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 14, size=(20, 18, 16))
+    pred = np.where(rng.random(ref.shape) < 0.7, ref, rng.integers(0, 14, size=ref.shape))
+    ours = dice_per_organ(pred, ref, 14)
+    to_onehot = lambda a: one_hot(torch.as_tensor(a)[None, None], num_classes=14)  # noqa: E731
+    theirs = compute_dice(to_onehot(pred), to_onehot(ref), include_background=False)[0].numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+def test_nnunet_convention_for_absent_organs():
+    ref = np.zeros((8, 8, 8), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[1:4, 1:4, 1:4] = 1  # spleen in reference only
+    pred[5:7, 5:7, 5:7] = 2  # right kidney predicted, absent from reference
+    dice = dice_per_organ(pred, ref, 14)
+    assert dice[0] == 0.0  # reference only -> 0
+    assert dice[1] == 0.0  # prediction only -> 0
+    assert np.isnan(dice[2])  # absent from both -> NaN
+
+
+def test_nan_is_left_out_of_means():
+    def case(dice_liver, dice_spleen):
+        metrics = {o: {"dice": math.nan, "nsd": math.nan} for o in ORGANS}
+        metrics["liver"] = {"dice": dice_liver, "nsd": dice_liver}
+        metrics["spleen"] = {"dice": dice_spleen, "nsd": dice_spleen}
+        return {"case": "x", "metrics": metrics}
+
+    summary = summarize([case(0.8, math.nan), case(0.6, 0.5)], {})
+    assert summary["mean"]["liver"]["dice"] == pytest.approx(0.7)
+    assert summary["mean"]["spleen"]["dice"] == pytest.approx(0.5)
+    assert summary["foreground_mean"]["dice"] == pytest.approx(0.6)
+
+
+def test_surface_dice_on_a_crop_equals_the_full_volume():
+    rng = np.random.default_rng(1)
+    ref = np.zeros((60, 50, 40), bool)
+    ref[10:30, 12:33, 8:20] = True
+    pred = np.roll(ref, 2, axis=0) & (rng.random(ref.shape) > 0.05)
+    spacing = (0.8, 0.8, 2.5)
+    full = surface_distance.compute_surface_dice_at_tolerance(surface_distance.compute_surface_distances(ref, pred, spacing), 1.0)
+    assert surface_dice(pred, ref, spacing, 1.0) == pytest.approx(full, abs=1e-12)
+    assert surface_dice(ref, ref, spacing, 1.0) == pytest.approx(1.0)
+    assert 0.0 < full < 1.0
+
+
+def test_surface_dice_conventions():
+    empty = np.zeros((5, 5, 5), bool)
+    some = empty.copy()
+    some[1:3, 1:3, 1:3] = True
+    assert math.isnan(surface_dice(empty, empty, (1, 1, 1), 1.0))
+    assert surface_dice(some, empty, (1, 1, 1), 1.0) == 0.0
+    assert surface_dice(empty, some, (1, 1, 1), 1.0) == 0.0
+
+
+def test_score_case_gives_every_organ():
+    ref = np.zeros((10, 10, 10), np.uint8)
+    ref[2:6, 2:6, 2:6] = 6
+    scores = score_case(ref, ref, 1.0)
+    assert set(scores) == set(ORGANS)
+    assert scores["liver"]["dice"] == 1.0 and scores["liver"]["nsd"] == 1.0 and scores["liver"]["n_ref"] == 64
+    assert math.isnan(scores["spleen"]["dice"]) and math.isnan(scores["spleen"]["nsd"])

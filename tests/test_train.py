@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.config import PROFILES
+from bench.data.preprocess import PreprocessedCase
+from bench.train import cosine_to_zero, train
+
+
+def toy_cases(n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        label = np.zeros((1, 20, 18, 16), np.uint8)
+        label[0, 4:12, 5:12, 3:10] = 6
+        label[0, 13:17, 4:8, 8:14] = 1
+        image = (0.3 + 0.4 * (label > 0) + 0.05 * rng.standard_normal(label.shape)).astype(np.float32)
+        cases.append(PreprocessedCase(f"{i:04d}", image, label, 8.0))
+    return cases
+
+
+def toy_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 14, 1))
+
+
+PROFILE = dataclasses.replace(PROFILES["smoke"], roi=16, epochs=3, val_every=2, min_iterations_per_epoch=2, crops_per_case=2)
+
+
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    cases = toy_cases()
+    straight = train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "a", "h", seed=7)
+    # Interrupt the same run inside its third epoch (an exception, as a crash would); the checkpoint
+    # of epoch 2 (a validation epoch) is what the rerun resumes from.
+    (tmp_path / "c").mkdir()
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(epoch, step, loss, lr):
+        if epoch == 2 and step == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "c", "h", seed=7, on_step=stop_after_two)
+    resumed = train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "c", "h", seed=7)
+    expected, got = straight.model.state_dict(), resumed.model.state_dict()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+    lines = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert "val_dice" in lines[1] and "val_dice" in lines[2] and "val_dice" not in lines[0]
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    cases = toy_cases(2)
+    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "first", seed=1)
+    with pytest.raises(RuntimeError, match="different configuration"):
+        train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "second", seed=1)
+
+
+def test_training_reduces_the_loss(tmp_path):
+    cases = toy_cases()
+    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=8, lr=1e-2), "cpu", tmp_path, "h", seed=3)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_cosine_schedule_runs_from_one_to_zero():
+    f = cosine_to_zero(100)
+    assert f(0) == 1.0 and f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0) and f(150) == pytest.approx(0.0)
