@@ -1,0 +1,155 @@
+"""The ``bench`` command line. User errors print one line and exit with code 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.errors import UserError
+
+app = typer.Typer(
+    help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Validate a BTCV folder or write the built-in synthetic abdomen.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Logs and CI are not terminals; give the 15-column organ tables room there too.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+
+def user_errors(fn: F) -> F:
+    """Turn the errors a user can fix into one line on stderr and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from methods import UnknownMethodError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, UnknownMethodError) as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished epochs are checkpointed; rerun the same command to resume")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def run(
+    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them).")] = "unetr,swinunetr",
+    data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
+    repeats: Annotated[str, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1'.")] = "all",
+    data_root: Annotated[
+        Path | None, typer.Option(help="BTCV folder (RawData or Decathlon layout); default $BENCH_DATA_ROOT, else the synthetic abdomen.")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="paper (the paper's settings), smoke (2-core CPU sized) or auto (smoke without CUDA).")
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder for runs/<data>/<method>/repeat<k>/ and results.csv.")] = Path("runs"),
+    epochs: Annotated[int | None, typer.Option(help="Override the profile's number of epochs.")] = None,
+    roi: Annotated[int | None, typer.Option(help="Override the profile's cubic crop / sliding-window size (voxels).")] = None,
+) -> None:
+    """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
+    from bench.runner import RunRequest, run_benchmark
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    request = RunRequest(
+        methods=names, data=data, repeats=repeats, data_root=data_root, profile=profile, device=device, out=out, epochs=epochs, roi=roi
+    )
+    csv_path = run_benchmark(request, console)
+    console.print(f"results: {csv_path}")
+
+
+@app.command("list")
+@user_errors
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False) -> None:
+    """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes)."""
+    from methods import count_parameters, create_model, list_methods
+
+    rows = []
+    for info in list_methods():
+        total, trainable = count_parameters(create_model(info.name, size="paper", roi_size=(96, 96, 96)))
+        rows.append(
+            {
+                "name": info.name,
+                "family": info.family,
+                "params_total": total,
+                "params_trainable": trainable,
+                "reference": info.reference,
+                "weights": info.weights,
+                "hyperparameters": dict(info.paper),
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=list) + "\n")
+        return
+    table = Table(title="Registered methods (paper-size, 96^3 input, 14 classes)")
+    for column in ("name", "family", "params total (M)", "trainable (M)", "reference"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"], row["family"], f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}", row["reference"]
+        )
+    console.print(table)
+
+
+@data_app.command("check")
+@user_errors
+def data_check(
+    data_root: Annotated[Path | None, typer.Option(help="BTCV folder; default $BENCH_DATA_ROOT, else the synthetic abdomen.")] = None,
+) -> None:
+    """Validate every case: files present and readable, shapes and affines agree, labels 0..13, ids match the splits."""
+    from bench.data.btcv import check_dataset
+    from bench.runner import resolve_dataset
+    from splits import load_splits
+
+    ids = load_splits().all_ids()
+    dataset = resolve_dataset(data_root, ids, err_console)
+    problems = check_dataset(dataset, ids)
+    for line in problems:
+        console.print(line, highlight=False, soft_wrap=True)
+    if problems:
+        err_console.print(f"[red]{len(problems)} problem(s)[/red] in {dataset.root} ({dataset.layout} layout)")
+        raise typer.Exit(code=2)
+    console.print(f"{len(ids)} cases OK in {dataset.root} ({dataset.layout} layout{', synthetic' if dataset.synthetic else ''})")
+
+
+@data_app.command("synth")
+@user_errors
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to write RawData/Training/{img,label}/ into.")],
+    spacing_scale: Annotated[float, typer.Option(help="Multiply voxel sizes (1.0 = BTCV-like; larger = smaller files, for tests).")] = 1.0,
+) -> None:
+    """Write the synthetic abdomen (30 cases with BTCV's ids and layout, fixed seed: identical every time)."""
+    from bench.data.btcv import BTCV_LABELLED_IDS
+    from bench.runner import ensure_synthetic
+
+    if not 0.25 <= spacing_scale <= 16:
+        raise UserError(f"--spacing-scale must be between 0.25 and 16, got {spacing_scale}")
+    ensure_synthetic(out, BTCV_LABELLED_IDS, console, spacing_scale)
+    console.print(f"wrote {len(BTCV_LABELLED_IDS)} synthetic cases to {out / 'RawData' / 'Training'} (not BTCV: stamped synthetic)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""``bench run``: dataset -> split -> cached preprocessing -> build -> train -> infer -> score -> results.
+
+Everything a run decides is validated before the first case is touched, so a typo costs nothing;
+every finished run is skipped on a rerun and an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bench.config import FRACTIONS, Profile, cache_root, config_hash, parse_repeats, profile_dict, resolve_device, resolve_profile
+from bench.data.btcv import Dataset, locate_dataset
+from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
+from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
+from bench.errors import UserError
+from bench.io import read_json, write_json
+from bench.provenance import code_revision, hardware, package_versions
+from bench.results import load_results, organ_table, repeats_in, summarize, write_results_csv, write_summary
+
+# Settings that change how fast a run goes, not what it computes: left out of the config hash.
+_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size")
+
+
+@dataclass
+class RunRequest:
+    methods: list[str]
+    data: str = "25pct"
+    repeats: str = "all"
+    data_root: Path | None = None
+    profile: str = "auto"
+    device: str = "auto"
+    out: Path = Path("runs")
+    epochs: int | None = None
+    roi: int | None = None
+
+
+@dataclass
+class PlannedRun:
+    method: str
+    data: str
+    repeat: int
+    train_ids: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    run_dir: Path
+    config: dict = field(default_factory=dict)
+    hash: str = ""
+
+
+def synthetic_root() -> Path:
+    return cache_root() / f"synthetic-v{SYNTHETIC_VERSION}"
+
+
+def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float = 1.0) -> Path:
+    """Write the synthetic abdomen once (missing cases only); later calls find the marker and return."""
+    marker = root / COMPLETE_MARKER
+    wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale}
+    if marker.exists():
+        try:
+            found = json.loads(marker.read_text())
+        except ValueError:
+            found = None
+        if found == wanted:
+            return root
+        raise UserError(f"{root} holds a different synthetic dataset ({found}); choose another folder or remove it")
+    case_ids = list(case_ids)
+    with _progress(console) as progress:
+        task = progress.add_task("synthesizing abdomen CTs", total=len(case_ids), status="")
+        write_synthetic_dataset(root, case_ids, spacing_scale, progress=lambda _: progress.advance(task))
+    marker.write_text(json.dumps(wanted) + "\n")
+    return root
+
+
+def resolve_dataset(data_root: Path | None, case_ids, console: Console) -> Dataset:
+    root = data_root or (Path(os.environ["BENCH_DATA_ROOT"]) if os.environ.get("BENCH_DATA_ROOT") else None)
+    if root is not None:
+        # A folder written by `bench data synth` stays stamped synthetic wherever it is passed in.
+        return locate_dataset(root, synthetic=(Path(root) / COMPLETE_MARKER).exists())
+    return locate_dataset(ensure_synthetic(synthetic_root(), case_ids, console), synthetic=True)
+
+
+def data_identity(dataset: Dataset) -> str:
+    """Identity of the data for the config hash: stable when the folder moves, not when files change."""
+    if dataset.synthetic:
+        return f"synthetic-v{SYNTHETIC_VERSION}"
+    sizes = [
+        f"{c.case_id}:{c.image.stat().st_size}:{c.label.stat().st_size}"
+        for c in dataset.cases.values()
+        if c.label and c.image.exists() and c.label.exists()
+    ]
+    return f"btcv-{zlib.crc32(';'.join(sizes).encode()):08x}"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
+    """Preprocess (or load from the cache) every case needed; returns cases and timing facts."""
+    cache_dir = cache_dir_for(cache_root(), dataset, profile.preprocess)
+    cases: dict[str, PreprocessedCase] = {}
+    started = time.monotonic()
+    cached = 0
+    with _progress(console) as progress:
+        task = progress.add_task("preprocessing (cached once)", total=len(case_ids), status="")
+        for cid in sorted(case_ids):
+            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir)
+            cases[cid] = case
+            cached += was_cached
+            progress.update(task, advance=1, status=f"{cached} from cache")
+    return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
+
+
+def run_seed(profile: Profile, method: str, data: str, repeat: int) -> int:
+    return profile.seed * 1_000_003 + zlib.crc32(f"{method}|{data}|{repeat}".encode()) % 1_000_003
+
+
+def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Dataset) -> list[PlannedRun]:
+    from methods import get_method
+    from methods.registry import check_input_size
+    from splits import load_splits
+
+    splits = load_splits()
+    draws = splits.train[request.data]
+    repeats = parse_repeats(request.repeats, len(draws))
+    identity = data_identity(dataset)
+    planned = []
+    for name in request.methods:
+        info = get_method(name)
+        try:
+            check_input_size(info, (profile.roi,) * 3)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        hyper = info.hyperparameters(profile.model_size)
+        for repeat in repeats:
+            run = PlannedRun(
+                name, request.data, repeat, draws[repeat], splits.test, Path(request.out) / request.data / name / f"repeat{repeat}"
+            )
+            run.config = {
+                "method": name,
+                "family": info.family,
+                "hyperparameters": hyper,
+                "data": request.data,
+                "repeat": repeat,
+                "train_cases": list(run.train_ids),
+                "test_cases": list(run.test_ids),
+                "profile": {k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
+                "preprocess_key": profile.preprocess.key(),
+                "data_identity": identity,
+                "device": device,
+                "seed": run_seed(profile, name, request.data, repeat),
+                "weights": info.weights,
+            }
+            run.hash = config_hash(run.config)
+            _check_existing(run)
+            planned.append(run)
+    return planned
+
+
+def _check_existing(run: PlannedRun) -> None:
+    config_path = run.run_dir / "config.json"
+    if config_path.exists():
+        try:
+            existing = read_json(config_path).get("config_hash")
+        except ValueError:
+            existing = None
+        if existing != run.hash:
+            raise UserError(
+                f"{run.run_dir} holds a run with a different configuration (hash {existing}, now {run.hash}); "
+                "use another --out or remove that folder"
+            )
+
+
+def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict) -> dict:
+    return {
+        "data_source": dataset.source,
+        "data_root": str(dataset.root),
+        "data_layout": dataset.layout,
+        "synthetic": dataset.synthetic,
+        "profile": profile.name,
+        "device": device,
+        "hardware": hardware(device),
+        "versions": package_versions(),
+        "code_revision": code_revision(),
+        "preprocess_cache": prep.get("cache_dir"),
+        "stamp": stamp(dataset, profile),
+    }
+
+
+def stamp(dataset: Dataset, profile: Profile) -> str:
+    parts = ["SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}", f"profile {profile.name}"]
+    if profile.name != "paper":
+        parts.append(f"{profile.preprocess.spacing_mm:g} mm voxels, {profile.roi}^3 crops, small random-init networks")
+    return "; ".join(parts)
+
+
+def execute_run(
+    run: PlannedRun,
+    profile: Profile,
+    device: str,
+    cases: dict[str, PreprocessedCase],
+    provenance: dict,
+    console: Console,
+) -> dict:
+    """Train, evaluate and summarise one run; returns its summary (reads it back if already finished)."""
+    from bench.evaluate import evaluate_cases
+    from bench.train import train
+    from methods import count_parameters, create_model
+
+    summary_path = run.run_dir / "summary.json"
+    if summary_path.exists():
+        console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
+        return read_json(summary_path)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    model = create_model(run.method, size=profile.model_size, roi_size=(profile.roi,) * 3)
+    total, trainable = count_parameters(model)
+    config_path = run.run_dir / "config.json"
+    if not config_path.exists():
+        write_json(
+            config_path,
+            {
+                **run.config,
+                "config_hash": run.hash,
+                "params_total": total,
+                "params_trainable": trainable,
+                "provenance": provenance,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+    train_cases = [cases[c] for c in run.train_ids]
+    test_cases = [cases[c] for c in run.test_ids]
+    per_epoch = max(len(train_cases), profile.min_iterations_per_epoch)
+    label = f"{run.method} {run.data} #{run.repeat}"
+    started = time.monotonic()
+    with _progress(console) as progress:
+        task = progress.add_task(label, total=profile.epochs * per_epoch, status="")
+
+        def on_step(epoch: int, step: int, loss: float, lr: float) -> None:
+            progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")
+
+        state = train(
+            model,
+            train_cases,
+            test_cases,
+            profile,
+            device,
+            run.run_dir,
+            run.hash,
+            run.config["seed"],
+            on_step=on_step,
+            notify=lambda msg: console.print(f"[yellow]{msg}[/yellow]"),
+        )
+        progress.update(task, completed=profile.epochs * per_epoch)
+    train_seconds = time.monotonic() - started
+    started = time.monotonic()
+    per_case = evaluate_cases(state.model, test_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
+    header = {
+        "method": run.method,
+        "data": run.data,
+        "repeat": run.repeat,
+        "config_hash": run.hash,
+        "stamp": provenance["stamp"],
+        "synthetic": provenance["synthetic"],
+        "profile": profile.name,
+        "weights": run.config["weights"],
+        "spacing_mm": profile.preprocess.spacing_mm,
+        "metric_convention": "nnU-Net: organ absent in reference and prediction -> NaN (skipped in means); absent in reference only -> 0",
+        "nsd_tolerance_mm": 1.0,
+        "train_cases": list(run.train_ids),
+        "seconds": {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
+    }
+    summary = summarize(per_case, header)
+    state.save(run.run_dir / "checkpoint.pt", run.hash, finished=True)
+    write_summary(summary_path, summary)
+    return summary
+
+
+def print_table(console: Console, runs_dir: Path, methods: list[str], data: str, caption: str) -> None:
+    results = load_results(runs_dir, methods, data)
+    if results.empty:
+        return
+    table_df = organ_table(results)
+    counts = repeats_in(results)
+    table = Table(title=f"Dice (%) on the test cases, {data} of the training data", caption=caption)
+    table.add_column("Method")
+    for column in table_df.columns:
+        table.add_column(column, justify="right")
+    order = {m: i for i, m in enumerate(methods)}
+    for (method, frac), row in sorted(table_df.iterrows(), key=lambda kv: order.get(kv[0][0], 99)):
+        n = counts.get((method, frac), 0)
+        table.add_row(f"{method} ({n} draw{'s' if n != 1 else ''})", *[f"{v:.1f}" if v == v else "-" for v in row.values])
+    console.print(table)
+
+
+def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Path:
+    """The whole of ``bench run``. Returns the results.csv path."""
+    import torch
+
+    from methods import get_method
+    from splits import load_splits
+
+    if request.data not in FRACTIONS:
+        raise UserError(f"unknown data fraction {request.data!r}; choose one of {', '.join(FRACTIONS)}")
+    if not request.methods:
+        raise UserError("--methods is empty; name at least one method (bench list shows them)")
+    for name in request.methods:
+        get_method(name)
+    device = resolve_device(request.device)
+    profile = resolve_profile(request.profile, has_cuda=device == "cuda")
+    if request.epochs is not None and request.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {request.epochs}")
+    if request.roi is not None and request.roi < 8:
+        raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
+    profile = profile.with_overrides(epochs=request.epochs, roi=request.roi)
+    if device == "cpu":
+        torch.set_num_threads(max(torch.get_num_threads(), 1))
+
+    splits = load_splits()
+    parse_repeats(request.repeats, len(splits.train[request.data]))
+    dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
+    say = announce or console.print
+    say(f"[bold]{stamp(dataset, profile)}[/bold]; device {device}")
+    if dataset.synthetic:
+        say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
+
+    planned = plan_runs(request, profile, device, dataset)
+    needed = set(splits.test)
+    for run in planned:
+        needed.update(run.train_ids)
+    missing = sorted(c for c in needed if c not in dataset.cases)
+    if missing:
+        raise UserError(
+            f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
+        )
+    cases, prep = prepare_cases(dataset, needed, profile, console)
+    console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
+    provenance = _provenance(dataset, profile, device, prep)
+    try:
+        for run in planned:
+            execute_run(run, profile, device, cases, provenance, console)
+            write_results_csv(Path(request.out))
+    finally:
+        # Whatever finished is in results.csv even if a later run fails or is interrupted.
+        csv_path = write_results_csv(Path(request.out))
+    print_table(console, Path(request.out), request.methods, request.data, provenance["stamp"])
+    return csv_path

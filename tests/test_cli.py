@@ -1,0 +1,110 @@
+"""End to end through the CLI, in process, on the tiny synthetic abdomen."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+runner = CliRunner()
+FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in lines if line.startswith("error:")]) == 1, result.output
+    return result.output
+
+
+def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    result = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "Liver" in result.output
+    run_dir = out / "12pct" / "unetr" / "repeat0"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["provenance"]["synthetic"] is True and "SYNTHETIC" in config["provenance"]["stamp"]
+    assert config["provenance"]["profile"] == "smoke" and config["provenance"]["device"] == "cpu"
+    assert config["provenance"]["versions"]["torch"] and config["train_cases"] == ["0024", "0025", "0032"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [c["case"] for c in summary["metric_per_case"]] == ["0035", "0036", "0037", "0038", "0039", "0040"]
+    assert 0.0 <= summary["mean"]["liver"]["dice"] <= 1.0 and summary["synthetic"] is True
+    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1]
+    assert (run_dir / "checkpoint.pt").exists()
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 * 13 and set(rows[0]) == {"method", "data", "repeat", "case", "organ", "dice", "nsd"}
+    again = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert again.exit_code == 0 and "finished earlier, skipped" in again.output
+    # Same folder, different configuration: refused rather than mixed.
+    clash = invoke(
+        "run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST[:-1], "2"
+    )
+    assert "different configuration" in one_error_line(clash)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "unetr,nosuch"], "unknown method 'nosuch'"),
+        (["--data", "50pct"], "unknown data fraction '50pct'"),
+        (["--repeats", "7"], "out of range"),
+        (["--repeats", "a,b"], "--repeats must be"),
+        (["--profile", "fast"], "unknown profile 'fast'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--methods", "swinunetr", "--roi", "48"], "multiple of 32"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, message):
+    result = invoke("run", "--data-root", tiny_synthetic, "--out", tmp_path, "--profile", "smoke", "--device", "cpu", *args)
+    assert message in one_error_line(result)
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_bad_data_roots_exit_2(tmp_path):
+    assert "no BTCV layout" in one_error_line(invoke("run", "--data-root", tmp_path, "--out", tmp_path / "r", *FAST))
+    assert "does not exist" in one_error_line(invoke("run", "--data-root", tmp_path / "missing", *FAST))
+
+
+def test_corrupt_case_names_its_file_and_keeps_finished_work(tiny_synthetic, tmp_path, isolated_cache):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, root)
+    bad = root / "RawData" / "Training" / "label" / "label0038.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated download
+    result = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", root, "--out", tmp_path / "r", *FAST)
+    assert "label0038.nii.gz" in one_error_line(result)
+    # Cases preprocessed before the bad one stay cached for the rerun.
+    assert sorted(p.stem for p in isolated_cache.glob("preprocessed/*/*.npz")) == ["0024", "0025", "0032", "0035", "0036", "0037"]
+    check = invoke("data", "check", "--data-root", root)
+    assert check.exit_code == 2 and "label0038.nii.gz" in check.output
+
+
+def test_data_check_passes_on_the_synthetic_abdomen(tiny_synthetic):
+    result = invoke("data", "check", "--data-root", tiny_synthetic)
+    assert result.exit_code == 0 and "30 cases OK" in result.output and "synthetic" in result.output
+
+
+def test_data_synth_refuses_to_mix_datasets(tiny_synthetic):
+    result = invoke("data", "synth", "--out", tiny_synthetic, "--spacing-scale", "2")
+    assert "different synthetic dataset" in one_error_line(result)
+
+
+def test_list_json_is_pure_json_with_counts():
+    result = runner.invoke(app, ["list", "--json"])
+    assert result.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["unetr"]["params_total"] == rows["unetr"]["params_trainable"]
+    assert abs(rows["unetr"]["params_total"] / 1e6 - 92.8) < 0.05
+    assert rows["swinunetr"]["family"] == "3d-net"
