@@ -108,3 +108,9 @@ def test_list_json_is_pure_json_with_counts():
     assert rows["unetr"]["params_total"] == rows["unetr"]["params_trainable"]
     assert abs(rows["unetr"]["params_total"] / 1e6 - 92.8) < 0.05
     assert rows["swinunetr"]["family"] == "3d-net"
+
+
+def test_data_root_from_the_environment(tiny_synthetic, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tiny_synthetic))
+    result = invoke("data", "check")
+    assert result.exit_code == 0 and str(tiny_synthetic) in result.output.replace("\n", "")
