@@ -1,0 +1,203 @@
+"""Mamba (Gu & Dao, 2023) block that runs everywhere, with mamba-ssm's parameter names and shapes.
+
+``Mamba(d_model, d_state=16, d_conv=4, expand=2)`` holds ``in_proj, conv1d, x_proj, dt_proj, A_log,
+D, out_proj`` exactly as ``mamba_ssm.Mamba`` does, so a state dict moves between the two. On CUDA
+tensors with mamba-ssm installed the fused kernels run; everywhere else a pure-PyTorch selective
+scan does, which is
+
+- vectorised over the sequence: a chunk of T steps is solved with a log2(T)-step parallel
+  (Hillis-Steele) scan of the linear recurrence h_t = a_t * h_{t-1} + b_t, so there is a Python
+  loop over chunks, never over time steps;
+- bounded in memory: the (batch, T, d_inner, d_state) tensors exist for one chunk at a time, and
+  during training each chunk is recomputed in the backward pass (activation checkpointing), so
+  what is kept grows with L * d_inner, not L * d_inner * d_state. That matters on TP-Mamba's
+  depth-height and depth-width planes, whose sequences are D*h long.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+try:  # CUDA-only optional extra; the package must import without it.
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan
+except Exception:  # noqa: BLE001  (ImportError, or a missing/compiled-elsewhere kernel library)
+    _cuda_selective_scan = None
+
+# Elements of one chunk's (batch, T, d_inner, d_state) tensors. Small enough to stay in a CPU's
+# cache and bounded whatever the sequence length or batch; large enough to amortise the per-chunk
+# overhead on a GPU.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def mamba_ssm_available() -> bool:
+    return _cuda_selective_scan is not None
+
+
+def _scan_chunk(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """All states of h_t = a_t * h_{t-1} + b_t for one chunk; a, b: (B, T, D, N), h0: (B, D, N).
+
+    Hillis-Steele doubling: after the step with offset k, b_t holds the recurrence folded over the
+    last 2k inputs and a_t the product of their decays. Shifting by zero/one padding keeps every
+    step to whole-tensor operations.
+    """
+    b = torch.cat([b[:, :1] + a[:, :1] * h0[:, None], b[:, 1:]], dim=1)
+    length = a.shape[1]
+    step = 1
+    while step < length:
+        b = b + a * F.pad(b[:, :-step], (0, 0, 0, 0, step, 0))
+        if 2 * step < length:  # the last step needs no decay products
+            a = a * F.pad(a[:, :-step], (0, 0, 0, 0, step, 0), value=1.0)
+        step *= 2
+    return b
+
+
+def _chunk_outputs(
+    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y without skip/gate (B, T, D), last state (B, D, N)) for one chunk."""
+    a = torch.exp(delta[..., None] * A)  # (B, T, D, N), in (0, 1] since A < 0, delta > 0
+    b = (delta * u)[..., None] * B[:, :, None, :]
+    h = _scan_chunk(a, b, h0)
+    y = torch.einsum("btdn,btn->btd", h, C)
+    return y, h[:, -1]
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Selective scan in PyTorch. Shapes: u, delta, z (B, L, Din); A (Din, N); B, C (B, L, N); D (Din,).
+
+    delta is already positive (softplus applied). Returns y (B, L, Din):
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  y_t = C_t . h_t + D u_t,  y *= silu(z).
+    chunk_size None picks the largest power of two whose chunk tensors fit CHUNK_ELEMENTS.
+    """
+    batch, length, d_inner = u.shape
+    if chunk_size is None:
+        per_step = batch * d_inner * A.shape[1]
+        chunk_size = 1 << max(int(math.log2(max(CHUNK_ELEMENTS // per_step, 1))), 0)
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    outputs = []
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    for start in range(0, length, chunk_size):
+        stop = min(start + chunk_size, length)
+        args = (u[:, start:stop], delta[:, start:stop], A, B[:, start:stop], C[:, start:stop], h)
+        if recompute:
+            y, h = checkpoint(_chunk_outputs, *args, use_reentrant=False)
+        else:
+            y, h = _chunk_outputs(*args)
+        outputs.append(y)
+    y = torch.cat(outputs, dim=1)
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+def selective_scan_reference(u, delta, A, B, C, D=None, z=None) -> torch.Tensor:
+    """The recurrence one time step at a time: the definition the fast paths are tested against."""
+    batch, length, d_inner = u.shape
+    h = u.new_zeros(batch, d_inner, A.shape[1])
+    ys = []
+    for t in range(length):
+        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * u[:, t])[..., None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, dim=1)
+    if D is not None:
+        y = y + u * D
+    if z is not None:
+        y = y * F.silu(z)
+    return y
+
+
+class Mamba(nn.Module):
+    """Mamba block: (B, L, d_model) -> (B, L, d_model).
+
+    Args:
+        d_model: token width.
+        d_state: SSM state size N per channel.
+        d_conv: causal depthwise convolution width.
+        expand: d_inner = expand * d_model.
+        chunk_size: sequence chunk of the PyTorch scan (memory/speed only); None sizes it by memory.
+
+    Example:
+        >>> m = Mamba(96)
+        >>> m(torch.randn(2, 36, 96)).shape
+        torch.Size([2, 36, 96])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        chunk_size: int | None = None,
+    ):
+        super().__init__()
+        if d_model < 1 or d_state < 1 or d_conv < 1 or expand < 1:
+            raise ValueError(f"Mamba sizes must be positive, got d_model={d_model} d_state={d_state} d_conv={d_conv} expand={expand}")
+        self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16)
+        self.chunk_size = chunk_size
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+        # mamba-ssm's initialisation: dt spread log-uniformly over [dt_min, dt_max] through the
+        # bias (inverse softplus), A_n = -n (S4D-real), D = 1.
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        length = hidden.shape[1]
+        x, z = self.in_proj(hidden).chunk(2, dim=-1)
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :length]).transpose(1, 2)
+        dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        A = -torch.exp(self.A_log.float())
+        if hidden.is_cuda and _cuda_selective_scan is not None:
+            # The kernel wants (B, D, L) / (B, N, L) and applies dt bias + softplus itself.
+            y = _cuda_selective_scan(
+                x.transpose(1, 2).contiguous(),
+                (dt @ self.dt_proj.weight.t()).transpose(1, 2).contiguous(),
+                A,
+                B.transpose(1, 2).contiguous(),
+                C.transpose(1, 2).contiguous(),
+                self.D.float(),
+                z=z.transpose(1, 2).contiguous(),
+                delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True,
+            ).transpose(1, 2)
+        else:
+            # The recurrence multiplies hundreds of factors: keep it in fp32 even under autocast.
+            dtype = torch.promote_types(hidden.dtype, torch.float32)
+            with torch.autocast(hidden.device.type, enabled=False):
+                x, dt, B, C, z = (t.to(dtype) for t in (x, dt, B, C, z))
+                delta = F.softplus(F.linear(dt, self.dt_proj.weight.to(dtype), self.dt_proj.bias.to(dtype)))
+                y = selective_scan(x, delta, A.to(dtype), B, C, self.D.to(dtype), z, self.chunk_size)
+        return self.out_proj(y.to(hidden.dtype))
