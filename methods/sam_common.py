@@ -1,0 +1,234 @@
+"""What the three SAM-adapter methods share: a frozen SAM ViT run on the axial slices of a volume,
+LoRA on its attention, and the 3D decoder of the TP-Mamba authors' code.
+
+In the paper's uniform framework TP-Mamba, SAMed and MA-SAM all take the same 3D crops and use
+the same decoder, so only their adapters differ; this module is that common frame.
+
+Layout: volumes are ``(B, 1, X, Y, Z)`` as everywhere in the harness (MONAI's channel-first,
+Z = the axial/depth axis). The encoder sees ``B*Z`` slices of ``X x Y`` and its tokens are
+``(B*Z, h, w, C)`` with ``h = X / patch``, ``w = Y / patch`` (timm's NHWC); adapters that mix
+depth view them as ``(B, C, D, h, w)`` with ``D = Z``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import UnetResBlock
+from timm.layers import resample_abs_pos_embed_nhwc
+from torch import nn
+
+SAM_VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11), window_size=14, img_size=1024)
+# CPU profile: SAM's structure (windowed and global blocks, relative positions) at toy size.
+SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=2, img_size=64)
+
+
+def tokens_to_volume(tokens: torch.Tensor, depth: int) -> torch.Tensor:
+    """(B*D, h, w, C) -> (B, C, D, h, w)."""
+    bd, h, w, c = tokens.shape
+    return tokens.reshape(bd // depth, depth, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+def volume_to_tokens(volume: torch.Tensor) -> torch.Tensor:
+    """(B, C, D, h, w) -> (B*D, h, w, C)."""
+    b, c, d, h, w = volume.shape
+    return volume.permute(0, 2, 3, 4, 1).reshape(b * d, h, w, c)
+
+
+class LoRAQKV(nn.Module):
+    """Low-rank update of the q and v parts of a frozen fused qkv projection.
+
+    ``qkv(x) + [B_q act(A_q x), 0, B_v act(A_v x)]`` on tokens ``(..., C) -> (..., 3C)``. B starts at
+    zero, so the wrapped layer starts equal to the frozen one. SAMed: rank 4, no activation; the
+    TP-Mamba authors' code: rank 64 with a GELU between A and B. No scaling in either.
+    """
+
+    def __init__(self, qkv: nn.Linear, rank: int, gelu: bool = False):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+        dim = qkv.in_features
+        if qkv.out_features != 3 * dim:
+            raise ValueError(f"expected a fused qkv projection {dim} -> {3 * dim}, got {qkv.out_features}")
+        self.base = qkv
+        self.dim = dim
+        self.lora_q_a = nn.Linear(dim, rank, bias=False)
+        self.lora_q_b = nn.Linear(rank, dim, bias=False)
+        self.lora_v_a = nn.Linear(dim, rank, bias=False)
+        self.lora_v_b = nn.Linear(rank, dim, bias=False)
+        self.act = nn.GELU() if gelu else nn.Identity()
+        for a in (self.lora_q_a, self.lora_v_a):
+            nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+        for b in (self.lora_q_b, self.lora_v_b):
+            nn.init.zeros_(b.weight)
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.lora_q_b(self.act(self.lora_q_a(x)))
+        v = self.lora_v_b(self.act(self.lora_v_a(x)))
+        return self.base(x) + torch.cat([q, torch.zeros_like(q), v], dim=-1)
+
+
+@dataclass
+class SliceContext:
+    """The depth of the volume being encoded, read by adapters that reshape tokens to 3D."""
+
+    depth: int = 1
+
+
+def build_sam_vit(size: str) -> nn.Module:
+    """timm's SAM ViT (random init): ViT-B for "paper", a toy of the same structure for "smoke"."""
+    import timm
+
+    config = SAM_VIT_B if size == "paper" else SMOKE_VIT
+    if size == "paper":
+        return timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0)
+    from timm.models.vision_transformer_sam import VisionTransformerSAM
+
+    return VisionTransformerSAM(**config, use_rel_pos=True, num_classes=0, neck_chans=None)
+
+
+class SamSliceEncoder(nn.Module):
+    """A SAM ViT applied to every axial slice; returns the tokens after each of its last blocks.
+
+    Input ``(B, 1, X, Y, Z)`` in [0, 1]; the CT channel is repeated to SAM's three (no ImageNet
+    normalisation, as in the authors' code) and with ``slice_scale=2`` slices are upsampled x2
+    first (their ablation code). Output: ``len(out_blocks)`` tensors ``(B*Z, h, w, C)``.
+    ``after_block[i]`` (identity unless an adapter is installed) runs after block i.
+    """
+
+    def __init__(self, vit: nn.Module, out_blocks: Sequence[int], slice_scale: int = 1):
+        super().__init__()
+        if slice_scale not in (1, 2):
+            raise ValueError(f"slice_scale must be 1 (native) or 2 (x2 upsampled), got {slice_scale}")
+        self.vit = vit
+        self.out_blocks = tuple(out_blocks)
+        self.slice_scale = slice_scale
+        self.context = SliceContext()
+        self.after_block = nn.ModuleList(nn.Identity() for _ in vit.blocks)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    @property
+    def patch_size(self) -> int:
+        return self.vit.patch_embed.patch_size[0]
+
+    def forward(self, volume: torch.Tensor) -> list[torch.Tensor]:
+        b, c, x, y, z = volume.shape
+        if c != 1:
+            raise ValueError(f"SAM encoder expects one CT channel, got {c}")
+        slices = volume.permute(0, 4, 1, 2, 3).reshape(b * z, 1, x, y).expand(-1, 3, -1, -1)
+        if self.slice_scale != 1:
+            slices = F.interpolate(slices, scale_factor=self.slice_scale, mode="bilinear", align_corners=False)
+        self.context.depth = z
+        tokens = self.vit.patch_embed(slices)
+        tokens = tokens + resample_abs_pos_embed_nhwc(self.vit.pos_embed, tokens.shape[1:3])
+        features = []
+        for index, (block, adapter) in enumerate(zip(self.vit.blocks, self.after_block, strict=True)):
+            tokens = adapter(block(tokens))
+            if index in self.out_blocks:
+                features.append(tokens)
+        return features
+
+
+class InPlaneUp(nn.Sequential):
+    """x2 upsampling of h and w (depth kept): transposed conv (2, 2, 1), instance norm, GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.ConvTranspose3d(in_channels, out_channels, kernel_size=(2, 2, 1), stride=(2, 2, 1)),
+            nn.InstanceNorm3d(out_channels, affine=True),
+            nn.GELU(),
+        )
+
+
+class SliceDecoder3D(nn.Module):
+    """The 3D decoder of the TP-Mamba authors' code, shared by the three SAM methods.
+
+    Each of the last four block features ``(B*D, h, w, C)`` -> ``(B, C, h, w, D)`` -> in-plane x2
+    up-convolution to ``width`` channels + residual unit; the four are concatenated, fused by a
+    residual block, upsampled in-plane by x2 steps to the input resolution and classified by a
+    1x1x1 convolution. Depth is never resampled. Output ``(B, classes, X, Y, Z)``.
+    """
+
+    def __init__(self, embed_dim: int, num_features: int, out_channels: int, upsample_steps: int, width: int = 64):
+        super().__init__()
+        if upsample_steps < 1:
+            raise ValueError(f"the decoder needs at least one x2 step, got {upsample_steps}")
+        self.branches = nn.ModuleList(
+            nn.Sequential(InPlaneUp(embed_dim, width), UnetResBlock(3, width, width, kernel_size=3, stride=1, norm_name="instance"))
+            for _ in range(num_features)
+        )
+        self.fuse = UnetResBlock(3, width * num_features, width, kernel_size=3, stride=1, norm_name="instance")
+        self.up = nn.Sequential(*[InPlaneUp(width, width) for _ in range(upsample_steps - 1)])
+        self.head = nn.Conv3d(width, out_channels, kernel_size=1)
+
+    def forward(self, features: Sequence[torch.Tensor], depth: int) -> torch.Tensor:
+        # tokens (B*D, h, w, C) -> (B, C, h, w, D): the harness's (X, Y, Z) order
+        maps = [tokens_to_volume(f, depth).permute(0, 1, 3, 4, 2) for f in features]
+        fused = self.fuse(torch.cat([branch(m) for branch, m in zip(self.branches, maps, strict=True)], dim=1))
+        return self.head(self.up(fused))
+
+
+class SamAdapted3D(nn.Module):
+    """Frozen SAM slice encoder + method-specific adapters + shared 3D decoder: (B, 1, X, Y, Z) -> logits."""
+
+    def __init__(self, encoder: SamSliceEncoder, decoder: SliceDecoder3D, frozen_names: Sequence[str]):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.frozen_names = tuple(frozen_names)
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(volume)
+        return self.decoder(features, depth=volume.shape[-1])
+
+
+def build_sam_adapted(
+    out_channels: int,
+    roi_size: Sequence[int],
+    size: str,
+    slice_scale: int,
+    install_adapters: Callable[[SamSliceEncoder], None],
+) -> SamAdapted3D:
+    """Assemble a SAM method: build the ViT, record its parameters as frozen, let the method install
+    its adapters, then attach the decoder sized for the crop."""
+    vit = build_sam_vit(size)
+    encoder = SamSliceEncoder(vit, out_blocks=range(len(vit.blocks) - 4, len(vit.blocks)), slice_scale=slice_scale)
+    frozen_ids = {id(p) for p in vit.parameters()}
+    install_adapters(encoder)
+    tokens = roi_size[0] * slice_scale // encoder.patch_size
+    if roi_size[0] != roi_size[1] or tokens * encoder.patch_size != roi_size[0] * slice_scale:
+        raise ValueError(f"SAM methods need square slices divisible by the patch size {encoder.patch_size}; got {tuple(roi_size)}")
+    steps = int(round(math.log2(roi_size[0] / tokens)))
+    if 2**steps * tokens != roi_size[0]:
+        raise ValueError(f"crop {roi_size[0]} is not a power-of-two multiple of the token grid {tokens}")
+    decoder = SliceDecoder3D(encoder.embed_dim, len(encoder.out_blocks), out_channels, steps)
+    model = SamAdapted3D(encoder, decoder, frozen_names=())
+    frozen = tuple(name for name, p in model.named_parameters() if id(p) in frozen_ids)
+    model.frozen_names = frozen
+    return model
+
+
+def trainable_outside_backbone(model: SamAdapted3D) -> list[str]:
+    """The trainable-parameter rule of all SAM methods: everything but the original ViT weights."""
+    frozen = set(model.frozen_names)
+    return [name for name, _ in model.named_parameters() if name not in frozen]
+
+
+def install_lora(encoder: SamSliceEncoder, rank: int, gelu: bool) -> None:
+    for block in encoder.vit.blocks:
+        block.attn.qkv = LoRAQKV(block.attn.qkv, rank, gelu)

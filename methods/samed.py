@@ -1,0 +1,35 @@
+"""SAMed (Zhang & Liu, 2023): LoRA of rank 4 on q and v of every block of a frozen SAM ViT-B.
+
+In the paper's uniform framework SAMed takes the same 3D crops (slice by slice) and the same 3D
+decoder as the other SAM methods, instead of SAM's 2D mask decoder at 512x512; only its adapter
+(plain LoRA, no depth mixing) differs.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from methods.registry import register_method
+from methods.sam_common import SamSliceEncoder, build_sam_adapted, install_lora, trainable_outside_backbone
+
+
+@register_method(
+    "samed",
+    family="sam-adapter",
+    reference="Zhang & Liu, Customized Segment Anything Model for Medical Image Segmentation (SAMed), arXiv 2304.13785",
+    paper=dict(size="paper", lora_rank=4, slice_scale=1),
+    smoke=dict(size="smoke"),
+    trainable=trainable_outside_backbone,
+    size_multiple=16,
+    weights="SAM ViT-B image encoder (frozen)",
+)
+def build_samed(
+    in_channels: int, out_channels: int, roi_size: tuple[int, int, int], size: str, lora_rank: int, slice_scale: int
+) -> nn.Module:
+    if in_channels != 1:
+        raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
+
+    def install(encoder: SamSliceEncoder) -> None:
+        install_lora(encoder, lora_rank, gelu=False)
+
+    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install)
