@@ -65,13 +65,29 @@ def run(
     out: Annotated[Path, typer.Option(help="Folder for runs/<data>/<method>/repeat<k>/ and results.csv.")] = Path("runs"),
     epochs: Annotated[int | None, typer.Option(help="Override the profile's number of epochs.")] = None,
     roi: Annotated[int | None, typer.Option(help="Override the profile's cubic crop / sliding-window size (voxels).")] = None,
+    sam_checkpoint: Annotated[
+        Path | None, typer.Option(help="SAM ViT-B weights for the SAM methods: Meta's sam_vit_b_01ec64.pth or a timm weight file.")
+    ] = None,
+    allow_random_backbone: Annotated[
+        bool, typer.Option(help="Paper profile: run SAM methods on a random ViT if no weights can be had (stamped on every output).")
+    ] = False,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.runner import RunRequest, run_benchmark
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     request = RunRequest(
-        methods=names, data=data, repeats=repeats, data_root=data_root, profile=profile, device=device, out=out, epochs=epochs, roi=roi
+        methods=names,
+        data=data,
+        repeats=repeats,
+        data_root=data_root,
+        profile=profile,
+        device=device,
+        out=out,
+        epochs=epochs,
+        roi=roi,
+        sam_checkpoint=sam_checkpoint,
+        allow_random_backbone=allow_random_backbone,
     )
     csv_path = run_benchmark(request, console)
     console.print(f"results: {csv_path}")

@@ -27,6 +27,7 @@ from bench.errors import UserError
 from bench.io import read_json, write_json
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import load_results, organ_table, repeats_in, summarize, write_results_csv, write_summary
+from bench.weights import BackboneWeights, resolve_sam_weights
 
 # Settings that change how fast a run goes, not what it computes: left out of the config hash.
 _NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size")
@@ -43,6 +44,8 @@ class RunRequest:
     out: Path = Path("runs")
     epochs: int | None = None
     roi: int | None = None
+    sam_checkpoint: Path | None = None
+    allow_random_backbone: bool = False
 
 
 @dataclass
@@ -134,7 +137,11 @@ def run_seed(profile: Profile, method: str, data: str, repeat: int) -> int:
     return profile.seed * 1_000_003 + zlib.crc32(f"{method}|{data}|{repeat}".encode()) % 1_000_003
 
 
-def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Dataset) -> list[PlannedRun]:
+def uses_sam(info) -> bool:
+    return info.family == "sam-adapter"
+
+
+def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Dataset, weights: BackboneWeights | None) -> list[PlannedRun]:
     from methods import get_method
     from methods.registry import check_input_size
     from splits import load_splits
@@ -168,7 +175,8 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
                 "data_identity": identity,
                 "device": device,
                 "seed": run_seed(profile, name, request.data, repeat),
-                "weights": info.weights,
+                "weights": weights.description if uses_sam(info) and weights else info.weights,
+                "weights_identity": weights.identity if uses_sam(info) and weights else None,
             }
             run.hash = config_hash(run.config)
             _check_existing(run)
@@ -190,7 +198,7 @@ def _check_existing(run: PlannedRun) -> None:
             )
 
 
-def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict) -> dict:
+def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None) -> dict:
     return {
         "data_source": dataset.source,
         "data_root": str(dataset.root),
@@ -202,14 +210,17 @@ def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict) -> 
         "versions": package_versions(),
         "code_revision": code_revision(),
         "preprocess_cache": prep.get("cache_dir"),
-        "stamp": stamp(dataset, profile),
+        "sam_weights": weights.description if weights else None,
+        "stamp": stamp(dataset, profile, weights),
     }
 
 
-def stamp(dataset: Dataset, profile: Profile) -> str:
+def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None) -> str:
     parts = ["SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}", f"profile {profile.name}"]
     if profile.name != "paper":
         parts.append(f"{profile.preprocess.spacing_mm:g} mm voxels, {profile.roi}^3 crops, small random-init networks")
+    if weights is not None and weights.random:
+        parts.append("SAM methods on a random backbone")
     return "; ".join(parts)
 
 
@@ -220,18 +231,20 @@ def execute_run(
     cases: dict[str, PreprocessedCase],
     provenance: dict,
     console: Console,
+    weights: BackboneWeights | None = None,
 ) -> dict:
     """Train, evaluate and summarise one run; returns its summary (reads it back if already finished)."""
     from bench.evaluate import evaluate_cases
     from bench.train import train
-    from methods import count_parameters, create_model
+    from methods import count_parameters, create_model, get_method
 
     summary_path = run.run_dir / "summary.json"
     if summary_path.exists():
         console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
         return read_json(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    model = create_model(run.method, size=profile.model_size, roi_size=(profile.roi,) * 3)
+    extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.method)) else {}
+    model = create_model(run.method, size=profile.model_size, roi_size=(profile.roi,) * 3, **extra)
     total, trainable = count_parameters(model)
     config_path = run.run_dir / "config.json"
     if not config_path.exists():
@@ -322,8 +335,7 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
         raise UserError(f"unknown data fraction {request.data!r}; choose one of {', '.join(FRACTIONS)}")
     if not request.methods:
         raise UserError("--methods is empty; name at least one method (bench list shows them)")
-    for name in request.methods:
-        get_method(name)
+    infos = [get_method(name) for name in request.methods]
     device = resolve_device(request.device)
     profile = resolve_profile(request.profile, has_cuda=device == "cuda")
     if request.epochs is not None and request.epochs < 1:
@@ -331,6 +343,9 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     if request.roi is not None and request.roi < 8:
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
     profile = profile.with_overrides(epochs=request.epochs, roi=request.roi)
+    weights = None
+    if any(uses_sam(info) for info in infos):
+        weights = resolve_sam_weights(request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
     if device == "cpu":
         torch.set_num_threads(max(torch.get_num_threads(), 1))
 
@@ -338,11 +353,13 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     parse_repeats(request.repeats, len(splits.train[request.data]))
     dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
     say = announce or console.print
-    say(f"[bold]{stamp(dataset, profile)}[/bold]; device {device}")
+    say(f"[bold]{stamp(dataset, profile, weights)}[/bold]; device {device}")
+    if weights is not None:
+        say(f"SAM backbone: {weights.description}")
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
 
-    planned = plan_runs(request, profile, device, dataset)
+    planned = plan_runs(request, profile, device, dataset, weights)
     needed = set(splits.test)
     for run in planned:
         needed.update(run.train_ids)
@@ -353,10 +370,10 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
         )
     cases, prep = prepare_cases(dataset, needed, profile, console)
     console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
-    provenance = _provenance(dataset, profile, device, prep)
+    provenance = _provenance(dataset, profile, device, prep, weights)
     try:
         for run in planned:
-            execute_run(run, profile, device, cases, provenance, console)
+            execute_run(run, profile, device, cases, provenance, console, weights)
             write_results_csv(Path(request.out))
     finally:
         # Whatever finished is in results.csv even if a later run fails or is interrupted.

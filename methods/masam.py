@@ -105,6 +105,7 @@ def build_masam(
     fact_dropout: float,
     zero_init_adapters: bool,
     slice_scale: int,
+    backbone_state: dict | None = None,
 ) -> nn.Module:
     if in_channels != 1:
         raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
@@ -121,4 +122,4 @@ def build_masam(
             adapters = [DepthAdapter3D(dim, hidden, encoder.context, depth_kernel, zero_init_adapters) for _ in range(2)]
             blocks[index] = AdaptedBlock(block, *adapters)
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install)
+    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)

@@ -87,16 +87,32 @@ class SliceContext:
     depth: int = 1
 
 
-def build_sam_vit(size: str) -> nn.Module:
-    """timm's SAM ViT (random init): ViT-B for "paper", a toy of the same structure for "smoke"."""
+def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """timm's SAM ViT: ViT-B for "paper", a toy of the same structure for "smoke".
+
+    ``backbone_state`` is a state dict in Meta's original SAM format (``image_encoder.*``, the mask
+    decoder and prompt encoder are dropped) or timm's; timm's own ``checkpoint_filter_fn`` maps it.
+    Without it the weights are random.
+    """
     import timm
+    from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
 
-    config = SAM_VIT_B if size == "paper" else SMOKE_VIT
     if size == "paper":
-        return timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0)
-    from timm.models.vision_transformer_sam import VisionTransformerSAM
-
-    return VisionTransformerSAM(**config, use_rel_pos=True, num_classes=0, neck_chans=None)
+        vit = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0)
+    else:
+        vit = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None)
+    if backbone_state is not None:
+        state = checkpoint_filter_fn(backbone_state, vit)
+        try:
+            missing, unexpected = vit.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"SAM weights do not fit the {size} ViT: {str(exc).splitlines()[-1].strip()}") from None
+        if missing or unexpected:
+            raise ValueError(
+                f"SAM weights do not fit the {size} ViT: {len(missing)} missing (e.g. {missing[:2]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+            )
+    return vit
 
 
 class SamSliceEncoder(nn.Module):
@@ -203,10 +219,11 @@ def build_sam_adapted(
     size: str,
     slice_scale: int,
     install_adapters: Callable[[SamSliceEncoder], None],
+    backbone_state: dict[str, torch.Tensor] | None = None,
 ) -> SamAdapted3D:
-    """Assemble a SAM method: build the ViT, record its parameters as frozen, let the method install
-    its adapters, then attach the decoder sized for the crop."""
-    vit = build_sam_vit(size)
+    """Assemble a SAM method: build (and load) the ViT, record its parameters as frozen, let the
+    method install its adapters, then attach the decoder sized for the crop."""
+    vit = build_sam_vit(size, backbone_state)
     encoder = SamSliceEncoder(vit, out_blocks=range(len(vit.blocks) - 4, len(vit.blocks)), slice_scale=slice_scale)
     frozen_ids = {id(p) for p in vit.parameters()}
     install_adapters(encoder)

@@ -24,7 +24,13 @@ from methods.sam_common import SamSliceEncoder, build_sam_adapted, install_lora,
     weights="SAM ViT-B image encoder (frozen)",
 )
 def build_samed(
-    in_channels: int, out_channels: int, roi_size: tuple[int, int, int], size: str, lora_rank: int, slice_scale: int
+    in_channels: int,
+    out_channels: int,
+    roi_size: tuple[int, int, int],
+    size: str,
+    lora_rank: int,
+    slice_scale: int,
+    backbone_state: dict | None = None,
 ) -> nn.Module:
     if in_channels != 1:
         raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
@@ -32,4 +38,4 @@ def build_samed(
     def install(encoder: SamSliceEncoder) -> None:
         install_lora(encoder, lora_rank, gelu=False)
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install)
+    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)

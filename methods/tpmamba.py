@@ -128,6 +128,7 @@ def build_tpmamba(
     lora_rank: int,
     lora_gelu: bool,
     slice_scale: int,
+    backbone_state: dict | None = None,
 ) -> nn.Module:
     if in_channels != 1:
         raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
@@ -141,4 +142,4 @@ def build_tpmamba(
             TriPlaneMambaAdapter(encoder.embed_dim, r, plane_list, multiscale, kernel, encoder.context) for _ in encoder.vit.blocks
         )
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install)
+    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)

@@ -114,3 +114,24 @@ def test_data_root_from_the_environment(tiny_synthetic, monkeypatch):
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tiny_synthetic))
     result = invoke("data", "check")
     assert result.exit_code == 0 and str(tiny_synthetic) in result.output.replace("\n", "")
+
+
+def test_sam_method_runs_in_smoke_on_a_stamped_random_backbone(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    result = invoke("run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "1", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "random backbone" in result.output
+    config = json.loads((out / "12pct" / "tpmamba" / "repeat1" / "config.json").read_text())
+    assert "random backbone" in config["weights"] and "random backbone" in config["provenance"]["stamp"]
+    assert config["params_trainable"] < config["params_total"]
+
+
+def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_path, monkeypatch):
+    def offline():
+        raise OSError("huggingface.co unreachable")
+
+    monkeypatch.setattr("bench.weights.hub_weights_file", offline)
+    args = ["run", "--methods", "masam", "--data-root", tiny_synthetic, "--out", tmp_path, "--profile", "paper", "--device", "cpu"]
+    assert "--sam-checkpoint PATH" in one_error_line(invoke(*args))
+    smoke_with_checkpoint = invoke("run", "--methods", "samed", "--sam-checkpoint", __file__, "--out", tmp_path, *FAST)
+    assert "paper-size" in one_error_line(smoke_with_checkpoint)

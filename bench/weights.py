@@ -1,0 +1,104 @@
+"""Backbone weights for the SAM-adapter methods: read by the harness, handed to the builders.
+
+Methods never read files; the harness reads a checkpoint (``weights_only=True``: a checkpoint is
+data, never code), or asks timm for its hosted copy, or, where the user allows it, lets the
+backbone stay random and stamps every output ``random backbone``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.errors import UserError
+
+HOW_TO_PROVIDE = (
+    "pass --sam-checkpoint PATH (Meta's sam_vit_b_01ec64.pth or a timm samvit_base_patch16 weight file), "
+    "or --allow-random-backbone to run on random weights"
+)
+
+
+HUB_REPO = "timm/samvit_base_patch16.sa1b"
+HUB_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class BackboneWeights:
+    state: dict[str, torch.Tensor] | None
+    description: str
+    identity: str  # enters the config hash
+
+    @property
+    def random(self) -> bool:
+        return self.state is None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .pth/.pt (torch, weights only) or .safetensors file; UserError if unusable."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"SAM checkpoint {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated files and pickles with code raise many types
+        raise UserError(f"cannot read SAM checkpoint {path} ({type(exc).__name__}: {exc})") from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"SAM checkpoint {path} holds no state dict of tensors")
+    return state
+
+
+def resolve_sam_weights(checkpoint: Path | None, model_size: str, allow_random: bool) -> BackboneWeights:
+    if checkpoint is not None:
+        if model_size != "paper":
+            raise UserError("--sam-checkpoint needs the paper-size ViT-B: add --profile paper (the smoke profile uses a toy ViT)")
+        state = read_checkpoint(checkpoint)
+        digest = _sha256(Path(checkpoint).expanduser())
+        return BackboneWeights(state, f"SAM ViT-B from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
+    if model_size != "paper":
+        return BackboneWeights(None, "random backbone (smoke profile: toy ViT with SAM's structure)", "random-smoke")
+    try:
+        path = hub_weights_file()
+        state = read_checkpoint(path)
+        return BackboneWeights(state, f"SAM ViT-B (Hugging Face {HUB_REPO}, {path})", f"hub:{HUB_REPO}")
+    except (OSError, UserError) as exc:  # offline, not cached, hub errors, unreadable download
+        if allow_random:
+            return BackboneWeights(None, "random backbone (--allow-random-backbone)", "random")
+        raise UserError(f"no SAM ViT-B weights could be loaded ({type(exc).__name__}: {exc}); {HOW_TO_PROVIDE}") from None
+
+
+def hub_weights_file() -> Path:
+    """timm's hosted copy of SAM ViT-B: from the local Hugging Face cache, else downloaded.
+
+    A 3-second reachability probe comes first, so that an offline machine fails at once instead of
+    waiting out the hub client's retries.
+    """
+    import socket
+
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(HUB_REPO, HUB_FILE)
+    if isinstance(cached, str):
+        return Path(cached)
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError as exc:
+        raise OSError(f"huggingface.co unreachable and {HUB_REPO} not in the local cache") from exc
+    return Path(hf_hub_download(HUB_REPO, HUB_FILE))

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bench.errors import UserError
+from bench.weights import read_checkpoint, resolve_sam_weights
+from methods import create_model
+from methods.sam_common import build_sam_vit
+
+
+@pytest.fixture(scope="module")
+def reference_vit():
+    torch.manual_seed(123)
+    vit = build_sam_vit("paper")
+    with torch.no_grad():
+        for p in vit.parameters():  # distinct values everywhere, so a wrong mapping cannot pass
+            p.normal_(0, 0.02)
+    return vit
+
+
+def to_meta_format(state: dict) -> dict:
+    """Meta's sam_vit_b key format: image_encoder.* with mlp.lin1/lin2, plus the other SAM parts."""
+    out = {f"image_encoder.{k.replace('mlp.fc', 'mlp.lin')}": v.clone() for k, v in state.items()}
+    out["mask_decoder.iou_token.weight"] = torch.zeros(1, 256)
+    out["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"] = torch.zeros(2, 128)
+    return out
+
+
+def assert_vit_equal(model, reference):
+    loaded = {k.removeprefix("encoder.vit."): v for k, v in model.state_dict().items() if k.startswith("encoder.vit.")}
+    loaded = {k.replace(".qkv.base.", ".qkv."): v for k, v in loaded.items() if ".lora_" not in k}
+    expected = reference.state_dict()
+    assert set(loaded) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_meta_checkpoint_loads_bit_exactly(tmp_path, reference_vit):
+    path = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(to_meta_format(reference_vit.state_dict()), path)
+    weights = resolve_sam_weights(path, "paper", allow_random=False)
+    assert not weights.random and "sha256" in weights.description
+    assert_vit_equal(create_model("samed", size="paper", backbone_state=weights.state), reference_vit)
+
+
+def test_timm_safetensors_loads_bit_exactly(tmp_path, reference_vit):
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference_vit.state_dict().items()}, str(path))
+    assert_vit_equal(create_model("samed", size="paper", backbone_state=read_checkpoint(path)), reference_vit)
+
+
+class NotWeights:
+    pass
+
+
+def test_unusable_checkpoints_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.pth")
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(UserError, match="cannot read SAM checkpoint"):
+        read_checkpoint(truncated)
+    pickled = tmp_path / "code.pth"
+    torch.save({"x": NotWeights()}, pickled)  # weights_only refuses arbitrary objects
+    with pytest.raises(UserError, match="cannot read SAM checkpoint"):
+        read_checkpoint(pickled)
+
+
+def test_wrong_architecture_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="do not fit"):
+        create_model("samed", size="paper", backbone_state={"patch_embed.proj.weight": torch.zeros(768, 3, 8, 8)})
+
+
+def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
+    def offline():
+        raise OSError("huggingface.co unreachable")
+
+    monkeypatch.setattr("bench.weights.hub_weights_file", offline)
+    with pytest.raises(UserError, match="--sam-checkpoint PATH"):
+        resolve_sam_weights(None, "paper", allow_random=False)
+    assert resolve_sam_weights(None, "paper", allow_random=True).random
+    assert resolve_sam_weights(None, "smoke", allow_random=False).random
+    with pytest.raises(UserError, match="paper-size"):
+        resolve_sam_weights(__file__, "smoke", allow_random=False)
