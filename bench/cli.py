@@ -71,9 +71,13 @@ def run(
     allow_random_backbone: Annotated[
         bool, typer.Option(help="Paper profile: run SAM methods on a random ViT if no weights can be had (stamped on every output).")
     ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Method option KEY=VALUE (repeatable), e.g. --set r=48 --set planes=dw for TP-Mamba's ablations."),
+    ] = None,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
-    from bench.runner import RunRequest, run_benchmark
+    from bench.runner import RunRequest, parse_options, run_benchmark
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     request = RunRequest(
@@ -88,6 +92,7 @@ def run(
         roi=roi,
         sam_checkpoint=sam_checkpoint,
         allow_random_backbone=allow_random_backbone,
+        options=parse_options(set_ or []),
     )
     csv_path = run_benchmark(request, console)
     console.print(f"results: {csv_path}")

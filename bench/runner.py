@@ -46,11 +46,12 @@ class RunRequest:
     roi: int | None = None
     sam_checkpoint: Path | None = None
     allow_random_backbone: bool = False
+    options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}
 
 
 @dataclass
 class PlannedRun:
-    method: str
+    method: str  # the label in paths and tables: name, or name[key=value,...] for a variant
     data: str
     repeat: int
     train_ids: tuple[str, ...]
@@ -58,6 +59,36 @@ class PlannedRun:
     run_dir: Path
     config: dict = field(default_factory=dict)
     hash: str = ""
+    base_method: str = ""
+    options: dict = field(default_factory=dict)
+
+
+def method_label(name: str, options: dict) -> str:
+    """``tpmamba`` or, for an ablation variant, ``tpmamba[planes=dw,r=48]`` (sorted keys)."""
+    return name if not options else f"{name}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["r=48", "planes=dw", "multiscale=false"]`` -> typed overrides."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        lowered = text.strip().lower()
+        value: object
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = text.strip()
+        options[key.strip()] = value
+    return options
 
 
 def synthetic_root() -> Path:
@@ -157,13 +188,26 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
             check_input_size(info, (profile.roi,) * 3)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        hyper = info.hyperparameters(profile.model_size)
+        unknown = sorted(set(request.options) - set(info.paper) - {"size"})
+        if unknown:
+            raise UserError(f"method {name!r} has no option {unknown[0]!r}; its options: {', '.join(k for k in info.paper if k != 'size')}")
+        hyper = info.hyperparameters(profile.model_size, **request.options)
+        label = method_label(name, request.options)
+        if request.options:  # a bad value fails now, on a toy-size build, not after preprocessing
+            from methods import create_model
+
+            try:
+                create_model(name, size="smoke", roi_size=(32, 32, 32), **request.options)
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"{label}: {exc}") from None
         for repeat in repeats:
             run = PlannedRun(
-                name, request.data, repeat, draws[repeat], splits.test, Path(request.out) / request.data / name / f"repeat{repeat}"
+                label, request.data, repeat, draws[repeat], splits.test, Path(request.out) / request.data / label / f"repeat{repeat}"
             )
+            run.base_method, run.options = name, dict(request.options)
             run.config = {
-                "method": name,
+                "method": label,
+                "base_method": name,
                 "family": info.family,
                 "hyperparameters": hyper,
                 "data": request.data,
@@ -243,8 +287,11 @@ def execute_run(
         console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
         return read_json(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.method)) else {}
-    model = create_model(run.method, size=profile.model_size, roi_size=(profile.roi,) * 3, **extra)
+    extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.base_method)) else {}
+    try:
+        model = create_model(run.base_method, size=profile.model_size, roi_size=(profile.roi,) * 3, **run.options, **extra)
+    except (TypeError, ValueError) as exc:  # an option value the builder rejects
+        raise UserError(f"{run.method}: {exc}") from None
     total, trainable = count_parameters(model)
     config_path = run.run_dir / "config.json"
     if not config_path.exists():
@@ -378,5 +425,6 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     finally:
         # Whatever finished is in results.csv even if a later run fails or is interrupted.
         csv_path = write_results_csv(Path(request.out))
-    print_table(console, Path(request.out), request.methods, request.data, provenance["stamp"])
+    labels = [method_label(m, request.options) for m in request.methods]
+    print_table(console, Path(request.out), labels, request.data, provenance["stamp"])
     return csv_path

@@ -25,6 +25,8 @@ from torch import nn
 SAM_VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11), window_size=14, img_size=1024)
 # CPU profile: SAM's structure (windowed and global blocks, relative positions) at toy size.
 SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=2, img_size=64)
+# Decoder channels: the authors' 64; 16 keeps the CPU profile's full-resolution layers cheap.
+DECODER_WIDTH = {"paper": 64, "smoke": 16}
 
 
 def tokens_to_volume(tokens: torch.Tensor, depth: int) -> torch.Tensor:
@@ -233,7 +235,7 @@ def build_sam_adapted(
     steps = int(round(math.log2(roi_size[0] / tokens)))
     if 2**steps * tokens != roi_size[0]:
         raise ValueError(f"crop {roi_size[0]} is not a power-of-two multiple of the token grid {tokens}")
-    decoder = SliceDecoder3D(encoder.embed_dim, len(encoder.out_blocks), out_channels, steps)
+    decoder = SliceDecoder3D(encoder.embed_dim, len(encoder.out_blocks), out_channels, steps, width=DECODER_WIDTH[size])
     model = SamAdapted3D(encoder, decoder, frozen_names=())
     frozen = tuple(name for name, p in model.named_parameters() if id(p) in frozen_ids)
     model.frozen_names = frozen

@@ -135,3 +135,18 @@ def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_pa
     assert "--sam-checkpoint PATH" in one_error_line(invoke(*args))
     smoke_with_checkpoint = invoke("run", "--methods", "samed", "--sam-checkpoint", __file__, "--out", tmp_path, *FAST)
     assert "paper-size" in one_error_line(smoke_with_checkpoint)
+
+
+def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
+    result = invoke(*args, "--set", "planes=dw", "--set", "r=16", "--set", "multiscale=false")
+    assert result.exit_code == 0, result.output
+    run_dir = out / "12pct" / "tpmamba[multiscale=False,planes=dw,r=16]" / "repeat0"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["hyperparameters"]["planes"] == "dw" and config["hyperparameters"]["r"] == 16
+    assert config["hyperparameters"]["multiscale"] is False and config["base_method"] == "tpmamba"
+    assert "unknown" not in result.output
+    assert "has no option 'depth'" in one_error_line(invoke(*args, "--set", "depth=3"))
+    assert "planes must be" in one_error_line(invoke(*args, "--set", "planes=xy"))
+    assert "KEY=VALUE" in one_error_line(invoke(*args, "--set", "r"))
