@@ -278,6 +278,8 @@ def execute_run(
     weights: BackboneWeights | None = None,
 ) -> dict:
     """Train, evaluate and summarise one run; returns its summary (reads it back if already finished)."""
+    import torch
+
     from bench.evaluate import evaluate_cases
     from bench.train import train
     from methods import count_parameters, create_model, get_method
@@ -288,6 +290,9 @@ def execute_run(
         return read_json(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.base_method)) else {}
+    # Seeded initialisation: the same command builds the same network, and a resumed run rebuilds
+    # the frozen random backbone its checkpoint leaves out.
+    torch.manual_seed(run.config["seed"])
     try:
         model = create_model(run.base_method, size=profile.model_size, roi_size=(profile.roi,) * 3, **run.options, **extra)
     except (TypeError, ValueError) as exc:  # an option value the builder rejects

@@ -129,12 +129,18 @@ class TrainState:
         for t, s in zip(_randomizable(self.transform), state["transforms"], strict=True):
             t.R.set_state(_numpy_state_from_torch(s))
 
+    def frozen_names(self) -> set[str]:
+        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
+
     def save(self, path: Path, config_hash: str, finished: bool = False) -> None:
+        # Frozen weights (a SAM backbone) never change and are rebuilt from their source on resume:
+        # leaving them out keeps a SAM method's checkpoint at its few trainable megabytes.
+        frozen = self.frozen_names()
         payload = {
             "config_hash": config_hash,
             "epoch": self.epoch,
             "finished": finished,
-            "model": self.model.state_dict(),
+            "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
         }
         if not finished:  # the final file keeps the weights only: a 90 M-parameter Adam state is 1 GB
             payload |= {
@@ -152,7 +158,11 @@ class TrainState:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("config_hash") != config_hash:
             raise RuntimeError(f"{path} belongs to a different configuration")
-        self.model.load_state_dict(payload["model"])
+        missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
+        if unexpected or set(missing) - self.frozen_names():
+            raise RuntimeError(
+                f"{path} does not match the model (missing {sorted(set(missing) - self.frozen_names())[:3]}, unexpected {unexpected[:3]})"
+            )
         self.epoch = int(payload["epoch"])
         if not payload.get("finished"):
             self.optimizer.load_state_dict(payload["optimizer"])

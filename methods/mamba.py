@@ -89,7 +89,8 @@ def selective_scan(
         chunk_size = 1 << max(int(math.log2(max(CHUNK_ELEMENTS // per_step, 1))), 0)
     h = u.new_zeros(batch, d_inner, A.shape[1])
     outputs = []
-    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
+    # Recomputing chunks in the backward pass bounds memory only when there is more than one.
+    recompute = length > chunk_size and torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C))
     for start in range(0, length, chunk_size):
         stop = min(start + chunk_size, length)
         args = (u[:, start:stop], delta[:, start:stop], A, B[:, start:stop], C[:, start:stop], h)

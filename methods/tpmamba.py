@@ -110,8 +110,8 @@ class TriPlaneMambaAdapter(nn.Module):
     "tpmamba",
     family="sam-adapter",
     reference="Wang et al., Tri-Plane Mamba: Efficiently Adapting Segment Anything Model for 3D Medical Images, MICCAI 2024",
-    paper=dict(size="paper", r=96, planes="tri", multiscale=True, kernel=3, lora_rank=64, lora_gelu=True, slice_scale=1),
-    smoke=dict(size="smoke", r=24, lora_rank=8),
+    paper=dict(size="paper", r=96, planes="tri", multiscale=True, kernel=3, d_state=16, lora_rank=64, lora_gelu=True, slice_scale=1),
+    smoke=dict(size="smoke", r=16, d_state=8, lora_rank=8),
     trainable=trainable_outside_backbone,
     size_multiple=16,
     weights="SAM ViT-B image encoder (frozen)",
@@ -125,6 +125,7 @@ def build_tpmamba(
     planes: str | Sequence[str],
     multiscale: bool,
     kernel: int,
+    d_state: int,
     lora_rank: int,
     lora_gelu: bool,
     slice_scale: int,
@@ -139,7 +140,7 @@ def build_tpmamba(
     def install(encoder: SamSliceEncoder) -> None:
         install_lora(encoder, lora_rank, lora_gelu)
         encoder.after_block = nn.ModuleList(
-            TriPlaneMambaAdapter(encoder.embed_dim, r, plane_list, multiscale, kernel, encoder.context) for _ in encoder.vit.blocks
+            TriPlaneMambaAdapter(encoder.embed_dim, r, plane_list, multiscale, kernel, encoder.context, d_state) for _ in encoder.vit.blocks
         )
 
     return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)

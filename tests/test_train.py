@@ -75,3 +75,29 @@ def test_training_reduces_the_loss(tmp_path):
 def test_cosine_schedule_runs_from_one_to_zero():
     f = cosine_to_zero(100)
     assert f(0) == 1.0 and f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0) and f(150) == pytest.approx(0.0)
+
+
+def partly_frozen_model():
+    model = toy_model()
+    model[0].requires_grad_(False)  # a frozen "backbone"
+    return model
+
+
+def test_checkpoints_leave_frozen_weights_out_and_resume(tmp_path):
+    cases = toy_cases()
+    straight = train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "a", "h", seed=5)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, step, loss, lr):
+        if epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "b", "h", seed=5, on_step=stop)
+    saved = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert set(saved) == {"2.weight", "2.bias"}
+    resumed = train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "b", "h", seed=5)
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
