@@ -52,7 +52,7 @@ def user_errors(fn: F) -> F:
 @app.command()
 @user_errors
 def run(
-    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them).")] = "unetr,swinunetr",
+    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them).")] = "tpmamba,masam",
     data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
     repeats: Annotated[str, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1'.")] = "all",
     data_root: Annotated[
