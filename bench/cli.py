@@ -115,6 +115,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
                 "params_trainable": trainable,
                 "reference": info.reference,
                 "weights": info.weights,
+                "notes": info.notes,
                 "hyperparameters": dict(info.paper),
             }
         )

@@ -93,6 +93,7 @@ class AdaptedBlock(nn.Module):
     trainable=trainable_outside_backbone,
     size_multiple=16,
     weights="SAM ViT-B image encoder (frozen)",
+    notes="the shared 3D decoder on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)",
 )
 def build_masam(
     in_channels: int,

@@ -45,6 +45,8 @@ class MethodInfo:
     # True when the network's shape depends on the input size (learned position embeddings).
     fixed_input_size: bool = False
     weights: str = "random init (trained from scratch)"
+    # How the uniform framework departs from the original recipe (deep supervision, schedules...).
+    notes: str = ""
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -68,6 +70,7 @@ def register_method(
     size_multiple: int = 1,
     fixed_input_size: bool = False,
     weights: str = "random init (trained from scratch)",
+    notes: str = "",
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
 
@@ -85,6 +88,7 @@ def register_method(
             size_multiple=size_multiple,
             fixed_input_size=fixed_input_size,
             weights=weights,
+            notes=notes,
         )
         return builder
 

@@ -22,6 +22,7 @@ from methods.sam_common import SamSliceEncoder, build_sam_adapted, install_lora,
     trainable=trainable_outside_backbone,
     size_multiple=16,
     weights="SAM ViT-B image encoder (frozen)",
+    notes="the shared 3D decoder on 3D crops replaces SAM's 2D mask decoder at 512x512 (uniform framework)",
 )
 def build_samed(
     in_channels: int,

@@ -115,6 +115,7 @@ class TriPlaneMambaAdapter(nn.Module):
     trainable=trainable_outside_backbone,
     size_multiple=16,
     weights="SAM ViT-B image encoder (frozen)",
+    notes="adapter written from the paper (the authors' release leaves it TODO)",
 )
 def build_tpmamba(
     in_channels: int,

@@ -150,3 +150,13 @@ def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
     assert "has no option 'depth'" in one_error_line(invoke(*args, "--set", "depth=3"))
     assert "planes must be" in one_error_line(invoke(*args, "--set", "planes=xy"))
     assert "KEY=VALUE" in one_error_line(invoke(*args, "--set", "r"))
+
+
+def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    result = invoke(
+        "run", "--methods", "nnunet,vnet,mednext", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("nnunet", "vnet", "mednext"):
+        assert (out / "12pct" / name / "repeat0" / "summary.json").exists()
