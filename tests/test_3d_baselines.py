@@ -9,7 +9,7 @@ from monai.networks.blocks.mednext_block import MedNeXtBlock
 from methods import count_parameters, create_model, get_method
 
 # Measured on the official implementations (FACTS), 14 classes, one input channel.
-PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6}
+PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6}
 
 
 @pytest.mark.parametrize(("name", "published"), PUBLISHED_PARAMS.items())
@@ -42,3 +42,15 @@ def test_mednext_is_built_through_the_factories():
 @pytest.mark.parametrize("name", ["nnunet", "mednext"])
 def test_departures_from_the_original_recipe_are_stated(name):
     assert "deep supervision" in get_method(name).notes
+
+
+def test_uxnet_blocks_are_large_kernel_depthwise_with_grouped_mlp():
+    from methods.uxnet import LargeKernelBlock
+
+    model = create_model("uxnet", size="paper", roi_size=(96, 96, 96))
+    blocks = [m for m in model.modules() if isinstance(m, LargeKernelBlock)]
+    assert len(blocks) == 8
+    for block in blocks:
+        dim = block.dwconv.in_channels
+        assert block.dwconv.kernel_size == (7, 7, 7) and block.dwconv.groups == dim
+        assert block.pwconv1.groups == dim and block.pwconv2.groups == dim and block.pwconv1.out_channels == 4 * dim

@@ -155,8 +155,19 @@ def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
 def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     result = invoke(
-        "run", "--methods", "nnunet,vnet,mednext", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST
+        "run",
+        "--methods",
+        "nnunet,vnet,mednext,uxnet",
+        "--data",
+        "12pct",
+        "--repeats",
+        "0",
+        "--data-root",
+        tiny_synthetic,
+        "--out",
+        out,
+        *FAST,
     )
     assert result.exit_code == 0, result.output
-    for name in ("nnunet", "vnet", "mednext"):
+    for name in ("nnunet", "vnet", "mednext", "uxnet"):
         assert (out / "12pct" / name / "repeat0" / "summary.json").exists()
