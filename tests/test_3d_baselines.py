@@ -9,7 +9,7 @@ from monai.networks.blocks.mednext_block import MedNeXtBlock
 from methods import count_parameters, create_model, get_method
 
 # Measured on the official implementations (FACTS), 14 classes, one input channel.
-PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6}
+PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6, "umamba": 22.58e6}
 
 
 @pytest.mark.parametrize(("name", "published"), PUBLISHED_PARAMS.items())
@@ -54,3 +54,28 @@ def test_uxnet_blocks_are_large_kernel_depthwise_with_grouped_mlp():
         dim = block.dwconv.in_channels
         assert block.dwconv.kernel_size == (7, 7, 7) and block.dwconv.groups == dim
         assert block.pwconv1.groups == dim and block.pwconv2.groups == dim and block.pwconv1.out_channels == 4 * dim
+
+
+def test_umamba_enc_count_and_channel_tokens_at_the_bottleneck():
+    from methods.umamba import MambaLayer
+
+    model = create_model("umamba", size="paper", roi_size=(96, 96, 96), variant="enc")
+    total, _ = count_parameters(model)
+    assert abs(total - 22.82e6) / 22.82e6 < 0.01
+    layers = [m for m in model.modules() if isinstance(m, MambaLayer)]
+    assert len(layers) == 5
+    assert layers[-1].channel_tokens and layers[-1].mamba.d_model == 6**3  # 6^3 voxels < 320 channels
+    assert not any(layer.channel_tokens for layer in layers[:-1])
+
+
+def test_umamba_mamba_runs_in_float32_under_autocast():
+    from methods.umamba import MambaLayer
+
+    model = create_model("umamba", size="smoke", roi_size=(32, 32, 32)).eval()
+    seen = []
+    layer = next(m for m in model.modules() if isinstance(m, MambaLayer))
+    layer.mamba.in_proj.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out.dtype)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(1, 1, 32, 32, 32))
+    assert seen == [(torch.float32, torch.float32)]
+    assert out.shape == (1, 14, 32, 32, 32)

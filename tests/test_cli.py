@@ -157,7 +157,7 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     result = invoke(
         "run",
         "--methods",
-        "nnunet,vnet,mednext,uxnet",
+        "nnunet,vnet,mednext,uxnet,umamba",
         "--data",
         "12pct",
         "--repeats",
@@ -169,5 +169,5 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
         *FAST,
     )
     assert result.exit_code == 0, result.output
-    for name in ("nnunet", "vnet", "mednext", "uxnet"):
+    for name in ("nnunet", "vnet", "mednext", "uxnet", "umamba"):
         assert (out / "12pct" / name / "repeat0" / "summary.json").exists()
