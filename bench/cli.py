@@ -52,7 +52,7 @@ def user_errors(fn: F) -> F:
 @app.command()
 @user_errors
 def run(
-    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them).")] = "tpmamba,masam",
+    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them), or 'all'.")] = "tpmamba,masam",
     data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
     repeats: Annotated[str, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1'.")] = "all",
     data_root: Annotated[
@@ -80,6 +80,10 @@ def run(
     from bench.runner import RunRequest, parse_options, run_benchmark
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    if names == ["all"]:
+        from methods import list_methods
+
+        names = [info.name for info in list_methods()]
     request = RunRequest(
         methods=names,
         data=data,

@@ -185,7 +185,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
     for name in request.methods:
         info = get_method(name)
         try:
-            check_input_size(info, (profile.roi,) * 3)
+            check_input_size(info, (profile.roi,) * 3, profile.model_size, **request.options)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         unknown = sorted(set(request.options) - set(info.paper) - {"size"})

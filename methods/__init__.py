@@ -1,6 +1,6 @@
 """Segmentation methods behind one interface; importing this package registers all of them."""
 
-from methods import masam, mednext, nnunet, samed, swinunetr, tpmamba, umamba, unetr, uxnet, vnet  # noqa: F401  (registration side effects)
+from methods import masam, mednext, nnunet, samed, swinunetr, tpmamba, transbts, umamba, unetr, uxnet, vnet  # noqa: F401  (registration side effects)
 from methods.registry import (
     MethodInfo,
     UnknownMethodError,

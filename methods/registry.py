@@ -44,6 +44,8 @@ class MethodInfo:
     size_multiple: int = 1
     # True when the network's shape depends on the input size (learned position embeddings).
     fixed_input_size: bool = False
+    # Name of the hyperparameter holding the only crop size the network accepts (None: any size).
+    required_crop: str | None = None
     weights: str = "random init (trained from scratch)"
     # How the uniform framework departs from the original recipe (deep supervision, schedules...).
     notes: str = ""
@@ -69,6 +71,7 @@ def register_method(
     trainable: TrainableRule | None = None,
     size_multiple: int = 1,
     fixed_input_size: bool = False,
+    required_crop: str | None = None,
     weights: str = "random init (trained from scratch)",
     notes: str = "",
 ) -> Callable[[Builder], Builder]:
@@ -87,6 +90,7 @@ def register_method(
             trainable=trainable,
             size_multiple=size_multiple,
             fixed_input_size=fixed_input_size,
+            required_crop=required_crop,
             weights=weights,
             notes=notes,
         )
@@ -107,10 +111,17 @@ def get_method(name: str) -> MethodInfo:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
 
 
-def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int]) -> None:
+def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int], size: ModelSize = "paper", **overrides: Any) -> None:
+    """ValueError naming the method and the sizes it accepts when roi_size is not one of them."""
     bad = [s for s in roi_size if s % info.size_multiple]
     if bad:
         raise ValueError(f"method {info.name!r} needs every crop size to be a multiple of {info.size_multiple}; got {tuple(roi_size)}")
+    if info.required_crop is not None:
+        crop = info.hyperparameters(size, **overrides).get(info.required_crop)
+        if crop is not None and tuple(roi_size) != (crop,) * 3:
+            raise ValueError(
+                f"method {info.name!r} is defined for {crop}^3 crops only; this run's crop is {tuple(roi_size)}: use --roi {crop}"
+            )
 
 
 def create_model(
@@ -124,7 +135,7 @@ def create_model(
 ) -> nn.Module:
     """Build a registered method with its trainable-parameter rule applied (frozen parts get no grad)."""
     info = get_method(name)
-    check_input_size(info, roi_size)
+    check_input_size(info, roi_size, size, **overrides)
     model = info.builder(in_channels, out_channels, tuple(roi_size), **info.hyperparameters(size, **overrides))
     if info.trainable is not None:
         keep = set(info.trainable(model))

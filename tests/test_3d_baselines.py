@@ -9,7 +9,7 @@ from monai.networks.blocks.mednext_block import MedNeXtBlock
 from methods import count_parameters, create_model, get_method
 
 # Measured on the official implementations (FACTS), 14 classes, one input channel.
-PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6, "umamba": 22.58e6}
+PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6, "umamba": 22.58e6, "transbts": 31.58e6}
 
 
 @pytest.mark.parametrize(("name", "published"), PUBLISHED_PARAMS.items())
@@ -79,3 +79,22 @@ def test_umamba_mamba_runs_in_float32_under_autocast():
         out = model(torch.rand(1, 1, 32, 32, 32))
     assert seen == [(torch.float32, torch.float32)]
     assert out.shape == (1, 14, 32, 32, 32)
+
+
+def test_transbts_dropout3d_is_off_in_eval_and_on_in_training():
+    torch.manual_seed(0)
+    model = create_model("transbts", size="smoke", roi_size=(32, 32, 32))
+    x = torch.rand(2, 1, 32, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # the original keeps dropping channels here
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model.stem(x), model.stem(x))
+
+
+def test_transbts_refuses_other_crops_with_a_clear_message():
+    with pytest.raises(ValueError, match="defined for 96\\^3 crops only.*use --roi 96"):
+        create_model("transbts", size="paper", roi_size=(64, 64, 64))
+    model = create_model("transbts", size="paper", roi_size=(96, 96, 96))
+    assert model.position.shape == (1, 1728, 512)

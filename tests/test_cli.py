@@ -63,6 +63,7 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path):
         (["--profile", "fast"], "unknown profile 'fast'"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--methods", "swinunetr", "--roi", "48"], "multiple of 32"),
+        (["--methods", "transbts", "--profile", "paper", "--roi", "64"], "defined for 96^3 crops only"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, message):
@@ -157,7 +158,7 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     result = invoke(
         "run",
         "--methods",
-        "nnunet,vnet,mednext,uxnet,umamba",
+        "nnunet,vnet,mednext,uxnet,umamba,transbts",
         "--data",
         "12pct",
         "--repeats",
@@ -169,5 +170,11 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
         *FAST,
     )
     assert result.exit_code == 0, result.output
-    for name in ("nnunet", "vnet", "mednext", "uxnet", "umamba"):
+    for name in ("nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"):
         assert (out / "12pct" / name / "repeat0" / "summary.json").exists()
+
+
+def test_methods_all_expands_to_every_registered_method(tiny_synthetic, tmp_path):
+    result = invoke("run", "--methods", "all", "--data-root", tiny_synthetic, "--out", tmp_path, *FAST, "--set", "nosuch=1")
+    # the expansion reaches the per-method option check, which names the first registered method
+    assert "has no option 'nosuch'" in one_error_line(result)
