@@ -108,8 +108,6 @@ def build_masam(
     slice_scale: int,
     backbone_state: dict | None = None,
 ) -> nn.Module:
-    if in_channels != 1:
-        raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
 
     def install(encoder: SamSliceEncoder) -> None:
         dim = encoder.embed_dim
@@ -123,4 +121,4 @@ def build_masam(
             adapters = [DepthAdapter3D(dim, hidden, encoder.context, depth_kernel, zero_init_adapters) for _ in range(2)]
             blocks[index] = AdaptedBlock(block, *adapters)
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state)

@@ -216,6 +216,7 @@ class SamAdapted3D(nn.Module):
 
 
 def build_sam_adapted(
+    in_channels: int,
     out_channels: int,
     roi_size: Sequence[int],
     size: str,
@@ -225,6 +226,8 @@ def build_sam_adapted(
 ) -> SamAdapted3D:
     """Assemble a SAM method: build (and load) the ViT, record its parameters as frozen, let the
     method install its adapters, then attach the decoder sized for the crop."""
+    if in_channels != 1:
+        raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
     vit = build_sam_vit(size, backbone_state)
     encoder = SamSliceEncoder(vit, out_blocks=range(len(vit.blocks) - 4, len(vit.blocks)), slice_scale=slice_scale)
     frozen_ids = {id(p) for p in vit.parameters()}

@@ -33,10 +33,8 @@ def build_samed(
     slice_scale: int,
     backbone_state: dict | None = None,
 ) -> nn.Module:
-    if in_channels != 1:
-        raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
 
     def install(encoder: SamSliceEncoder) -> None:
         install_lora(encoder, lora_rank, gelu=False)
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state)

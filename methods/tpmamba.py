@@ -132,8 +132,6 @@ def build_tpmamba(
     slice_scale: int,
     backbone_state: dict | None = None,
 ) -> nn.Module:
-    if in_channels != 1:
-        raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
     plane_list = PLANE_PRESETS.get(planes, planes) if isinstance(planes, str) else tuple(planes)
     if isinstance(plane_list, str):
         plane_list = tuple(p.strip() for p in plane_list.split(","))
@@ -144,4 +142,4 @@ def build_tpmamba(
             TriPlaneMambaAdapter(encoder.embed_dim, r, plane_list, multiscale, kernel, encoder.context, d_state) for _ in encoder.vit.blocks
         )
 
-    return build_sam_adapted(out_channels, roi_size, size, slice_scale, install, backbone_state)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state)
