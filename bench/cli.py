@@ -126,13 +126,11 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2, default=list) + "\n")
         return
-    table = Table(title="Registered methods (paper-size, 96^3 input, 14 classes)")
-    for column in ("name", "family", "params total (M)", "trainable (M)", "reference"):
+    table = Table(title="Registered methods (paper-size, 96^3 input, 14 classes); references: bench list --json")
+    for column in ("name", "family", "params total (M)", "trainable (M)", "notes"):
         table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"], row["family"], f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}", row["reference"]
-        )
+    for row in sorted(rows, key=lambda r: (r["family"], r["name"])):
+        table.add_row(row["name"], row["family"], f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}", row["notes"])
     console.print(table)
 
 
