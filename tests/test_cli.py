@@ -178,3 +178,59 @@ def test_methods_all_expands_to_every_registered_method(tiny_synthetic, tmp_path
     result = invoke("run", "--methods", "all", "--data-root", tiny_synthetic, "--out", tmp_path, *FAST, "--set", "nosuch=1")
     # the expansion reaches the per-method option check, which names the first registered method
     assert "has no option 'nosuch'" in one_error_line(result)
+
+
+def test_decathlon_layout_with_dataset_json_runs_end_to_end(tiny_synthetic, tmp_path):
+    """The same cases renamed the Decathlon way (imagesTr/labelsTr + dataset_0.json) give the same data."""
+    import shutil
+
+    root = tmp_path / "decathlon"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    training = []
+    for image in sorted((tiny_synthetic / "RawData" / "Training" / "img").glob("*.nii.gz")):
+        cid = image.name[3:7]
+        shutil.copy(image, root / "imagesTr" / f"BTCV_{cid}_0000.nii.gz")
+        shutil.copy(tiny_synthetic / "RawData" / "Training" / "label" / f"label{cid}.nii.gz", root / "labelsTr" / f"BTCV_{cid}.nii.gz")
+        training.append({"image": f"imagesTr/BTCV_{cid}_0000.nii.gz", "label": f"labelsTr/BTCV_{cid}.nii.gz"})
+    (root / "dataset_0.json").write_text(json.dumps({"training": training}))
+    check = invoke("data", "check", "--data-root", root)
+    assert check.exit_code == 0 and "decathlon-json" in check.output
+    result = invoke("run", "--methods", "nnunet", "--data", "12pct", "--repeats", "0", "--data-root", root, "--out", tmp_path / "r", *FAST)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "r" / "12pct" / "nnunet" / "repeat0" / "config.json").read_text())
+    assert config["provenance"]["data_layout"] == "decathlon-json" and config["provenance"]["synthetic"] is False
+    assert "BTCV at" in config["provenance"]["stamp"]
+
+
+def test_ctrl_c_checkpoints_the_epoch_and_a_rerun_resumes(tiny_synthetic, tmp_path):
+    """A real SIGINT to a real process: exit 130 after checkpointing, then the same command finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    out = tmp_path / "runs"
+    args = [sys.executable, "-m", "bench.cli", "run", "--methods", "nnunet", "--data", "12pct", "--repeats", "0"]
+    args += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--device", "cpu", "--epochs", "12"]
+    run_dir = out / "12pct" / "nnunet" / "repeat0"
+    log = run_dir / "log.jsonl"
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert 1 <= saved["epoch"] < 12 and epochs == list(range(1, saved["epoch"] + 1))
+    assert not (run_dir / "summary.json").exists()
+
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == list(range(1, 13))
+    assert (run_dir / "summary.json").exists()
