@@ -134,6 +134,51 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
     console.print(table)
 
 
+@app.command()
+@user_errors
+def flops(
+    input: Annotated[int, typer.Option("--input", help="Cubic input size (voxels) of the counted forward.")] = 96,
+    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Parameters and GMACs (fvcore multiply-accumulates) of one forward of each paper-size method."""
+    from bench.flops import method_costs
+    from methods import get_method, list_methods
+    from methods.registry import check_input_size
+
+    names = [info.name for info in list_methods()] if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    if input < 16:
+        raise UserError(f"--input must be at least 16 voxels, got {input}")
+    for name in names:
+        try:
+            check_input_size(get_method(name), (input,) * 3)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    rows, uncounted = method_costs(names, input)
+    if as_json:
+        sys.stdout.write(json.dumps({"unit": "GMACs", "input": input, "methods": rows, "uncounted_ops": uncounted}, indent=2) + "\n")
+        return
+    table = Table(title=f"One forward at {input}^3, 14 classes; GMACs = 10^9 multiply-accumulates (fvcore)")
+    for column in ("method", "family", "params (M)", "trainable (M)", "GMACs", "published params (M)", "published GMACs"):
+        table.add_column(column, justify="left" if column in ("method", "family") else "right")
+    for r in rows:
+        pub_p = f"{r['published_params'] / 1e6:.1f}" if r["published_params"] else "-"
+        pub_g = f"{r['published_gmacs']:.1f}" if r["published_gmacs"] else "-"
+        table.add_row(
+            r["name"],
+            r["family"],
+            f"{r['params_total'] / 1e6:.2f}",
+            f"{r['params_trainable'] / 1e6:.2f}",
+            f"{r['gmacs']:.1f}",
+            pub_p,
+            pub_g,
+        )
+    console.print(table)
+    if uncounted:
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(uncounted.items()))
+        console.print(f"not counted (no handle; element-wise ops are left out by convention): {listed}", soft_wrap=True)
+
+
 @data_app.command("check")
 @user_errors
 def data_check(

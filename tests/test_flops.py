@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.flops import count_macs
+from methods.mamba import Mamba
+
+
+class ConvNet(nn.Module):
+    """Convolutions, a transposed convolution and a linear layer, no norms (which only fvcore counts)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 8, 3, padding=1)
+        self.down = nn.Conv3d(8, 16, 2, stride=2)
+        self.mix = nn.Linear(16, 16)
+        self.up = nn.ConvTranspose3d(16, 4, 2, stride=2)
+
+    def forward(self, x):
+        h = self.down(self.conv(x))
+        h = self.mix(h.movedim(1, -1)).movedim(-1, 1)
+        return self.up(h)
+
+
+class Attention(nn.Module):
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused = fused
+
+    def forward(self, q, k, v):
+        if self.fused:
+            return F.scaled_dot_product_attention(q, k, v)
+        return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+
+
+def test_fvcore_matches_torch_flop_counter():
+    """An independent counter (2 flops per MAC) agrees on convolutions and linear layers."""
+    model, x = ConvNet().eval(), torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert count_macs(model, x).gmacs == pytest.approx(counter.get_total_flops() / 2e9, rel=1e-9)
+
+
+def test_sdpa_handle_counts_what_explicit_attention_costs():
+    q, k, v = torch.randn(2, 3, 40, 8), torch.randn(2, 3, 24, 8), torch.randn(2, 3, 24, 5)
+    fused, explicit = count_macs(Attention(True), q, k, v), count_macs(Attention(False), q, k, v)
+    assert fused.gmacs == pytest.approx(explicit.gmacs, rel=1e-9) and fused.gmacs == pytest.approx(2 * 3 * 40 * 24 * (8 + 5) / 1e9)
+    assert "aten::scaled_dot_product_attention" not in fused.uncounted
+
+
+def test_mamba_is_counted_with_the_mamba_authors_convention():
+    d_model, length, batch = 16, 50, 3
+    m = Mamba(d_model, d_state=8)
+    d_inner, dt_rank, n = m.d_inner, m.dt_rank, m.d_state
+    expected = (
+        batch
+        * length
+        * (
+            d_model * 2 * d_inner  # in_proj
+            + d_inner * m.d_conv  # depthwise causal conv
+            + d_inner * (dt_rank + 2 * n)  # x_proj
+            + dt_rank * d_inner  # dt_proj
+            + 9 * d_inner * n
+            + 2 * d_inner  # selective scan + D skip + z gate
+            + d_inner * d_model  # out_proj
+        )
+    )
+    count = count_macs(m, torch.randn(batch, length, d_model))
+    assert count.gmacs * 1e9 == pytest.approx(expected, rel=0.02)  # the conv counts its padded tail too
+    assert "sam3d_bench::selective_scan" not in count.uncounted
+
+
+def test_bench_flops_json(capsys):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, ["flops", "--input", "32", "--methods", "nnunet,unetr", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["unit"] == "GMACs" and data["input"] == 32
+    rows = {r["name"]: r for r in data["methods"]}
+    assert rows["nnunet"]["params_total"] == 16_553_400 and rows["nnunet"]["gmacs"] > 0
+    assert rows["unetr"]["published_gmacs"] is None  # published figures are at 96^3 only
+    bad = CliRunner().invoke(app, ["flops", "--input", "40", "--methods", "unetr"])
+    assert bad.exit_code == 2 and "multiple of 16" in bad.output
