@@ -138,45 +138,89 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
 @user_errors
 def flops(
     input: Annotated[int, typer.Option("--input", help="Cubic input size (voxels) of the counted forward.")] = 96,
-    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
+    rank: Annotated[int, typer.Option(help="Adapter width r for the per-block adapter table (Figure 1c).")] = 96,
+    slice_scale: Annotated[int, typer.Option(help="1: slices at native size; 2: x2 upsampled (the authors' ablation).")] = 1,
+    methods: Annotated[str, typer.Option(help="Comma-separated method names, 'all', or 'none' for the adapter table only.")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for a Figure 1(c)-style bar chart PNG.")] = None,
 ) -> None:
-    """Parameters and GMACs (fvcore multiply-accumulates) of one forward of each paper-size method."""
-    from bench.flops import method_costs
+    """GMACs (fvcore multiply-accumulates): what each adapter adds to a SAM block, and each method's forward."""
+    from bench.flops import adapter_table, method_costs, save_adapter_chart
     from methods import get_method, list_methods
     from methods.registry import check_input_size
 
-    names = [info.name for info in list_methods()] if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
-    if input < 16:
-        raise UserError(f"--input must be at least 16 voxels, got {input}")
+    if methods.strip() == "all":
+        names = [info.name for info in list_methods()]
+    elif methods.strip() == "none":
+        names = []
+    else:
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+    if input < 16 or input % 16:
+        raise UserError(f"--input must be a positive multiple of 16 (SAM's patch size), got {input}")
+    if rank < 4 or rank % 4:
+        raise UserError(f"--rank must be a positive multiple of 4 (TP-Mamba's four branches), got {rank}")
+    if slice_scale not in (1, 2):
+        raise UserError(f"--slice-scale must be 1 or 2, got {slice_scale}")
     for name in names:
         try:
             check_input_size(get_method(name), (input,) * 3)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    rows, uncounted = method_costs(names, input)
+    adapters, blocks, uncounted = adapter_table(input, rank, slice_scale)
+    rows, method_uncounted = method_costs(names, input) if names else ([], {})
+    for op, n in method_uncounted.items():
+        uncounted[op] = uncounted.get(op, 0) + n
+    uncounted_list = [{"op": op, "count": n} for op, n in sorted(uncounted.items())]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        save_adapter_chart(adapters, out / "fig1c_adapters.png", f"GMACs added per ViT block, input {input}^3, r = {rank}")
     if as_json:
-        sys.stdout.write(json.dumps({"unit": "GMACs", "input": input, "methods": rows, "uncounted_ops": uncounted}, indent=2) + "\n")
+        payload = {
+            "unit": "GMACs",
+            "input": input,
+            "rank": rank,
+            "slice_scale": slice_scale,
+            "adapters": adapters,
+            "vit_blocks": blocks,
+            "methods": rows,
+            "uncounted_ops": uncounted_list,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
-    table = Table(title=f"One forward at {input}^3, 14 classes; GMACs = 10^9 multiply-accumulates (fvcore)")
-    for column in ("method", "family", "params (M)", "trainable (M)", "GMACs", "published params (M)", "published GMACs"):
-        table.add_column(column, justify="left" if column in ("method", "family") else "right")
-    for r in rows:
-        pub_p = f"{r['published_params'] / 1e6:.1f}" if r["published_params"] else "-"
-        pub_g = f"{r['published_gmacs']:.1f}" if r["published_gmacs"] else "-"
-        table.add_row(
-            r["name"],
-            r["family"],
-            f"{r['params_total'] / 1e6:.2f}",
-            f"{r['params_trainable'] / 1e6:.2f}",
-            f"{r['gmacs']:.1f}",
-            pub_p,
-            pub_g,
-        )
+    table = Table(title=f"GMACs one SAM ViT-B block gains from each adapter: input {input}^3, r = {rank}, slice scale {slice_scale}")
+    for column in ("adapter", "GMACs / block", "x LoRA", "params"):
+        table.add_column(column, justify="left" if column == "adapter" else "right")
+    for r in adapters:
+        table.add_row(r["name"], f"{r['gmacs_per_block']:.3f}", f"{r['ratio_to_lora']:g}", f"{r['params']:,}")
     console.print(table)
+    console.print(
+        f"ViT-B block at {blocks['tokens_per_slice']} tokens per slice: window block {blocks['window_block']:.1f} GMACs "
+        f"({blocks['window_block_unpadded']:.1f} without padding each slice to a {blocks['window_size']}x{blocks['window_size']} window, "
+        f"so padding costs {blocks['window_padding_cost']:.1f}), global block {blocks['global_block']:.1f}.",
+        soft_wrap=True,
+    )
+    if rows:
+        table = Table(title=f"One forward at {input}^3, 14 classes; GMACs = 10^9 multiply-accumulates (fvcore)")
+        for column in ("method", "family", "params (M)", "trainable (M)", "GMACs", "published params (M)", "published GMACs"):
+            table.add_column(column, justify="left" if column in ("method", "family") else "right")
+        for r in rows:
+            pub_p = f"{r['published_params'] / 1e6:.1f}" if r["published_params"] else "-"
+            pub_g = f"{r['published_gmacs']:.1f}" if r["published_gmacs"] else "-"
+            table.add_row(
+                r["name"],
+                r["family"],
+                f"{r['params_total'] / 1e6:.2f}",
+                f"{r['params_trainable'] / 1e6:.2f}",
+                f"{r['gmacs']:.1f}",
+                pub_p,
+                pub_g,
+            )
+        console.print(table)
     if uncounted:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(uncounted.items()))
         console.print(f"not counted (no handle; element-wise ops are left out by convention): {listed}", soft_wrap=True)
+    if out is not None:
+        console.print(f"chart: {out / 'fig1c_adapters.png'}")
 
 
 @data_app.command("check")

@@ -76,17 +76,37 @@ def test_mamba_is_counted_with_the_mamba_authors_convention():
     assert "sam3d_bench::selective_scan" not in count.uncounted
 
 
-def test_bench_flops_json(capsys):
+def test_self_attention_adapter_reproduces_figure_1c():
+    """18.86 GMACs at 96^3, r = 96: attention over all 3456 tokens at C = 768 plus the C<->r projections."""
+    from bench.flops import adapter_table
+
+    rows, blocks, _ = adapter_table(96, 96)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["sa"]["gmacs_per_block"] == pytest.approx(18.86, rel=0.01)
+    n, c, r = 96 * 6 * 6, 768, 96
+    assert by_name["lora"]["gmacs_per_block"] == pytest.approx(4 * n * c * r / 1e9, rel=1e-3)  # q and v: down + up
+    assert by_name["lora"]["params"] == 4 * c * r
+    for row in rows:
+        assert row["ratio_to_lora"] == pytest.approx(row["gmacs_per_block"] / by_name["lora"]["gmacs_per_block"], rel=0.01)
+    assert blocks["window_padding_cost"] > 0 and blocks["window_block_unpadded"] == pytest.approx(blocks["global_block"], rel=1e-6)
+
+
+def test_bench_flops_json_and_chart(tmp_path):
     from typer.testing import CliRunner
 
     from bench.cli import app
 
-    result = CliRunner().invoke(app, ["flops", "--input", "32", "--methods", "nnunet,unetr", "--json"])
+    args = ["flops", "--input", "32", "--rank", "16", "--methods", "nnunet,unetr", "--json", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["unit"] == "GMACs" and data["input"] == 32
+    assert set(data) == {"unit", "input", "rank", "slice_scale", "adapters", "vit_blocks", "methods", "uncounted_ops"}
+    assert data["unit"] == "GMACs" and data["input"] == 32 and data["rank"] == 16
+    assert [a["name"] for a in data["adapters"]] == ["lora", "conv3d", "sa", "tpmamba"]
     rows = {r["name"]: r for r in data["methods"]}
     assert rows["nnunet"]["params_total"] == 16_553_400 and rows["nnunet"]["gmacs"] > 0
     assert rows["unetr"]["published_gmacs"] is None  # published figures are at 96^3 only
-    bad = CliRunner().invoke(app, ["flops", "--input", "40", "--methods", "unetr"])
+    assert all({"op", "count"} == set(u) for u in data["uncounted_ops"])
+    assert (tmp_path / "fig1c_adapters.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["flops", "--input", "40", "--methods", "none"])
     assert bad.exit_code == 2 and "multiple of 16" in bad.output
