@@ -223,6 +223,67 @@ def flops(
         console.print(f"chart: {out / 'fig1c_adapters.png'}")
 
 
+@app.command()
+@user_errors
+def speed(
+    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
+    input: Annotated[int | None, typer.Option("--input", help="Cubic crop size; default: the profile's crop.")] = None,
+    profile: Annotated[str, typer.Option(help="paper, smoke or auto (smoke without CUDA): model sizes and crops per step.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    steps: Annotated[int, typer.Option(help="Timed training steps per method (after 2 warm-up steps).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Training-step time, sliding-window time and peak memory per method, and the loader's crops per second."""
+    from bench.config import resolve_device, resolve_profile
+    from bench.provenance import hardware, package_versions
+    from bench.speed import loader_crops_per_second, measure
+    from methods import get_method, list_methods
+    from methods.registry import check_input_size
+
+    dev = resolve_device(device)
+    prof = resolve_profile(profile, has_cuda=dev == "cuda")
+    roi = input or prof.roi
+    if steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+    names = [info.name for info in list_methods()] if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    for name in names:
+        try:
+            check_input_size(get_method(name), (roi,) * 3, prof.model_size)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    loader = loader_crops_per_second(roi, prof.crops_per_case)
+    rows = [measure(name, prof.model_size, roi, prof.crops_per_case, dev, steps) for name in names]
+    report = {
+        "device": dev,
+        "hardware": hardware(dev),
+        "versions": package_versions(),
+        "profile": prof.name,
+        "input": roi,
+        "loader_crops_per_s": round(loader, 1),
+        "methods": rows,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title=f"Costs on {dev} ({report['hardware'].get('gpu', report['hardware']['cpu'])}), profile {prof.name}, crop {roi}^3")
+    for column in ("method", "train step (s)", "crops/s trained", "sliding window (s)", "peak memory (MiB)"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            f"{r['train_step_s']:.3f}",
+            f"{r['train_crops_per_s']:.1f}",
+            f"{r['sliding_window_s']:.2f}",
+            f"{r['peak_memory_mib']:.0f}",
+        )
+    console.print(table)
+    console.print(
+        f"data pipeline: {loader:.0f} crops/s per loader process (a step consumes {prof.crops_per_case}); "
+        f"peak memory is {rows[0]['peak_memory_kind'] if rows else 'n/a'}",
+        soft_wrap=True,
+    )
+
+
 @data_app.command("check")
 @user_errors
 def data_check(

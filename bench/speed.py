@@ -1,0 +1,100 @@
+"""What each method costs to train and run on the current device.
+
+Per method: the median time of a training step (forward, DiceCE loss, backward, AdamW step, on the
+profile's batch of crops, AMP on CUDA) after warm-up steps; the time of one sliding-window pass
+over a volume twice the crop in-plane; peak memory (CUDA: the allocator's peak for that method;
+CPU: the process's peak resident set so far, which only grows); and, once, the throughput of the
+training data pipeline (crops per second from a cached volume), so a user sees whether the loader
+can keep up with the steps. CUDA timings synchronise before reading the clock.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from bench.evaluate import autocast_for
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0) -> float:
+    """Crops per second of the training transforms on one cached body-sized volume."""
+    from bench.train import train_transforms
+
+    rng = np.random.default_rng(0)
+    shape = (1, 2 * roi, 2 * roi, int(1.5 * roi))
+    label = np.zeros(shape, np.uint8)
+    label[0, roi // 2 : roi, roi // 2 : roi, roi // 4 : roi // 2] = 6
+    case = {"image": rng.random(shape, dtype=np.float32), "label": label}
+    transform = train_transforms(roi, crops_per_case)
+    cached = transform(case, end=2)  # pad + foreground/background indices: the cached stage
+    produced, started = 0, time.monotonic()
+    while time.monotonic() - started < seconds:
+        produced += len(transform(dict(cached), start=2))
+    return produced / (time.monotonic() - started)
+
+
+def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int = 5, warmup: int = 2) -> dict:
+    from monai.inferers import sliding_window_inference
+    from monai.losses import DiceCELoss
+
+    from methods import count_parameters, create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, size=size, roi_size=(roi,) * 3).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    x = torch.rand(crops, 1, roi, roi, roi, device=device)
+    y = torch.randint(0, 14, (crops, 1, roi, roi, roi), device=device).float()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    model.train()
+    for _ in range(warmup + steps):
+        _sync(device)
+        started = time.perf_counter()
+        with autocast_for(device):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    step = statistics.median(times[warmup:])
+    model.eval()
+    volume = torch.rand(1, 1, 2 * roi, 2 * roi, roi, device=device)
+    with torch.no_grad(), autocast_for(device):
+        _sync(device)
+        started = time.perf_counter()
+        sliding_window_inference(volume, (roi,) * 3, sw_batch_size=4, predictor=model, overlap=0.5, mode="gaussian")
+        _sync(device)
+        infer = time.perf_counter() - started
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak_kind = "cuda_allocated"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_kind = "process_max_rss"
+    total, trainable = count_parameters(model)
+    return {
+        "name": name,
+        "params_trainable": trainable,
+        "params_total": total,
+        "train_step_s": round(step, 4),
+        "crops_per_step": crops,
+        "train_crops_per_s": round(crops / step, 2),
+        "sliding_window_s": round(infer, 3),
+        "sliding_window_volume": [2 * roi, 2 * roi, roi],
+        "peak_memory_mib": round(peak, 1),
+        "peak_memory_kind": peak_kind,
+    }
