@@ -284,6 +284,26 @@ def speed(
     )
 
 
+@app.command()
+@user_errors
+def report(
+    runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the report files; default RUNS_DIR/report.")] = None,
+) -> None:
+    """Table 1 in the paper's style (Markdown, LaTeX, CSV) with the paper's numbers beside ours, and cases.csv."""
+    from bench.report import write_report
+    from reports import paper_table1
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder {runs_dir} does not exist")
+    try:
+        paths = write_report(runs_dir, out or runs_dir / "report", paper_table1())
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    for path in paths.values():
+        console.print(f"wrote {path}")
+
+
 @data_app.command("check")
 @user_errors
 def data_check(
