@@ -30,6 +30,16 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 
+def method_names(text: str) -> list[str]:
+    """``a,b`` -> [a, b]; ``all`` -> every registered method; ``none`` -> []."""
+    from methods import list_methods
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if names == ["all"]:
+        return [info.name for info in list_methods()]
+    return [] if names == ["none"] else names
+
+
 def user_errors(fn: F) -> F:
     """Turn the errors a user can fix into one line on stderr and exit code 2."""
 
@@ -79,11 +89,7 @@ def run(
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.runner import RunRequest, parse_options, run_benchmark
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
-    if names == ["all"]:
-        from methods import list_methods
-
-        names = [info.name for info in list_methods()]
+    names = method_names(methods)
     request = RunRequest(
         methods=names,
         data=data,
@@ -146,15 +152,10 @@ def flops(
 ) -> None:
     """GMACs (fvcore multiply-accumulates): what each adapter adds to a SAM block, and each method's forward."""
     from bench.flops import adapter_table, method_costs, save_adapter_chart
-    from methods import get_method, list_methods
+    from methods import get_method
     from methods.registry import check_input_size
 
-    if methods.strip() == "all":
-        names = [info.name for info in list_methods()]
-    elif methods.strip() == "none":
-        names = []
-    else:
-        names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = method_names(methods)
     if input < 16 or input % 16:
         raise UserError(f"--input must be a positive multiple of 16 (SAM's patch size), got {input}")
     if rank < 4 or rank % 4:
@@ -237,7 +238,7 @@ def speed(
     from bench.config import resolve_device, resolve_profile
     from bench.provenance import hardware, package_versions
     from bench.speed import loader_crops_per_second, measure
-    from methods import get_method, list_methods
+    from methods import get_method
     from methods.registry import check_input_size
 
     dev = resolve_device(device)
@@ -245,7 +246,7 @@ def speed(
     roi = input or prof.roi
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
-    names = [info.name for info in list_methods()] if methods.strip() == "all" else [m.strip() for m in methods.split(",") if m.strip()]
+    names = method_names(methods)
     for name in names:
         try:
             check_input_size(get_method(name), (roi,) * 3, prof.model_size)
