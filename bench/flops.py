@@ -196,18 +196,7 @@ def adapter_table(input_size: int = 96, rank: int = 96, slice_scale: int = 1) ->
 
 
 def save_adapter_chart(rows: list[dict], path, title: str) -> None:
-    """A horizontal bar chart of GMACs per block, Figure 1(c) style, as a PNG (Pillow only)."""
-    from PIL import Image, ImageDraw
+    """Figure 1(c): the GMACs each adapter adds to one ViT block, as a PNG."""
+    from bench.figures import adapter_figure, save_png
 
-    width, bar_h, left, top = 720, 36, 110, 50
-    image = Image.new("RGB", (width, top + bar_h * len(rows) + 30), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((10, 12), title, fill="black")
-    longest = max(r["gmacs_per_block"] for r in rows) or 1.0
-    for i, row in enumerate(rows):
-        y = top + i * bar_h
-        length = max(int((width - left - 150) * row["gmacs_per_block"] / longest), 1)
-        draw.text((10, y + 10), row["name"], fill="black")
-        draw.rectangle([left, y + 6, left + length, y + bar_h - 6], fill=(70, 110, 180) if row["name"] != "tpmamba" else (200, 60, 60))
-        draw.text((left + length + 8, y + 10), f"{row['gmacs_per_block']:.3f} GMACs (x{row['ratio_to_lora']:g} LoRA)", fill="black")
-    image.save(path)
+    save_png(adapter_figure(rows, title), path)
