@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import UserError
+from bench.errors import RunsFailed, UserError
 
 app = typer.Typer(
     help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
@@ -52,6 +52,9 @@ def user_errors(fn: F) -> F:
         except (UserError, UnknownMethodError) as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except RunsFailed as exc:  # the grid went on; what finished is saved and reported
+            err_console.print(f"[red]failed:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished epochs are checkpointed; rerun the same command to resume")
             raise typer.Exit(code=130) from None
@@ -291,7 +294,7 @@ def report(
     runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the report files; default RUNS_DIR/report.")] = None,
 ) -> None:
-    """Table 1 in the paper's style (Markdown, LaTeX, CSV) with the paper's numbers beside ours, and cases.csv."""
+    """Table 1 in the paper's style (Markdown, LaTeX, CSV), the paper's figures and report.html, from run files only."""
     from bench.report import write_report
     from reports import paper_table1
 
@@ -301,8 +304,9 @@ def report(
         paths = write_report(runs_dir, out or runs_dir / "report", paper_table1())
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    for path in paths.values():
-        console.print(f"wrote {path}")
+    names = ", ".join(sorted(p.name for p in paths.values()))
+    console.print(f"wrote {len(paths)} files to {paths['report.html'].parent}: {names}", soft_wrap=True)
+    console.print(f"report: {paths['report.html']}")
 
 
 @data_app.command("check")

@@ -9,3 +9,7 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A dataset file is missing, unreadable or inconsistent with its partner."""
+
+
+class RunsFailed(Exception):
+    """Some runs of a grid failed (their reasons are recorded); the rest finished. Exit code 1, not 2."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from bench.config import FRACTIONS, Profile, cache_root, config_hash, parse_repe
 from bench.data.btcv import Dataset, locate_dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
-from bench.errors import UserError
+from bench.errors import RunsFailed, UserError
+from bench.grid import clear_failure, record_failure
 from bench.io import read_json, write_json
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import load_results, organ_table, repeats_in, summarize, write_results_csv, write_summary
@@ -289,6 +291,7 @@ def execute_run(
         console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
         return read_json(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
     extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.base_method)) else {}
     # Seeded initialisation: the same command builds the same network, and a resumed run rebuilds
     # the frozen random backbone its checkpoint leaves out.
@@ -376,7 +379,7 @@ def print_table(console: Console, runs_dir: Path, methods: list[str], data: str,
     console.print(table)
 
 
-def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Path:
+def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None, render_report: bool = True) -> Path:
     """The whole of ``bench run``. Returns the results.csv path."""
     import torch
 
@@ -423,13 +426,31 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     cases, prep = prepare_cases(dataset, needed, profile, console)
     console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     provenance = _provenance(dataset, profile, device, prep, weights)
+    failures = []
     try:
         for run in planned:
-            execute_run(run, profile, device, cases, provenance, console, weights)
+            try:
+                execute_run(run, profile, device, cases, provenance, console, weights)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
+                failure = record_failure(run.run_dir, exc, traceback.format_exc())
+                failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
+                console.print(f"[red]failed[/red] {run.run_dir}: {failure['reason']} (recorded in failed.json; going on)", soft_wrap=True)
             write_results_csv(Path(request.out))
     finally:
         # Whatever finished is in results.csv even if a later run fails or is interrupted.
         csv_path = write_results_csv(Path(request.out))
     labels = [method_label(m, request.options) for m in request.methods]
     print_table(console, Path(request.out), labels, request.data, provenance["stamp"])
+    if render_report:
+        from bench.report import write_report
+        from reports import paper_table1
+
+        paths = write_report(Path(request.out), Path(request.out) / "report", paper_table1())
+        say(f"report: {paths['report.html']} (tables: {paths['table1.md'].parent})")
+    if failures:
+        raise RunsFailed(
+            f"{len(failures)} of {len(planned)} runs failed (reasons in their failed.json; rerun to retry): " + "; ".join(failures)
+        )
     return csv_path

@@ -172,6 +172,39 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     assert result.exit_code == 0, result.output
     for name in ("nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"):
         assert (out / "12pct" / name / "repeat0" / "summary.json").exists()
+    # bench run ends by rendering the folder's report, and says where it is
+    assert f"report: {out / 'report' / 'report.html'}" in result.output.replace("\n", "")
+    html = (out / "report" / "report.html").read_text()
+    assert all(f'data-method="{name}"' in html for name in ("nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"))
+
+
+def test_a_failing_run_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(tiny_synthetic, tmp_path, monkeypatch):
+    import bench.train
+
+    real_train = bench.train.train
+    calls = []
+
+    def train_that_fails_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FloatingPointError("loss is NaN at epoch 1")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(bench.train, "train", train_that_fails_first)
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "unetr,nnunet", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 runs failed" in result.output and "FloatingPointError: loss is NaN at epoch 1" in result.output
+    failure = json.loads((out / "12pct" / "unetr" / "repeat0" / "failed.json").read_text())
+    assert failure["reason"] == "FloatingPointError: loss is NaN at epoch 1" and "Traceback" in failure["traceback"]
+    assert (out / "12pct" / "nnunet" / "repeat0" / "summary.json").exists()  # the grid went on
+    html = (out / "report" / "report.html").read_text()
+    assert "failed: unetr repeat 0: FloatingPointError: loss is NaN at epoch 1" in html
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert not (out / "12pct" / "unetr" / "repeat0" / "failed.json").exists()
+    assert (out / "12pct" / "unetr" / "repeat0" / "summary.json").exists()
 
 
 def test_methods_all_expands_to_every_registered_method(tiny_synthetic, tmp_path):

@@ -1,0 +1,123 @@
+"""What a runs folder holds, run by run: done, failed (with the reason), incomplete or missing.
+
+The expected grid is every method found in the folder at every data fraction found there, times
+the draws the committed splits define for that fraction. Reports and status views read this so an
+unfinished grid is shown as unfinished, never averaged over fewer draws without saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.config import FRACTIONS
+from bench.io import read_json, write_json
+
+FAILED_FILE = "failed.json"
+
+
+@dataclass(frozen=True)
+class RunState:
+    data: str
+    method: str
+    repeat: int
+    state: str  # done | failed | incomplete | missing
+    run_dir: Path
+    reason: str = ""
+    epochs_done: int = 0
+
+
+def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> dict:
+    """failed.json beside the run's other files: what broke, so the grid can go on and the report can say why."""
+    epochs = _epochs_logged(run_dir / "log.jsonl")
+    payload = {
+        "reason": f"{type(error).__name__}: {error}".strip(),
+        "error_type": type(error).__name__,
+        "epochs_done": epochs,
+        "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "traceback": traceback_text[-4000:],
+    }
+    write_json(run_dir / FAILED_FILE, payload)
+    return payload
+
+
+def clear_failure(run_dir: Path) -> None:
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+
+
+def _epochs_logged(log_path: Path) -> int:
+    if not log_path.exists():
+        return 0
+    epochs = 0
+    for line in log_path.read_text().splitlines():
+        try:
+            epochs = max(epochs, int(json.loads(line).get("epoch", 0)))
+        except (ValueError, TypeError, AttributeError):
+            continue  # a line cut by a crash: the epochs before it still count
+    return epochs
+
+
+def expected_repeats() -> dict[str, int]:
+    from splits import load_splits
+
+    return {fraction: len(draws) for fraction, draws in load_splits().train.items()}
+
+
+def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
+    if (run_dir / "summary.json").exists():
+        return RunState(data, method, repeat, "done", run_dir, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+    if (run_dir / FAILED_FILE).exists():
+        try:
+            failure = read_json(run_dir / FAILED_FILE)
+            reason = str(failure.get("reason", "unknown error"))
+        except ValueError:
+            reason = f"unreadable {FAILED_FILE}"
+        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+    if run_dir.exists():
+        return RunState(data, method, repeat, "incomplete", run_dir, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+    return RunState(data, method, repeat, "missing", run_dir)
+
+
+def scan_grid(runs_dir: Path) -> list[RunState]:
+    """Every run of the expected grid, in (fraction as in the paper, method, repeat) order."""
+    runs_dir = Path(runs_dir)
+    expected = expected_repeats()
+    fractions = [f for f in FRACTIONS if (runs_dir / f).is_dir()]
+    methods = sorted({m.name for f in fractions for m in (runs_dir / f).iterdir() if m.is_dir() and any(m.glob("repeat*"))})
+    found: set[tuple[str, str, int]] = set()
+    for fraction in fractions:
+        for method in methods:
+            for path in (runs_dir / fraction / method).glob("repeat*"):
+                suffix = path.name.removeprefix("repeat")
+                if suffix.isdigit():
+                    found.add((fraction, method, int(suffix)))
+    states = []
+    for fraction in fractions:
+        for method in methods:
+            repeats = set(range(expected.get(fraction, 1))) | {r for f, m, r in found if f == fraction and m == method}
+            for repeat in sorted(repeats):
+                states.append(_state_of(runs_dir / fraction / method / f"repeat{repeat}", fraction, method, repeat))
+    return states
+
+
+def grid_counts(states: list[RunState]) -> dict[tuple[str, str], dict]:
+    """(data, method) -> {"done": n, "failed": n, "incomplete": n, "missing": n, "expected": n, "reasons": [...]}."""
+    counts: dict[tuple[str, str], dict] = {}
+    for s in states:
+        entry = counts.setdefault((s.data, s.method), {"done": 0, "failed": 0, "incomplete": 0, "missing": 0, "expected": 0, "reasons": []})
+        entry[s.state] += 1
+        entry["expected"] += 1
+        if s.state == "failed":
+            entry["reasons"].append(f"repeat {s.repeat}: {s.reason}")
+    return counts
+
+
+def describe(entry: dict) -> str:
+    """'2 of 5 draws; 1 failed, 2 missing' or '' when the grid cell is complete."""
+    if entry["done"] == entry["expected"]:
+        return ""
+    parts = [f"{entry['done']} of {entry['expected']} draws"]
+    gaps = [f"{entry[k]} {k}" for k in ("failed", "incomplete", "missing") if entry[k]]
+    return parts[0] + (f"; {', '.join(gaps)}" if gaps else "")
