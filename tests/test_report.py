@@ -1,49 +1,282 @@
+"""bench report on runs folders the tests build: tables, figures, paired tests, grid gaps, LaTeX and the HTML in a browser."""
+
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
 
+import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.data.labels import ORGANS
+from bench.grid import grid_counts, record_failure, scan_grid
 from bench.io import write_json
-from bench.results import summarize
+from bench.report import paired_tests, table1
+from bench.results import load_results, summarize
+
+CASES = ("0035", "0036", "0037", "0038", "0039", "0040")
+# CI installs Debian's chromium and TeX and sets this, so there the browser and LaTeX tests cannot skip.
+REQUIRE_TOOLS = os.environ.get("BENCH_REQUIRE_REPORT_TOOLS") == "1"
 
 
-def fake_run(runs, data, method, repeat, liver, spleen=math.nan):
+def fake_run(runs, data, method, repeat, liver, spleen=math.nan, shift=0.0, epochs=3):
+    """A finished run as bench run leaves it: config.json, log.jsonl and summary.json."""
+    run_dir = runs / data / method / f"repeat{repeat}"
     cases = []
-    for case in ("0035", "0036"):
+    for i, case in enumerate(CASES):
         metrics = {o: {"dice": 0.5, "nsd": 0.5} for o in ORGANS}
         metrics["liver"] = {"dice": liver, "nsd": liver}
         metrics["spleen"] = {"dice": spleen, "nsd": spleen}
+        metrics["stomach"] = {"dice": 0.4 + 0.05 * i + shift, "nsd": 0.4}
         cases.append({"case": case, "metrics": metrics})
-    write_json(
-        runs / data / method / f"repeat{repeat}" / "summary.json", summarize(cases, {"method": method, "data": data, "repeat": repeat})
+    provenance = {
+        "stamp": "SYNTHETIC data (built-in abdomen, not BTCV); profile smoke",
+        "synthetic": True,
+        "data_root": "/data/synthetic",
+        "profile": "smoke",
+        "sam_weights": None,
+        "code_revision": "abc1234",
+        "device": "cpu",
+        "hardware": {"cpu": "test cpu"},
+        "versions": {"torch": "2.x"},
+    }
+    config = {"method": method, "weights": "random init", "data_identity": "synthetic-v1", "config_hash": f"h{method}{data}{repeat}"}
+    write_json(run_dir / "config.json", {**config, "params_total": 1_500_000, "params_trainable": 500_000, "provenance": provenance})
+    (run_dir / "log.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "loss": 1.0 / e, "val_dice": 0.2 * e}) + "\n" for e in range(1, epochs + 1))
     )
+    header = {"method": method, "data": data, "repeat": repeat, "stamp": provenance["stamp"]}
+    write_json(run_dir / "summary.json", summarize(cases, header))
 
 
-def test_report_tables_mark_best_compare_with_the_paper_and_show_missing_draws(tmp_path):
+def failed_run(runs, data, method, repeat, reason="loss is NaN at epoch 2"):
+    run_dir = runs / data / method / f"repeat{repeat}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "loss": 0.9}) + "\n")
+    record_failure(run_dir, FloatingPointError(reason), "Traceback ...")
+
+
+@pytest.fixture
+def grid_folder(tmp_path):
+    """25%: tpmamba 2 draws done, masam 1 done + 1 failed; 12%: masam 1 done, tpmamba none. The rest missing."""
     runs = tmp_path / "runs"
-    fake_run(runs, "25pct", "tpmamba", 0, liver=0.90, spleen=0.80)
-    fake_run(runs, "25pct", "tpmamba", 1, liver=0.80, spleen=0.80)
+    fake_run(runs, "25pct", "tpmamba", 0, liver=0.90, spleen=0.80, shift=0.10)
+    fake_run(runs, "25pct", "tpmamba", 1, liver=0.80, spleen=0.80, shift=0.10)
     fake_run(runs, "25pct", "masam", 0, liver=0.70, spleen=0.90)
-    result = CliRunner().invoke(app, ["report", str(runs)])
+    failed_run(runs, "25pct", "masam", 1)
+    fake_run(runs, "12pct", "masam", 0, liver=0.60)
+    return runs
+
+
+def test_grid_scan_finds_done_failed_and_missing_runs(grid_folder):
+    states = {(s.data, s.method, s.repeat): s for s in scan_grid(grid_folder)}
+    assert len(states) == 2 * 5 + 2 * 5  # two methods x (5 draws at 25% + 5 at 12%)
+    assert states[("25pct", "masam", 1)].state == "failed" and "NaN" in states[("25pct", "masam", 1)].reason
+    assert states[("25pct", "masam", 1)].epochs_done == 1
+    assert states[("25pct", "tpmamba", 0)].state == "done" and states[("25pct", "tpmamba", 0)].epochs_done == 3
+    assert states[("12pct", "tpmamba", 0)].state == "missing"
+    counts = grid_counts(list(states.values()))
+    assert counts[("25pct", "masam")] | {"reasons": None} == {
+        "done": 1,
+        "failed": 1,
+        "incomplete": 0,
+        "missing": 3,
+        "expected": 5,
+        "reasons": None,
+    }
+
+
+def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folder):
+    result = CliRunner().invoke(app, ["report", str(grid_folder)])
     assert result.exit_code == 0, result.output
-    md = (runs / "report" / "table1.md").read_text()
-    assert "tpmamba (2 of 5 draws)" in md and "masam (1 of 5 draws)" in md
+    out = grid_folder / "report"
+    md = (out / "table1.md").read_text()
+    assert "tpmamba (2 of 5 draws; 3 missing)" in md and "masam (1 of 5 draws; 1 failed, 3 missing)" in md
+    assert "tpmamba (0 of 5 draws; 5 missing)" in md  # a grid cell with nothing finished is still a row
+    assert "Failed runs: masam repeat 1: FloatingPointError: loss is NaN at epoch 2" in md
     assert "**85.0 +/- 7.1**" in md  # liver: mean of 90 and 80, std over the two draws, best -> bold
     assert "<u>70.0</u>" in md  # masam's liver is second best
-    assert "| &nbsp; paper | 94.5 |" in md  # the paper's TP-Mamba 25% spleen
-    assert "| &nbsp; ours - paper | -14.5 |" in md  # 80.0 - 94.5
-    tex = (runs / "report" / "table1.tex").read_text()
-    assert "\\begin{tabular}" in tex and "\\textcolor{red}{85.0}" in tex and "\\bottomrule" in tex
-    csv_text = (runs / "report" / "table1.csv").read_text()
+    assert "| | | paper | 94.5 |" in md  # the paper's TP-Mamba 25% spleen
+    assert "| | | ours - paper | -14.5 |" in md  # 80.0 - 94.5
+    compact = (out / "table1_compact.md").read_text()
+    assert "**85.0**" in compact and "+/-" not in compact
+    tex = (out / "table1.tex").read_text()
+    assert "\\textcolor{red}{85.0}$_{\\pm 7.1}$" in tex and "\\bottomrule" in tex
+    assert "\\textcolor{red}{85.0} &" in (out / "table1_compact.tex").read_text()
+    csv_text = (out / "table1.csv").read_text()
     assert "Liver_mean" in csv_text and "repeats" in csv_text
-    assert len((runs / "report" / "cases.csv").read_text().splitlines()) == 1 + 3 * 2 * 13
+    assert len((out / "cases.csv").read_text().splitlines()) == 1 + 4 * 6 * 13
+    for png in ("fig4_convergence.png", "fig1a_dice_vs_data.png", "organs_25pct.png", "organs_12pct.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<script" not in html
 
 
-def test_report_on_an_empty_folder_exits_2(tmp_path):
+def test_report_html_escapes_what_it_did_not_write(grid_folder):
+    failed_run(grid_folder, "25pct", "masam", 2, reason="<script>alert(1)</script> & more")
+    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    html = (grid_folder / "report" / "report.html").read_text()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+
+
+def test_paired_test_pairs_cases_of_the_same_draw_and_matches_the_exact_distribution(grid_folder):
+    results = load_results(grid_folder)
+    table = table1(results)
+    tests = {(t["data"], t["method"]): t for t in paired_tests(results, table)}
+    masam = tests[("25pct", "masam")]
+    # Only draw 0 exists for both: 6 case pairs. tpmamba is better on every case (liver 90 vs 70 and
+    # stomach +10), so all six signed ranks are positive: exact two-sided p = 2 / 2**6.
+    assert masam["best"] == "tpmamba" and masam["pairs"] == 6
+    assert masam["p_value"] == pytest.approx(2 / 2**6)
+    expected_diff = ((0.70 - 0.90) + (0.90 - 0.80) - 0.10) / 13 * 100  # liver, spleen, stomach; other organs tie
+    assert masam["mean_diff"] == pytest.approx(expected_diff)
+    assert ("12pct", "masam") not in tests  # nothing to compare against at 12%
+
+
+def test_compute_table_uses_flops_and_speed_json_saved_in_the_runs_folder(grid_folder):
+    flops = {
+        "unit": "GMACs",
+        "input": 96,
+        "rank": 96,
+        "adapters": [
+            {"name": "lora", "gmacs_per_block": 1.0, "ratio_to_lora": 1.0},
+            {"name": "tpmamba", "gmacs_per_block": 2.5, "ratio_to_lora": 2.5},
+        ],
+        "methods": [
+            {"name": "tpmamba", "params_total": 102_420_000, "params_trainable": 12_750_000, "gmacs": 727.4, "published_gmacs": None}
+        ],
+    }
+    speed = {"device": "cpu", "hardware": {"cpu": "test cpu"}, "profile": "smoke", "input": 32, "loader_crops_per_s": 50.0}
+    speed["methods"] = [{"name": "tpmamba", "train_step_s": 0.123, "sliding_window_s": 1.5, "peak_memory_mib": 800.0}]
+    write_json(grid_folder / "flops.json", flops)
+    write_json(grid_folder / "speed.json", speed)
+    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    html = (grid_folder / "report" / "report.html").read_text()
+    assert "727.4" in html and "102.42" in html and "0.123" in html and "flops.json" in html
+    assert (grid_folder / "report" / "fig1c_adapters.png").exists()
+
+
+def test_report_on_an_empty_or_missing_folder_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "no finished runs" in result.output
+    assert result.exit_code == 2 and "no runs under" in result.output
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def _tool(name: str) -> str | None:
+    path = shutil.which(name)
+    if path is None and REQUIRE_TOOLS:
+        pytest.fail(f"{name} is required here (BENCH_REQUIRE_REPORT_TOOLS=1) but not installed")
+    return path
+
+
+def test_latex_fragments_compile(grid_folder, tmp_path):
+    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    for name in ("table1.tex", "table1_compact.tex"):
+        fragment = (grid_folder / "report" / name).read_text()
+        body = "\n".join(line for line in fragment.splitlines() if not line.startswith("%"))
+        assert body.count("{") == body.count("}")
+        rows = [line for line in body.splitlines() if line.endswith("\\\\") and "multicolumn" not in line]
+        assert rows and all(line.count("&") == 14 for line in rows), rows  # 13 organs + Avg after the method
+        pdflatex = _tool("pdflatex")
+        if pdflatex is None:
+            continue
+        doc = tmp_path / name.replace(".tex", "_doc.tex")
+        preamble = "\\documentclass{article}\\usepackage{booktabs,xcolor}\\usepackage[margin=1cm,landscape]{geometry}\n"
+        doc.write_text(preamble + f"\\begin{{document}}\n\\input{{{grid_folder / 'report' / name}}}\n\\end{{document}}\n")
+        done = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert (tmp_path / doc.name.replace(".tex", ".pdf")).stat().st_size > 1000
+
+
+class _DomCollector(HTMLParser):
+    """Tables (id -> rows of cell texts and classes), images and failed-run lines of a serialised DOM."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.images, self.failed, self.attrs, self.row_attrs = {}, [], [], {}, {}
+        self._table = self._row = self._cell = None
+        self._in_failed = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id"):
+            self._table = self.tables.setdefault(attrs["id"], [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self.row_attrs[id(self._row)] = attrs
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = {"text": "", "class": attrs.get("class") or ""}
+            self._row.append(self._cell)
+        elif tag == "img":
+            self.images.append(attrs)
+        elif tag == "p" and "failed-run" in (attrs.get("class") or ""):
+            self._in_failed = True
+            self.failed.append("")
+        elif tag == "body":
+            self.attrs = attrs
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th"):
+            self._cell = None
+        elif tag == "p":
+            self._in_failed = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+        if self._in_failed:
+            self.failed[-1] += data
+
+
+# Runs in the page after load: records what the browser decoded and laid out, so the DOM it dumps
+# carries the images' decoded sizes and the tables' rendered widths.
+PROBE = """<script>window.addEventListener('load', () => {
+  for (const img of document.images) { img.dataset.decoded = img.naturalWidth + 'x' + img.naturalHeight;
+    img.dataset.shown = Math.round(img.getBoundingClientRect().width); }
+  for (const t of document.querySelectorAll('table')) t.dataset.shownWidth = Math.round(t.getBoundingClientRect().width);
+  document.body.dataset.probed = 'yes';
+});</script>"""
+
+
+def test_html_report_in_headless_chromium_shows_the_tables_and_images(grid_folder, tmp_path):
+    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    chromium = _tool("chromium") or _tool("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium here (CI installs Debian's chromium)")
+    page = tmp_path / "probed.html"
+    page.write_text((grid_folder / "report" / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000"]
+    done = subprocess.run(
+        [chromium, *flags, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = _DomCollector()
+    dom.feed(done.stdout)
+    assert dom.attrs.get("data-probed") == "yes", "the page's load event never fired"
+    rows = dom.tables["table1-25pct"]
+    assert [c["text"] for c in rows[0]][:2] == ["Method", "Sple"] and len(rows[0]) == 15
+    by_method = {dom.row_attrs[id(r)]["data-method"]: r for r in rows[1:]}
+    liver = by_method["tpmamba"][6]
+    assert liver["class"] == "best" and liver["text"].startswith("85.0") and "7.1" in liver["text"]
+    assert by_method["masam"][6]["class"] == "second"
+    assert "1 failed" in by_method["masam"][0]["text"]
+    assert [c["text"] for c in dom.tables["table1-12pct"][2]][1:] == ["-"] * 14  # tpmamba at 12%: no draw finished
+    assert any("NaN at epoch 2" in line for line in dom.failed)
+    states = [r[3]["text"] for r in dom.tables["grid-status"][1:]]
+    assert states.count("done") == 4 and states.count("failed") == 1 and states.count("missing") == 15
+    assert len(dom.images) == 4
+    for img in dom.images:
+        width, height = (int(v) for v in img["data-decoded"].split("x"))
+        assert width > 200 and height > 100 and int(img["data-shown"]) > 200, img.get("alt")
