@@ -52,6 +52,13 @@ def user_errors(fn: F) -> F:
         except (UserError, UnknownMethodError) as exc:
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except OSError as exc:
+            from bench.io import is_storage_error, storage_message
+
+            if not is_storage_error(exc):
+                raise
+            err_console.print(f"[red]error:[/red] {storage_message(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
         except RunsFailed as exc:  # the grid went on; what finished is saved and reported
             err_console.print(f"[red]failed:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
@@ -307,6 +314,40 @@ def report(
     names = ", ".join(sorted(p.name for p in paths.values()))
     console.print(f"wrote {len(paths)} files to {paths['report.html'].parent}: {names}", soft_wrap=True)
     console.print(f"report: {paths['report.html']}")
+
+
+@app.command()
+@user_errors
+def status(
+    runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only: one object per run of the grid.")] = False,
+) -> None:
+    """The grid of a runs folder: done, running, failed (with the reason), incomplete (a rerun resumes it) and missing."""
+    from bench.grid import STATES, grid_counts, scan_grid
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder {runs_dir} does not exist")
+    states = scan_grid(runs_dir)
+    if as_json:
+        rows = [{**s.__dict__, "run_dir": str(s.run_dir)} for s in states]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not states:
+        raise UserError(f"no runs under {runs_dir} (expected <data>/<method>/repeat<k>/ folders written by bench run)")
+    table = Table(title=f"Runs in {runs_dir}", caption="expected: every method here x every fraction here x the splits' draws")
+    for column in ("data", "method", *STATES, "of"):
+        table.add_column(column, justify="left" if column in ("data", "method") else "right")
+    styles = {"done": "green", "running": "cyan", "failed": "red", "incomplete": "yellow", "missing": "dim"}
+    for (data, method), entry in grid_counts(states).items():
+        cells = [f"[{styles[k]}]{entry[k]}[/{styles[k]}]" if entry[k] else "0" for k in STATES]
+        table.add_row(data, method, *cells, str(entry["expected"]))
+    console.print(table)
+    for s in states:
+        if s.state in ("failed", "running", "incomplete"):
+            detail = s.reason or ("rerun the command to resume" if s.state == "incomplete" else "")
+            console.print(f"{s.state:<10} {s.run_dir} ({s.epochs_done} epochs): {detail}", highlight=False, soft_wrap=True)
+    total = {k: sum(s.state == k for s in states) for k in STATES}
+    console.print(", ".join(f"{n} {k}" for k, n in total.items()) + f" of {len(states)} runs")
 
 
 @data_app.command("check")

@@ -8,6 +8,9 @@ unfinished grid is shown as unfinished, never averaged over fewer draws without 
 from __future__ import annotations
 
 import json
+import os
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +19,8 @@ from bench.config import FRACTIONS
 from bench.io import read_json, write_json
 
 FAILED_FILE = "failed.json"
+RUNNING_FILE = "running.json"
+STATES = ("done", "running", "failed", "incomplete", "missing")
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class RunState:
     data: str
     method: str
     repeat: int
-    state: str  # done | failed | incomplete | missing
+    state: str  # one of STATES; incomplete = started, not running now (interrupted or killed): a rerun resumes it
     run_dir: Path
     reason: str = ""
     epochs_done: int = 0
@@ -45,6 +50,36 @@ def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> 
 
 def clear_failure(run_dir: Path) -> None:
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
+
+
+@contextmanager
+def marked_running(run_dir: Path):
+    """running.json names the host and process while a run trains; a killed process leaves it behind,
+    and the status view then sees a dead pid and calls the run incomplete."""
+    marker = run_dir / RUNNING_FILE
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "started": started})
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _is_running(run_dir: Path) -> tuple[bool, str]:
+    try:
+        marker = read_json(run_dir / RUNNING_FILE)
+    except (OSError, ValueError):
+        return False, ""
+    host, pid = marker.get("host"), marker.get("pid")
+    if host != socket.gethostname():
+        return True, f"on {host} since {marker.get('started')}"  # another node: its process cannot be checked from here
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False, ""
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return True, f"pid {pid} since {marker.get('started')}"
 
 
 def _epochs_logged(log_path: Path) -> int:
@@ -76,7 +111,9 @@ def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
             reason = f"unreadable {FAILED_FILE}"
         return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
     if run_dir.exists():
-        return RunState(data, method, repeat, "incomplete", run_dir, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+        running, where = _is_running(run_dir)
+        state = "running" if running else "incomplete"
+        return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
     return RunState(data, method, repeat, "missing", run_dir)
 
 
@@ -103,10 +140,10 @@ def scan_grid(runs_dir: Path) -> list[RunState]:
 
 
 def grid_counts(states: list[RunState]) -> dict[tuple[str, str], dict]:
-    """(data, method) -> {"done": n, "failed": n, "incomplete": n, "missing": n, "expected": n, "reasons": [...]}."""
+    """(data, method) -> {state: n for each of STATES, "expected": n, "reasons": [...]}."""
     counts: dict[tuple[str, str], dict] = {}
     for s in states:
-        entry = counts.setdefault((s.data, s.method), {"done": 0, "failed": 0, "incomplete": 0, "missing": 0, "expected": 0, "reasons": []})
+        entry = counts.setdefault((s.data, s.method), {**dict.fromkeys(STATES, 0), "expected": 0, "reasons": []})
         entry[s.state] += 1
         entry["expected"] += 1
         if s.state == "failed":
@@ -119,5 +156,5 @@ def describe(entry: dict) -> str:
     if entry["done"] == entry["expected"]:
         return ""
     parts = [f"{entry['done']} of {entry['expected']} draws"]
-    gaps = [f"{entry[k]} {k}" for k in ("failed", "incomplete", "missing") if entry[k]]
+    gaps = [f"{entry[k]} {k}" for k in STATES[1:] if entry[k]]
     return parts[0] + (f"; {', '.join(gaps)}" if gaps else "")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
-from bench.io import read_json, write_json, write_text
+from bench.io import locked, read_json, write_json, write_text
 from bench.metrics import nanmean
 
 RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", "dice", "nsd")
@@ -54,14 +54,19 @@ def collect_rows(runs_dir: Path) -> list[dict]:
 
 
 def write_results_csv(runs_dir: Path) -> Path:
-    """Rebuild runs_dir/results.csv from the summaries, so it never disagrees with them."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in collect_rows(runs_dir):
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
+    """Rebuild runs_dir/results.csv from the summaries, so it never disagrees with them.
+
+    Each process writes its summary before it rebuilds, and rebuilds take turns under a lock, so
+    with several runs writing to one folder (SLURM jobs, two terminals) the last rebuild has them all.
+    """
     path = Path(runs_dir) / "results.csv"
-    write_text(path, buffer.getvalue())
+    with locked(Path(runs_dir) / ".results.lock"):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in collect_rows(runs_dir):
+            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
+        write_text(path, buffer.getvalue())
     return path
 
 

@@ -25,8 +25,8 @@ from bench.data.btcv import Dataset, locate_dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
 from bench.errors import RunsFailed, UserError
-from bench.grid import clear_failure, record_failure
-from bench.io import read_json, write_json
+from bench.grid import clear_failure, marked_running, record_failure
+from bench.io import check_writable, is_storage_error, read_json, write_json
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import load_results, organ_table, repeats_in, summarize, write_results_csv, write_summary
 from bench.weights import BackboneWeights, resolve_sam_weights
@@ -406,6 +406,7 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
 
     splits = load_splits()
     parse_repeats(request.repeats, len(splits.train[request.data]))
+    check_writable(Path(request.out))
     dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
     say = announce or console.print
     say(f"[bold]{stamp(dataset, profile, weights)}[/bold]; device {device}")
@@ -430,10 +431,12 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     try:
         for run in planned:
             try:
-                execute_run(run, profile, device, cases, provenance, console, weights)
-            except UserError:
-                raise
+                with marked_running(run.run_dir):
+                    execute_run(run, profile, device, cases, provenance, console, weights)
             except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
+                # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
+                if isinstance(exc, UserError) or is_storage_error(exc):
+                    raise
                 failure = record_failure(run.run_dir, exc, traceback.format_exc())
                 failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
                 console.print(f"[red]failed[/red] {run.run_dir}: {failure['reason']} (recorded in failed.json; going on)", soft_wrap=True)

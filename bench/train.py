@@ -279,6 +279,12 @@ def train(
                 with autocast_for(device):
                     logits = model(image)
                 loss = loss_fn(logits.float(), label)
+                if not torch.isfinite(loss):
+                    # Diverged: stepping on would overwrite good weights with NaN. The runner records
+                    # this run as failed (reason below) and goes on with the grid.
+                    raise FloatingPointError(
+                        f"loss is {float(loss.detach())} at epoch {state.epoch + 1}, step {len(losses) + 1}: training diverged"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)

@@ -82,6 +82,7 @@ def test_grid_scan_finds_done_failed_and_missing_runs(grid_folder):
     assert states[("12pct", "tpmamba", 0)].state == "missing"
     counts = grid_counts(list(states.values()))
     assert counts[("25pct", "masam")] | {"reasons": None} == {
+        "running": 0,
         "done": 1,
         "failed": 1,
         "incomplete": 0,
