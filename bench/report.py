@@ -86,8 +86,11 @@ def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] |
 
 
 def _ranks(values: list[float]) -> tuple[float | None, float | None]:
-    """Best and second-best of the values as printed (one decimal), so printed ties mark alike."""
-    finite = sorted({round(v, 1) for v in values if v == v}, reverse=True)
+    """Best and second-best of the values as printed (one decimal), so printed ties mark alike.
+
+    A printed 0.0 is never marked: where every method misses an organ, none of them is best at it.
+    """
+    finite = sorted({round(v, 1) for v in values if v == v and round(v, 1) > 0}, reverse=True)
     return (finite[0] if finite else None, finite[1] if len(finite) > 1 else None)
 
 
