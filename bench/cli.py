@@ -95,6 +95,12 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Method option KEY=VALUE (repeatable), e.g. --set r=48 --set planes=dw for TP-Mamba's ablations."),
     ] = None,
+    executor: Annotated[str, typer.Option(help="local (one run after another here) or slurm (one job per run, via submitit).")] = "local",
+    slurm_partition: Annotated[str | None, typer.Option(help="SLURM partition (default: the cluster's).")] = None,
+    slurm_gpus: Annotated[int, typer.Option(help="GPUs per job; with --device auto, > 0 means the jobs train on CUDA.")] = 0,
+    slurm_time: Annotated[int, typer.Option(help="Time limit per job, minutes.")] = 24 * 60,
+    slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
+    slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.runner import RunRequest, parse_options, run_benchmark
@@ -113,7 +119,14 @@ def run(
         sam_checkpoint=sam_checkpoint,
         allow_random_backbone=allow_random_backbone,
         options=parse_options(set_ or []),
+        executor=executor,
     )
+    if executor == "slurm":
+        from bench.slurm import SlurmOptions
+
+        if slurm_gpus < 0 or slurm_time < 1 or (slurm_mem is not None and slurm_mem <= 0) or (slurm_cpus is not None and slurm_cpus < 1):
+            raise UserError("--slurm-gpus must be >= 0, --slurm-time >= 1 minute, --slurm-mem > 0 GB and --slurm-cpus >= 1")
+        request.slurm = SlurmOptions(slurm_partition, slurm_gpus, slurm_time, slurm_mem, slurm_cpus)
     csv_path = run_benchmark(request, console)
     console.print(f"results: {csv_path}")
 

@@ -49,6 +49,8 @@ class RunRequest:
     sam_checkpoint: Path | None = None
     allow_random_backbone: bool = False
     options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}
+    executor: str = "local"  # local: runs one after another here; slurm: one SLURM job per run (bench.slurm)
+    slurm: object = None  # bench.slurm.SlurmOptions for --executor slurm
 
 
 @dataclass
@@ -391,7 +393,17 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     if not request.methods:
         raise UserError("--methods is empty; name at least one method (bench list shows them)")
     infos = [get_method(name) for name in request.methods]
-    device = resolve_device(request.device)
+    if request.executor not in ("local", "slurm"):
+        raise UserError(f"unknown executor {request.executor!r}; choose local or slurm")
+    if request.executor == "slurm":
+        # The jobs' nodes, not this login node, decide: GPUs asked for means CUDA there.
+        from bench.slurm import SlurmOptions
+
+        request.slurm = request.slurm or SlurmOptions()
+        device = request.device if request.device != "auto" else ("cuda" if request.slurm.gpus > 0 else "cpu")
+        request.device = device
+    else:
+        device = resolve_device(request.device)
     profile = resolve_profile(request.profile, has_cuda=device == "cuda")
     if request.epochs is not None and request.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
@@ -427,8 +439,13 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     cases, prep = prepare_cases(dataset, needed, profile, console)
     console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     provenance = _provenance(dataset, profile, device, prep, weights)
-    failures = []
+    failures, total = [], len(planned)
     try:
+        if request.executor == "slurm":
+            from bench.slurm import submit_and_wait
+
+            failures = submit_and_wait(request, planned, request.slurm, console)
+            planned = []  # the jobs ran them
         for run in planned:
             try:
                 with marked_running(run.run_dir):
@@ -453,7 +470,5 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
         paths = write_report(Path(request.out), Path(request.out) / "report", paper_table1())
         say(f"report: {paths['report.html']} (tables: {paths['table1.md'].parent})")
     if failures:
-        raise RunsFailed(
-            f"{len(failures)} of {len(planned)} runs failed (reasons in their failed.json; rerun to retry): " + "; ".join(failures)
-        )
+        raise RunsFailed(f"{len(failures)} of {total} runs failed (reasons in their failed.json; rerun to retry): " + "; ".join(failures))
     return csv_path

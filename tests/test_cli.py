@@ -58,6 +58,7 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path):
     [
         (["--methods", "unetr,nosuch"], "unknown method 'nosuch'"),
         (["--data", "50pct"], "unknown data fraction '50pct'"),
+        (["--executor", "pbs"], "unknown executor 'pbs'"),
         (["--repeats", "7"], "out of range"),
         (["--repeats", "a,b"], "--repeats must be"),
         (["--profile", "fast"], "unknown profile 'fast'"),

@@ -1,0 +1,81 @@
+"""``bench run --executor slurm``: one SLURM job per (method, fraction, draw) through submitit.
+
+Each job runs the ordinary local runner for its single run, so a job writes exactly what a local
+run writes, into the same runs folder; the submitting process waits, records jobs that died
+without saying why (time limit, node failure), rebuilds results.csv and renders the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.errors import UserError
+
+
+@dataclass
+class SlurmOptions:
+    partition: str | None = None
+    gpus: int = 0
+    time_min: int = 24 * 60
+    mem_gb: float | None = None
+    cpus: int | None = None
+
+
+def run_one(request) -> str:
+    """What a SLURM job executes: the local runner for one run (picklable, module level)."""
+    import sys
+
+    from bench.runner import run_benchmark
+
+    run_benchmark(request, Console(file=sys.stdout, width=160), render_report=False)
+    return "done"
+
+
+def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -> list[str]:
+    """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
+    import shutil
+
+    from bench.grid import FAILED_FILE, record_failure
+
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("--executor slurm needs submitit: pip install submitit") from None
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
+    todo = [run for run in planned if not (run.run_dir / "summary.json").exists()]
+    for run in planned:
+        if run not in todo:
+            console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm")
+    parameters = {"timeout_min": options.time_min, "name": "bench", "slurm_gpus_per_node": options.gpus or None}
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    if options.mem_gb:
+        parameters["slurm_mem_gb"] = options.mem_gb
+    if options.cpus:
+        parameters["cpus_per_task"] = options.cpus
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    jobs = []
+    with executor.batch():
+        for run in todo:
+            one = dataclasses.replace(
+                request, methods=[run.base_method], repeats=str(run.repeat), executor="local", out=Path(request.out).resolve()
+            )
+            jobs.append((run, executor.submit(run_one, one)))
+    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {Path(request.out) / '.slurm'}")
+    failures = []
+    for run, job in jobs:
+        try:
+            job.result()
+        except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
+            if not (run.run_dir / FAILED_FILE).exists():  # died without recording why: time limit, node failure
+                record_failure(run.run_dir, RuntimeError(f"SLURM job {job.job_id} {job.state}: {str(exc)[-300:]}"), str(exc))
+            failures.append(f"{run.method} {run.data} repeat {run.repeat}: job {job.job_id} ({job.state})")
+    return failures

@@ -1,0 +1,47 @@
+"""--executor slurm against a real SLURM cluster (CI starts a single-node one with .ci/slurm-up)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+
+def _cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return done.returncode == 0 and ("idle" in done.stdout or "mix" in done.stdout)
+
+
+@pytest.fixture
+def slurm_cluster():
+    if not _cluster_up():
+        if os.environ.get("BENCH_REQUIRE_SLURM") == "1":
+            pytest.fail("BENCH_REQUIRE_SLURM=1 but no SLURM node is up (sinfo)")
+        pytest.skip("no SLURM cluster here (.ci/slurm-up starts a single-node one)")
+
+
+def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slurm_cluster, tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "--executor", "slurm", "--methods", "unetr,nnunet", "--data", "12pct", "--repeats", "0"]
+    args += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--epochs", "1", "--slurm-mem", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "submitted 2 SLURM jobs" in result.output
+    for method in ("unetr", "nnunet"):
+        assert (out / "12pct" / method / "repeat0" / "summary.json").exists()
+    assert list((out / ".slurm").glob("*/*_log.out"))  # submitit's per-job logs
+    with open(out / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 2 * 6 * 13
+    assert 'data-method="nnunet"' in (out / "report" / "report.html").read_text()
+    again = CliRunner().invoke(app, args)  # finished runs are not submitted again
+    assert again.exit_code == 0 and "finished earlier, skipped" in again.output and "submitted" not in again.output
+    status = CliRunner().invoke(app, ["status", str(out)])
+    assert "2 done, 0 running, 0 failed, 0 incomplete, 8 missing of 10 runs" in status.output
