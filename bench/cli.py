@@ -128,7 +128,10 @@ def run(
             raise UserError("--slurm-gpus must be >= 0, --slurm-time >= 1 minute, --slurm-mem > 0 GB and --slurm-cpus >= 1")
         request.slurm = SlurmOptions(slurm_partition, slurm_gpus, slurm_time, slurm_mem, slurm_cpus)
     csv_path = run_benchmark(request, console)
-    console.print(f"results: {csv_path}")
+    from bench.distributed import is_main
+
+    if is_main():
+        console.print(f"results: {csv_path}")
 
 
 @app.command("list")

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bench import distributed
 from bench.config import FRACTIONS, Profile, cache_root, config_hash, parse_repeats, profile_dict, resolve_device, resolve_profile
 from bench.data.btcv import Dataset, locate_dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
@@ -222,6 +223,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
                 "preprocess_key": profile.preprocess.key(),
                 "data_identity": identity,
                 "device": device,
+                "processes": distributed.world_size(),  # torchrun ranks: more crops per step, so part of the hash
                 "seed": run_seed(profile, name, request.data, repeat),
                 "weights": weights.description if uses_sam(info) and weights else info.weights,
                 "weights_identity": weights.identity if uses_sam(info) and weights else None,
@@ -285,7 +287,7 @@ def execute_run(
     import torch
 
     from bench.evaluate import evaluate_cases
-    from bench.train import train
+    from bench.train import steps_per_epoch, train
     from methods import count_parameters, create_model, get_method
 
     summary_path = run.run_dir / "summary.json"
@@ -304,7 +306,7 @@ def execute_run(
         raise UserError(f"{run.method}: {exc}") from None
     total, trainable = count_parameters(model)
     config_path = run.run_dir / "config.json"
-    if not config_path.exists():
+    if distributed.is_main() and not config_path.exists():
         write_json(
             config_path,
             {
@@ -318,7 +320,7 @@ def execute_run(
         )
     train_cases = [cases[c] for c in run.train_ids]
     test_cases = [cases[c] for c in run.test_ids]
-    per_epoch = max(len(train_cases), profile.min_iterations_per_epoch)
+    per_epoch = steps_per_epoch(len(train_cases), profile)
     label = f"{run.method} {run.data} #{run.repeat}"
     started = time.monotonic()
     with _progress(console) as progress:
@@ -341,6 +343,9 @@ def execute_run(
         )
         progress.update(task, completed=profile.epochs * per_epoch)
     train_seconds = time.monotonic() - started
+    if not distributed.is_main():  # rank 0 evaluates and writes the summary; wait for it
+        distributed.barrier()
+        return {}
     started = time.monotonic()
     per_case = evaluate_cases(state.model, test_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
     header = {
@@ -358,9 +363,12 @@ def execute_run(
         "train_cases": list(run.train_ids),
         "seconds": {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
     }
+    if distributed.world_size() > 1:
+        header["processes"] = distributed.world_size()
     summary = summarize(per_case, header)
     state.save(run.run_dir / "checkpoint.pt", run.hash, finished=True)
     write_summary(summary_path, summary)
+    distributed.barrier()
     return summary
 
 
@@ -404,6 +412,12 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
         request.device = device
     else:
         device = resolve_device(request.device)
+    if distributed.world_size() > 1:
+        if request.executor == "slurm":
+            raise UserError("--executor slurm submits jobs; run it once, not under torchrun (ask for GPUs with --slurm-gpus)")
+        distributed.init(device)
+        if not distributed.is_main():  # one voice: rank 0 prints and writes
+            console, announce = Console(quiet=True), lambda _: None
     profile = resolve_profile(request.profile, has_cuda=device == "cuda")
     if request.epochs is not None and request.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
@@ -419,6 +433,8 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     splits = load_splits()
     parse_repeats(request.repeats, len(splits.train[request.data]))
     check_writable(Path(request.out))
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
     dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
     say = announce or console.print
     say(f"[bold]{stamp(dataset, profile, weights)}[/bold]; device {device}")
@@ -437,6 +453,8 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
             f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
         )
     cases, prep = prepare_cases(dataset, needed, profile, console)
+    if distributed.is_main():
+        distributed.barrier()
     console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     provenance = _provenance(dataset, profile, device, prep, weights)
     failures, total = [], len(planned)
@@ -446,6 +464,10 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
 
             failures = submit_and_wait(request, planned, request.slurm, console)
             planned = []  # the jobs ran them
+        if not distributed.is_main():
+            for run in planned:
+                execute_run(run, profile, device, cases, provenance, console, weights)
+            return Path(request.out) / "results.csv"
         for run in planned:
             try:
                 with marked_running(run.run_dir):
@@ -455,12 +477,15 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
                 if isinstance(exc, UserError) or is_storage_error(exc):
                     raise
                 failure = record_failure(run.run_dir, exc, traceback.format_exc())
+                if distributed.active():  # the other ranks wait in a collective for this one: end them all
+                    raise
                 failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
                 console.print(f"[red]failed[/red] {run.run_dir}: {failure['reason']} (recorded in failed.json; going on)", soft_wrap=True)
             write_results_csv(Path(request.out))
     finally:
         # Whatever finished is in results.csv even if a later run fails or is interrupted.
-        csv_path = write_results_csv(Path(request.out))
+        if distributed.is_main():
+            csv_path = write_results_csv(Path(request.out))
     labels = [method_label(m, request.options) for m in request.methods]
     print_table(console, Path(request.out), labels, request.data, provenance["stamp"])
     if render_report:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench import distributed
 from bench.config import Profile
 from bench.data.preprocess import PreprocessedCase
 from bench.evaluate import autocast_for, evaluate_cases
@@ -224,6 +225,12 @@ def _truncate_log(log_path: Path, epochs_kept: int) -> None:
         atomic_write(log_path, lambda fh: fh.write("".join(f"{line}\n" for line in kept).encode()))
 
 
+def steps_per_epoch(n_train_cases: int, profile: Profile) -> int:
+    """Steps one process takes per epoch: an epoch is at least one crop set per training case."""
+    steps = max(n_train_cases, profile.min_iterations_per_epoch)
+    return math.ceil(steps / distributed.world_size())
+
+
 def train(
     model: nn.Module,
     train_cases: Sequence[PreprocessedCase],
@@ -241,13 +248,17 @@ def train(
     from monai.losses import DiceCELoss
     from monai.utils import set_determinism
 
-    set_determinism(seed=seed)
+    # Under torchrun each rank draws its own crops (rank 0 keeps the single-process seed) and an
+    # epoch's steps are shared out, so an epoch still sees as many crops as in one process.
+    main = distributed.is_main()
+    rank_seed = seed + 7919 * distributed.rank()
+    set_determinism(seed=rank_seed)
     transform = train_transforms(profile.roi, profile.crops_per_case)
-    transform.set_random_state(seed=seed)
+    transform.set_random_state(seed=rank_seed)
     data = [{"image": c.image, "label": c.label} for c in train_cases]
     dataset = CacheDataset(data, transform=transform, cache_rate=1.0, num_workers=0, progress=False)
-    per_epoch = max(len(train_cases), profile.min_iterations_per_epoch)
-    generator = torch.Generator().manual_seed(seed)
+    per_epoch = steps_per_epoch(len(train_cases), profile)
+    generator = torch.Generator().manual_seed(rank_seed)
     sampler = torch.utils.data.RandomSampler(dataset, replacement=False, num_samples=per_epoch, generator=generator)
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=profile.num_workers)
 
@@ -260,12 +271,19 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = TrainState(model, optimizer, scheduler, scaler, generator, transform)
+    network = distributed.wrap(model, device)  # the module that steps; state.model stays unwrapped for saving
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.pt"
     log_path = run_dir / "log.jsonl"
-    state.load(checkpoint, config_hash)
-    _truncate_log(log_path, state.epoch)
+    if state.load(checkpoint, config_hash) and not main:
+        # The checkpoint holds rank 0's random state; the other ranks must not replay its crops.
+        fresh = rank_seed + 100_003 * state.epoch
+        generator.manual_seed(fresh)
+        transform.set_random_state(seed=fresh % 2**32)
+        torch.manual_seed(fresh)
+    if main:
+        _truncate_log(log_path, state.epoch)
     last_save = time.monotonic()
     model.train()
     with stop_at_epoch_end(notify) as stop:
@@ -277,7 +295,7 @@ def train(
                 image = batch["image"].as_tensor().to(device)
                 label = batch["label"].as_tensor().to(device)
                 with autocast_for(device):
-                    logits = model(image)
+                    logits = network(image)
                 loss = loss_fn(logits.float(), label)
                 if not torch.isfinite(loss):
                     # Diverged: stepping on would overwrite good weights with NaN. The runner records
@@ -301,6 +319,10 @@ def train(
                 "seconds": round(time.monotonic() - started, 3),
             }
             validate = state.epoch % profile.val_every == 0 or state.epoch == profile.epochs
+            if not main:  # rank 0 validates, logs and checkpoints for everyone
+                if stop.requested and state.epoch < profile.epochs:
+                    raise KeyboardInterrupt
+                continue
             if validate and val_cases:
                 per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device, surface=False)
                 line["val_dice"] = nanmean(m["dice"] for case in per_case for m in case["metrics"].values())
