@@ -101,6 +101,7 @@ def run(
     slurm_time: Annotated[int, typer.Option(help="Time limit per job, minutes.")] = 24 * 60,
     slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
     slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
+    slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.runner import RunRequest, parse_options, run_benchmark
@@ -124,9 +125,10 @@ def run(
     if executor == "slurm":
         from bench.slurm import SlurmOptions
 
-        if slurm_gpus < 0 or slurm_time < 1 or (slurm_mem is not None and slurm_mem <= 0) or (slurm_cpus is not None and slurm_cpus < 1):
-            raise UserError("--slurm-gpus must be >= 0, --slurm-time >= 1 minute, --slurm-mem > 0 GB and --slurm-cpus >= 1")
-        request.slurm = SlurmOptions(slurm_partition, slurm_gpus, slurm_time, slurm_mem, slurm_cpus)
+        bad_mem, bad_cpus = slurm_mem is not None and slurm_mem <= 0, slurm_cpus is not None and slurm_cpus < 1
+        if min(slurm_gpus, slurm_requeues) < 0 or slurm_time < 1 or bad_mem or bad_cpus:
+            raise UserError("--slurm-gpus/--slurm-requeues must be >= 0, --slurm-time >= 1 (min), --slurm-mem > 0 (GB), --slurm-cpus >= 1")
+        request.slurm = SlurmOptions(slurm_partition, slurm_gpus, slurm_time, slurm_mem, slurm_cpus, slurm_requeues)
     csv_path = run_benchmark(request, console)
     from bench.distributed import is_main
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +22,7 @@ from bench.io import read_json, write_json
 
 FAILED_FILE = "failed.json"
 RUNNING_FILE = "running.json"
+SUBMITTED_FILE = "submitted.json"  # written by --executor slurm: the job that will run this run
 STATES = ("done", "running", "failed", "incomplete", "missing")
 
 
@@ -52,23 +55,56 @@ def clear_failure(run_dir: Path) -> None:
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
 
 
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it (array tasks as JOB_TASK), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def slurm_job_state(job_id: str) -> str | None:
+    """PENDING, RUNNING, ... while squeue lists the job; None once it has left the queue (or without squeue)."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    states = done.stdout.split()
+    return states[0] if done.returncode == 0 and states else None
+
+
 @contextmanager
 def marked_running(run_dir: Path):
-    """running.json names the host and process while a run trains; a killed process leaves it behind,
-    and the status view then sees a dead pid and calls the run incomplete."""
+    """running.json names the host, process and SLURM job while a run trains; a killed process leaves
+    it behind, and the status view then finds a dead pid or a job gone from the queue."""
     marker = run_dir / RUNNING_FILE
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "started": started})
+    write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job_id(), "started": started})
     try:
         yield
     finally:
         marker.unlink(missing_ok=True)
 
 
-def _is_running(run_dir: Path) -> tuple[bool, str]:
+def _read(path: Path) -> dict | None:
     try:
-        marker = read_json(run_dir / RUNNING_FILE)
+        found = read_json(path)
     except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def is_running(run_dir: Path) -> tuple[bool, str]:
+    """Whether a live process or a queued/running SLURM job is working on the run, and which."""
+    marker = _read(run_dir / RUNNING_FILE)
+    job = (marker or {}).get("slurm_job") or (_read(run_dir / SUBMITTED_FILE) or {}).get("job_id")
+    if job:
+        state = slurm_job_state(job)
+        if state:
+            return True, f"SLURM job {job} {state.lower()}"
+        if shutil.which("squeue") is not None:
+            return False, ""  # the queue no longer has it: whatever it left is what there is
+    if marker is None:
         return False, ""
     host, pid = marker.get("host"), marker.get("pid")
     if host != socket.gethostname():
@@ -111,7 +147,7 @@ def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
             reason = f"unreadable {FAILED_FILE}"
         return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
     if run_dir.exists():
-        running, where = _is_running(run_dir)
+        running, where = is_running(run_dir)
         state = "running" if running else "incomplete"
         return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
     return RunState(data, method, repeat, "missing", run_dir)

@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
 from rich.console import Console
+from submitit.helpers import Checkpointable
 
 from bench.errors import UserError
 
@@ -23,37 +25,48 @@ class SlurmOptions:
     time_min: int = 24 * 60
     mem_gb: float | None = None
     cpus: int | None = None
+    requeues: int = 3  # times a job that hits its time limit is requeued (resuming) before it counts as failed
 
 
-def run_one(request) -> str:
-    """What a SLURM job executes: the local runner for one run (picklable, module level)."""
-    import sys
+class RunJob(Checkpointable):
+    """What a SLURM job executes: the local runner for one run.
 
-    from bench.runner import run_benchmark
+    Checkpointable: at its time limit SLURM signals the job, submitit requeues the same call, and
+    the runner resumes from the run's last checkpoint (up to --slurm-requeues times).
+    """
 
-    run_benchmark(request, Console(file=sys.stdout, width=160), render_report=False)
-    return "done"
+    def __call__(self, request) -> str:
+        import sys
+
+        from bench.runner import run_benchmark
+
+        run_benchmark(request, Console(file=sys.stdout, width=160), render_report=False)
+        return "done"
 
 
 def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -> list[str]:
     """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
     import shutil
 
-    from bench.grid import FAILED_FILE, record_failure
+    from bench.grid import FAILED_FILE, SUBMITTED_FILE, is_running, record_failure
+    from bench.io import write_json
 
-    try:
-        import submitit
-    except ImportError:
-        raise UserError("--executor slurm needs submitit: pip install submitit") from None
     if shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
-    todo = [run for run in planned if not (run.run_dir / "summary.json").exists()]
+    todo = []
     for run in planned:
-        if run not in todo:
+        running, where = is_running(run.run_dir)
+        if (run.run_dir / "summary.json").exists():
             console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
+        elif running:  # a job from an earlier submission is still on it: a second one would race it
+            console.print(f"[yellow]{run.run_dir}: still running ({where}), not submitted again[/yellow]")
+        else:
+            todo.append(run)
     if not todo:
         return []
-    executor = submitit.AutoExecutor(folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm")
+    executor = submitit.AutoExecutor(
+        folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm", slurm_max_num_timeout=options.requeues
+    )
     parameters = {"timeout_min": options.time_min, "name": "bench", "slurm_gpus_per_node": options.gpus or None}
     if options.partition:
         parameters["slurm_partition"] = options.partition
@@ -68,12 +81,20 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
             one = dataclasses.replace(
                 request, methods=[run.base_method], repeats=str(run.repeat), executor="local", out=Path(request.out).resolve()
             )
-            jobs.append((run, executor.submit(run_one, one)))
+            jobs.append((run, executor.submit(RunJob(), one)))
+    for run, job in jobs:
+        write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
     console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {Path(request.out) / '.slurm'}")
     failures = []
     for run, job in jobs:
         try:
-            job.result()
+            try:
+                job.result()
+            except KeyboardInterrupt:
+                raise UserError(
+                    f"stopped waiting; the jobs go on on the cluster (bench status {request.out} shows them, "
+                    "and rerunning the command waits for new ones only)"
+                ) from None
         except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
             if not (run.run_dir / FAILED_FILE).exists():  # died without recording why: time limit, node failure
                 record_failure(run.run_dir, RuntimeError(f"SLURM job {job.job_id} {job.state}: {str(exc)[-300:]}"), str(exc))

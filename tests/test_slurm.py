@@ -45,3 +45,16 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     assert again.exit_code == 0 and "finished earlier, skipped" in again.output and "submitted" not in again.output
     status = CliRunner().invoke(app, ["status", str(out)])
     assert "2 done, 0 running, 0 failed, 0 incomplete, 8 missing of 10 runs" in status.output
+
+    # A job that cannot finish in its time limit (and may not be requeued) fails; the grid reports it.
+    endless = ["run", "--executor", "slurm", "--methods", "unetr", "--data", "12pct", "--repeats", "1", "--epochs", "100000"]
+    endless += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--slurm-mem", "2"]
+    timed_out = CliRunner().invoke(app, [*endless, "--slurm-time", "1", "--slurm-requeues", "0"])
+    assert timed_out.exit_code == 1, timed_out.output
+    assert "1 of 1 runs failed" in timed_out.output and "unetr 12pct repeat 1" in timed_out.output
+    status = CliRunner().invoke(app, ["status", str(out)])
+    assert "2 done, 0 running, 1 failed, 0 incomplete, 7 missing of 10 runs" in status.output
+    assert "timed-out" in status.output
+    print(status.output)
+    html = (out / "report" / "report.html").read_text()
+    assert "failed: unetr repeat 1: UncompletedJobError" in html
