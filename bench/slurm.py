@@ -8,6 +8,7 @@ without saying why (time limit, node failure), rebuilds results.csv and renders 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,26 @@ class RunJob(Checkpointable):
         return "done"
 
 
+def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
+    """job.result(), but a job that leaves the queue without a result is a failure, not a wait forever.
+
+    submitit learns a job's end from sacct; on clusters without accounting, a job killed before it
+    could write its result would otherwise look unfinished for ever.
+    """
+    from bench.grid import slurm_job_state
+
+    gone_since = None
+    while not job.done():
+        if slurm_job_state(job.job_id) is None:
+            gone_since = gone_since or time.monotonic()
+            if time.monotonic() - gone_since > grace_s:
+                raise RuntimeError(f"SLURM job {job.job_id} left the queue without a result (killed or node lost; see {job.paths.stderr})")
+        else:
+            gone_since = None
+        time.sleep(poll_s)
+    return job.result()
+
+
 def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -> list[str]:
     """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
     import shutil
@@ -67,7 +88,15 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     executor = submitit.AutoExecutor(
         folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm", slurm_max_num_timeout=options.requeues
     )
-    parameters = {"timeout_min": options.time_min, "name": "bench", "slurm_gpus_per_node": options.gpus or None}
+    # SLURM warns a job before its time limit so it can requeue itself; the warning must not come
+    # before the job has started listening (a 1-minute limit with the usual 90 s would kill it at once).
+    warning_s = min(90, options.time_min * 60 // 4)
+    parameters = {
+        "timeout_min": options.time_min,
+        "name": "bench",
+        "slurm_gpus_per_node": options.gpus or None,
+        "slurm_signal_delay_s": warning_s,
+    }
     if options.partition:
         parameters["slurm_partition"] = options.partition
     if options.mem_gb:
@@ -89,7 +118,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     for run, job in jobs:
         try:
             try:
-                job.result()
+                wait_for(job)
             except KeyboardInterrupt:
                 raise UserError(
                     f"stopped waiting; the jobs go on on the cluster (bench status {request.out} shows them, "

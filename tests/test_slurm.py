@@ -58,3 +58,19 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     print(status.output)
     html = (out / "report" / "report.html").read_text()
     assert "failed: unetr repeat 1: UncompletedJobError" in html
+
+
+def test_a_job_that_leaves_the_queue_without_a_result_is_a_failure_not_a_hang(monkeypatch, tmp_path):
+    import bench.grid
+    from bench.slurm import wait_for
+
+    class VanishedJob:  # killed before it wrote a result, on a cluster without accounting: never "done"
+        job_id = "41_0"
+        paths = type("Paths", (), {"stderr": tmp_path / "41_0_0_log.err"})()
+
+        def done(self):
+            return False
+
+    monkeypatch.setattr(bench.grid, "slurm_job_state", lambda job_id: None)
+    with pytest.raises(RuntimeError, match="SLURM job 41_0 left the queue without a result"):
+        wait_for(VanishedJob(), poll_s=0.01, grace_s=0.05)
