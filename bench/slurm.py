@@ -45,6 +45,24 @@ class RunJob(Checkpointable):
         return "done"
 
 
+# What SLURM and submitit write to a job's logs when it is stopped from outside.
+_KILL_MARKS = ("timed-out", "DUE TO TIME LIMIT", "CANCELLED", "OUT_OF_MEMORY", "oom-kill", "NODE_FAIL", "PREEMPT")
+
+
+def log_hint(job) -> str:
+    """The last line of the job's logs that says why SLURM stopped it, or ''."""
+    found = ""
+    for path in (job.paths.stdout, job.paths.stderr):
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if any(mark in line for mark in _KILL_MARKS):
+                found = line.strip()[-300:]
+    return found
+
+
 def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
     """job.result(), but a job that leaves the queue without a result is a failure, not a wait forever.
 
@@ -126,6 +144,8 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
                 ) from None
         except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
             if not (run.run_dir / FAILED_FILE).exists():  # died without recording why: time limit, node failure
-                record_failure(run.run_dir, RuntimeError(f"SLURM job {job.job_id} {job.state}: {str(exc)[-300:]}"), str(exc))
+                hint = log_hint(job)
+                reason = f"SLURM job {job.job_id}: {hint or str(exc)[-300:]}"
+                record_failure(run.run_dir, RuntimeError(reason), str(exc))
             failures.append(f"{run.method} {run.data} repeat {run.repeat}: job {job.job_id} ({job.state})")
     return failures

@@ -54,7 +54,8 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     assert "1 of 1 runs failed" in timed_out.output and "unetr 12pct repeat 1" in timed_out.output
     status = CliRunner().invoke(app, ["status", str(out)])
     assert "2 done, 0 running, 1 failed, 0 incomplete, 7 missing of 10 runs" in status.output
-    assert "timed-out" in status.output
+    # in the job's own words (submitit: "timed-out too many times") or, if it was killed first, SLURM's
+    assert "timed-out" in status.output or "DUE TO TIME LIMIT" in status.output, status.output
     print(status.output)
     html = (out / "report" / "report.html").read_text()
     assert "failed: unetr repeat 1: UncompletedJobError" in html
@@ -62,11 +63,11 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
 
 def test_a_job_that_leaves_the_queue_without_a_result_is_a_failure_not_a_hang(monkeypatch, tmp_path):
     import bench.grid
-    from bench.slurm import wait_for
+    from bench.slurm import log_hint, wait_for
 
     class VanishedJob:  # killed before it wrote a result, on a cluster without accounting: never "done"
         job_id = "41_0"
-        paths = type("Paths", (), {"stderr": tmp_path / "41_0_0_log.err"})()
+        paths = type("Paths", (), {"stderr": tmp_path / "41_0_0_log.err", "stdout": tmp_path / "41_0_0_log.out"})()
 
         def done(self):
             return False
@@ -74,3 +75,5 @@ def test_a_job_that_leaves_the_queue_without_a_result_is_a_failure_not_a_hang(mo
     monkeypatch.setattr(bench.grid, "slurm_job_state", lambda job_id: None)
     with pytest.raises(RuntimeError, match="SLURM job 41_0 left the queue without a result"):
         wait_for(VanishedJob(), poll_s=0.01, grace_s=0.05)
+    VanishedJob.paths.stderr.write_text("training...\nslurmstepd: error: *** JOB 41 ON vm CANCELLED AT 09:22:04 DUE TO TIME LIMIT ***\n")
+    assert log_hint(VanishedJob()) == "slurmstepd: error: *** JOB 41 ON vm CANCELLED AT 09:22:04 DUE TO TIME LIMIT ***"
