@@ -88,7 +88,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     import shutil
 
     from bench.grid import FAILED_FILE, SUBMITTED_FILE, is_running, record_failure
-    from bench.io import write_json
+    from bench.io import read_json, write_json
 
     if shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
@@ -147,5 +147,9 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
                 hint = log_hint(job)
                 reason = f"SLURM job {job.job_id}: {hint or str(exc)[-300:]}"
                 record_failure(run.run_dir, RuntimeError(reason), str(exc))
-            failures.append(f"{run.method} {run.data} repeat {run.repeat}: job {job.job_id} ({job.state})")
+            try:
+                reason = read_json(run.run_dir / FAILED_FILE)["reason"]
+            except (OSError, ValueError, KeyError):
+                reason = f"job {job.job_id} ({job.state})"
+            failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}")
     return failures
