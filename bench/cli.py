@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.errors import RunsFailed, UserError
+from bench.errors import RunsFailed, UnknownMethodError, UserError
 
 app = typer.Typer(
     help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
@@ -45,8 +45,6 @@ def user_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        from methods import UnknownMethodError
-
         try:
             return fn(*args, **kwargs)
         except (UserError, UnknownMethodError) as exc:

@@ -17,15 +17,12 @@ from typing import Any, Literal
 
 from torch import nn
 
+from bench.errors import UnknownMethodError
+
 Family = Literal["sam-adapter", "3d-net"]
 ModelSize = Literal["paper", "smoke"]
 Builder = Callable[..., nn.Module]
 TrainableRule = Callable[[nn.Module], Iterable[str]]
-
-
-class UnknownMethodError(KeyError):
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
