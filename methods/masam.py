@@ -17,7 +17,7 @@ from timm.models.vision_transformer_sam import window_partition, window_unpartit
 from torch import nn
 
 from methods.registry import register_method
-from methods.sam_common import SamSliceEncoder, build_sam_adapted, tokens_to_volume, trainable_outside_backbone, volume_to_tokens
+from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, tokens_to_volume, volume_to_tokens
 
 
 class DepthAdapter3D(nn.Module):
@@ -86,13 +86,10 @@ class AdaptedBlock(nn.Module):
 
 @register_method(
     "masam",
-    family="sam-adapter",
+    **SAM_ADAPTER_FACTS,
     reference="Chen et al., MA-SAM: Modality-agnostic SAM Adaptation for 3D Medical Image Segmentation, Medical Image Analysis 2024",
     paper=dict(size="paper", adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1),
     smoke=dict(size="smoke", fact_rank=8),
-    trainable=trainable_outside_backbone,
-    size_multiple=16,
-    weights="SAM ViT-B image encoder (frozen)",
     notes="the shared 3D decoder on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)",
 )
 def build_masam(

@@ -251,6 +251,13 @@ def trainable_outside_backbone(model: SamAdapted3D) -> list[str]:
     return [name for name, _ in model.named_parameters() if name not in frozen]
 
 
+# What the three SAM methods register alike: their family, trainable rule, patch-size multiple
+# (SAM's 16-pixel patches) and backbone weights.
+SAM_ADAPTER_FACTS = dict(
+    family="sam-adapter", trainable=trainable_outside_backbone, size_multiple=16, weights="SAM ViT-B image encoder (frozen)"
+)
+
+
 def install_lora(encoder: SamSliceEncoder, rank: int, gelu: bool) -> None:
     for block in encoder.vit.blocks:
         block.attn.qkv = LoRAQKV(block.attn.qkv, rank, gelu)

@@ -10,18 +10,15 @@ from __future__ import annotations
 from torch import nn
 
 from methods.registry import register_method
-from methods.sam_common import SamSliceEncoder, build_sam_adapted, install_lora, trainable_outside_backbone
+from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, install_lora
 
 
 @register_method(
     "samed",
-    family="sam-adapter",
+    **SAM_ADAPTER_FACTS,
     reference="Zhang & Liu, Customized Segment Anything Model for Medical Image Segmentation (SAMed), arXiv 2304.13785",
     paper=dict(size="paper", lora_rank=4, slice_scale=1),
     smoke=dict(size="smoke"),
-    trainable=trainable_outside_backbone,
-    size_multiple=16,
-    weights="SAM ViT-B image encoder (frozen)",
     notes="the shared 3D decoder on 3D crops replaces SAM's 2D mask decoder at 512x512 (uniform framework)",
 )
 def build_samed(

@@ -18,11 +18,11 @@ from torch import nn
 from methods.mamba import Mamba
 from methods.registry import register_method
 from methods.sam_common import (
+    SAM_ADAPTER_FACTS,
     SamSliceEncoder,
     build_sam_adapted,
     install_lora,
     tokens_to_volume,
-    trainable_outside_backbone,
     volume_to_tokens,
 )
 
@@ -108,13 +108,10 @@ class TriPlaneMambaAdapter(nn.Module):
 
 @register_method(
     "tpmamba",
-    family="sam-adapter",
+    **SAM_ADAPTER_FACTS,
     reference="Wang et al., Tri-Plane Mamba: Efficiently Adapting Segment Anything Model for 3D Medical Images, MICCAI 2024",
     paper=dict(size="paper", r=96, planes="tri", multiscale=True, kernel=3, d_state=16, lora_rank=64, lora_gelu=True, slice_scale=1),
     smoke=dict(size="smoke", r=16, d_state=8, lora_rank=8),
-    trainable=trainable_outside_backbone,
-    size_multiple=16,
-    weights="SAM ViT-B image encoder (frozen)",
     notes="adapter written from the paper (the authors' release leaves it TODO)",
 )
 def build_tpmamba(
