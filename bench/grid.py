@@ -118,16 +118,23 @@ def is_running(run_dir: Path) -> tuple[bool, str]:
     return True, f"pid {pid} since {marker.get('started')}"
 
 
-def _epochs_logged(log_path: Path) -> int:
+def read_log(log_path: Path) -> list[dict]:
+    """log.jsonl's epochs; a line cut by a crash is skipped, the epochs before it still count."""
     if not log_path.exists():
-        return 0
-    epochs = 0
+        return []
+    entries = []
     for line in log_path.read_text().splitlines():
         try:
-            epochs = max(epochs, int(json.loads(line).get("epoch", 0)))
-        except (ValueError, TypeError, AttributeError):
-            continue  # a line cut by a crash: the epochs before it still count
-    return epochs
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("epoch"), int):
+            entries.append(entry)
+    return entries
+
+
+def _epochs_logged(log_path: Path) -> int:
+    return max((entry["epoch"] for entry in read_log(log_path)), default=0)
 
 
 def expected_repeats() -> dict[str, int]:

@@ -11,7 +11,6 @@ table and the provenance of every number. Unfinished grids are shown as unfinish
 from __future__ import annotations
 
 import base64
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,12 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.labels import ORGAN_COLUMNS, ORGANS
-from bench.grid import RunState, describe, grid_counts, scan_grid
+from bench.grid import RunState, describe, grid_counts, read_log, scan_grid
 from bench.io import read_json, write_text
-from bench.results import load_results
+from bench.results import TABLE_COLUMNS, load_results, organ_table
 
-COLUMNS = (*ORGAN_COLUMNS, "Avg")
+COLUMNS = TABLE_COLUMNS
 FRACTIONS = ("100pct", "25pct", "12pct")
 FRACTION_TITLES = {"100pct": "100% of the training data (24 cases)", "25pct": "25% (6 cases)", "12pct": "12% (3 cases)"}
 
@@ -62,18 +60,7 @@ def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] |
 
     Grid cells with no finished draw (counts) get a row of NaN, so they are shown, not dropped.
     """
-    rows = []
-    if not results.empty:
-        df = results.copy()
-        df["dice"] = pd.to_numeric(df["dice"], errors="coerce")
-        per_repeat = df.groupby(["data", "method", "repeat", "organ"])["dice"].mean().unstack("organ").reindex(columns=list(ORGANS))
-        per_repeat.columns = list(ORGAN_COLUMNS)
-        per_repeat["Avg"] = per_repeat[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
-        per_repeat = per_repeat * 100.0
-        grouped = per_repeat.groupby(["data", "method"])
-        out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
-        out["repeats"] = grouped.size()
-        rows = out.reset_index().to_dict("records")
+    rows = organ_table(results).to_dict("records") if not results.empty else []
     have = {(r["data"], r["method"]) for r in rows}
     for data, method in counts or {}:
         if (data, method) not in have:
@@ -119,6 +106,26 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict) -> list[dict]:
     return out
 
 
+def beside_paper(table: pd.DataFrame, paper: dict, counts: dict) -> list[dict]:
+    """Ours, the paper's and the difference per column, for every (fraction, method) both have."""
+    beside = []
+    for fraction in FRACTIONS:
+        for row in marked_rows(table, fraction, counts):
+            published = paper.get((fraction, row["method"]))
+            if published and row["repeats"]:
+                ours = [cell["mean"] for cell in row["cells"]]
+                beside.append(
+                    {
+                        "data": fraction,
+                        "method": row["method"],
+                        "ours": ours,
+                        "paper": [published[c] for c in COLUMNS],
+                        "diff": [o - published[c] for o, c in zip(ours, COLUMNS, strict=True)],
+                    }
+                )
+    return beside
+
+
 def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " +/- ") -> str:
     if value != value:
         return "-"
@@ -145,19 +152,16 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
         if failed:
             lines += ["Failed runs: " + "; ".join(failed), ""]
-    both = [(f, r) for f in FRACTIONS for r in marked_rows(table, f, counts) if (f, r["method"]) in paper and r["repeats"]]
-    if both:
+    beside = beside_paper(table, paper, counts)
+    if beside:
         lines += ["## Beside the paper's Table 1", ""]
         if data.synthetic:
             lines += ["The paper's rows are BTCV results: next to synthetic-data runs they are context, not a comparison.", ""]
         lines += ["| Fraction | Method | | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
-        for fraction, row in both:
-            published = paper[(fraction, row["method"])]
-            ours = [cell["mean"] for cell in row["cells"]]
-            lines.append(f"| {fraction} | {row['method']} | ours | " + " | ".join(_fmt(v) for v in ours) + " |")
-            lines.append("| | | paper | " + " | ".join(f"{published[c]:.1f}" for c in COLUMNS) + " |")
-            diffs = [v - published[c] for v, c in zip(ours, COLUMNS, strict=True)]
-            lines.append("| | | ours - paper | " + " | ".join("-" if d != d else f"{d:+.1f}" for d in diffs) + " |")
+        for row in beside:
+            lines.append(f"| {row['data']} | {row['method']} | ours | " + " | ".join(_fmt(v) for v in row["ours"]) + " |")
+            lines.append("| | | paper | " + " | ".join(f"{v:.1f}" for v in row["paper"]) + " |")
+            lines.append("| | | ours - paper | " + " | ".join("-" if d != d else f"{d:+.1f}" for d in row["diff"]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -321,17 +325,8 @@ def provenance(data: ReportData) -> list[tuple[str, str]]:
 
 
 def _read_curve(log_path: Path) -> tuple[list[int], list[float]]:
-    epochs, dice = [], []
-    if log_path.exists():
-        for line in log_path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a crash
-            if entry.get("val_dice") is not None:
-                epochs.append(int(entry["epoch"]))
-                dice.append(float(entry["val_dice"]))
-    return epochs, dice
+    validated = [entry for entry in read_log(log_path) if entry.get("val_dice") is not None]
+    return [e["epoch"] for e in validated], [float(e["val_dice"]) for e in validated]
 
 
 def load_report_data(runs_dir: Path) -> ReportData:
@@ -370,21 +365,6 @@ def render_html(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict
     env.filters["signed"] = lambda v: "-" if v is None or v != v else f"{v:+.1f}"
     env.filters["millions"] = lambda v: "-" if v is None else f"{v / 1e6:.2f}"
     fractions = [(f, FRACTION_TITLES[f], marked_rows(table, f, counts)) for f in FRACTIONS]
-    beside = []
-    for fraction, _, rows in fractions:
-        for row in rows:
-            published = paper.get((fraction, row["method"]))
-            if published and row["repeats"]:
-                ours = [c["mean"] for c in row["cells"]]
-                beside.append(
-                    {
-                        "data": fraction,
-                        "method": row["method"],
-                        "ours": ours,
-                        "paper": [published[c] for c in COLUMNS],
-                        "diff": [o - published[c] for o, c in zip(ours, COLUMNS, strict=True)],
-                    }
-                )
     status = sorted(data.states, key=lambda s: (FRACTIONS.index(s.data), order.index(s.method) if s.method in order else 99, s.repeat))
     template = env.get_template("report.html.j2")
     return template.render(
@@ -395,7 +375,7 @@ def render_html(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict
         synthetic=data.synthetic,
         columns=COLUMNS,
         fractions=[f for f in fractions if f[2]],
-        beside=beside,
+        beside=beside_paper(table, paper, counts),
         figures={name: _data_uri(png) for name, png in figures.items()},
         tests=paired_tests(data.results, table),
         compute=compute_table(data, order),

@@ -70,24 +70,25 @@ def write_results_csv(runs_dir: Path) -> Path:
     return path
 
 
-def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Rows (method, data), columns the paper's organ names + Avg, in percent.
+TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")
 
-    Per repeat, each organ's mean over test cases (NaN skipped); then the mean over repeats, as
-    the paper averages its five draws. Avg is the mean over organs of those numbers.
+
+def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """One row per (data, method): mean and std over draws of every organ and of Avg, in percent,
+    and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
+
+    Per draw, each organ's mean over test cases (NaN skipped) and Avg, their mean over organs; then
+    mean and standard deviation over draws, as the paper averages its five draws.
     """
     df = results.copy()
     df[metric] = pd.to_numeric(df[metric], errors="coerce")
-    per_repeat = df.groupby(["method", "data", "repeat", "organ"], sort=False)[metric].mean()
-    per_organ = per_repeat.groupby(["method", "data", "organ"], sort=False).mean().unstack("organ")
-    per_organ = per_organ.reindex(columns=list(ORGANS))
-    per_organ.columns = list(ORGAN_COLUMNS)
-    per_organ["Avg"] = per_organ[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
-    return per_organ * 100.0
-
-
-def repeats_in(results: pd.DataFrame) -> dict[tuple[str, str], int]:
-    return {key: group["repeat"].nunique() for key, group in results.groupby(["method", "data"])}
+    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(ORGANS))
+    per_repeat.columns = list(ORGAN_COLUMNS)
+    per_repeat["Avg"] = per_repeat[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
+    grouped = (per_repeat * 100.0).groupby(["data", "method"])
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
+    out["repeats"] = grouped.size()
+    return out.reset_index()
 
 
 def load_results(runs_dir: Path, methods: Iterable[str] | None = None, data: str | None = None) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from bench.errors import RunsFailed, UserError
 from bench.grid import clear_failure, marked_running, record_failure
 from bench.io import check_writable, is_storage_error, read_json, write_json
 from bench.provenance import code_revision, hardware, package_versions
-from bench.results import load_results, organ_table, repeats_in, summarize, write_results_csv, write_summary
+from bench.results import TABLE_COLUMNS, load_results, organ_table, summarize, write_results_csv, write_summary
 from bench.weights import BackboneWeights, resolve_sam_weights
 
 # Settings that change how fast a run goes, not what it computes: left out of the config hash.
@@ -377,15 +377,15 @@ def print_table(console: Console, runs_dir: Path, methods: list[str], data: str,
     if results.empty:
         return
     table_df = organ_table(results)
-    counts = repeats_in(results)
     table = Table(title=f"Dice (%) on the test cases, {data} of the training data", caption=caption)
     table.add_column("Method")
-    for column in table_df.columns:
+    for column in TABLE_COLUMNS:
         table.add_column(column, justify="right")
     order = {m: i for i, m in enumerate(methods)}
-    for (method, frac), row in sorted(table_df.iterrows(), key=lambda kv: order.get(kv[0][0], 99)):
-        n = counts.get((method, frac), 0)
-        table.add_row(f"{method} ({n} draw{'s' if n != 1 else ''})", *[f"{v:.1f}" if v == v else "-" for v in row.values])
+    for _, row in sorted(table_df.iterrows(), key=lambda kv: order.get(kv[1]["method"], 99)):
+        n = int(row["repeats"])
+        cells = [row[f"{c}_mean"] for c in TABLE_COLUMNS]
+        table.add_row(f"{row['method']} ({n} draw{'s' if n != 1 else ''})", *[f"{v:.1f}" if v == v else "-" for v in cells])
     console.print(table)
 
 
