@@ -17,7 +17,9 @@ import time
 import numpy as np
 import torch
 
+from bench.config import PROFILES
 from bench.evaluate import autocast_for
+from bench.train import optimizer_groups, supervised_loss
 
 
 def _sync(device: str) -> None:
@@ -50,8 +52,8 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
 
     torch.manual_seed(0)
     model = create_model(name, size=size, roi_size=(roi,) * 3).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    profile = PROFILES[size]  # the profile whose networks these are
+    optimizer = torch.optim.AdamW(optimizer_groups(model, profile.weight_decay), lr=profile.lr)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     x = torch.rand(crops, 1, roi, roi, roi, device=device)
     y = torch.randint(0, 14, (crops, 1, roi, roi, roi), device=device).float()
@@ -64,7 +66,7 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
         started = time.perf_counter()
         with autocast_for(device):
             logits = model(x)
-        loss = loss_fn(logits.float(), y)
+        loss = supervised_loss(loss_fn, logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bench import distributed
@@ -211,6 +212,47 @@ def stop_at_epoch_end(notify: Callable[[str], None] | None = None) -> Iterator[S
             signal.signal(sig, old)
 
 
+def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters as AdamW groups. A parameter marked ``_no_weight_decay`` (mamba-ssm's
+    convention, e.g. Mamba's ``A_log`` and ``D``) is put in a group without weight decay."""
+    decayed, exempt = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (exempt if getattr(param, "_no_weight_decay", False) else decayed).append(param)
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    if exempt:
+        groups.append({"params": exempt, "weight_decay": 0.0})
+    return groups
+
+
+def deep_supervision_weights(outputs: int) -> list[float]:
+    """nnU-Net's loss weights for deep supervision, full resolution first: 1/2^i, the lowest
+    resolution's weight 0, normalised to sum to 1."""
+    weights = [1 / 2**i for i in range(outputs)]
+    if outputs > 1:
+        weights[-1] = 0.0
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def supervised_loss(loss_fn: Callable, logits: torch.Tensor | Sequence[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
+    """The training loss of one batch. A network with deep supervision returns its outputs as a
+    sequence, full resolution first (in training mode only); each is scored against the label
+    downsampled to its size by nearest neighbour ("nearest-exact", as nnU-Net's
+    DownsampleSegForDSTransform), with :func:`deep_supervision_weights`."""
+    if isinstance(logits, torch.Tensor):
+        return loss_fn(logits.float(), label)
+    total = torch.zeros((), device=label.device)
+    for weight, output in zip(deep_supervision_weights(len(logits)), logits, strict=True):
+        if weight == 0:
+            continue
+        target = label
+        if output.shape[2:] != label.shape[2:]:
+            target = F.interpolate(label.float(), size=output.shape[2:], mode="nearest-exact")
+        total = total + weight * loss_fn(output.float(), target)
+    return total
+
+
 def cosine_to_zero(total_steps: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
@@ -263,8 +305,7 @@ def train(
     loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=profile.num_workers)
 
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=profile.lr, weight_decay=profile.weight_decay)
+    optimizer = torch.optim.AdamW(optimizer_groups(model, profile.weight_decay), lr=profile.lr)
     total_steps = profile.epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_to_zero(total_steps))
     use_scaler = device == "cuda" and not torch.cuda.is_bf16_supported()
@@ -296,7 +337,7 @@ def train(
                 label = batch["label"].as_tensor().to(device)
                 with autocast_for(device):
                     logits = network(image)
-                loss = loss_fn(logits.float(), label)
+                loss = supervised_loss(loss_fn, logits, label)
                 if not torch.isfinite(loss):
                     # Diverged: stepping on would overwrite good weights with NaN. The runner records
                     # this run as failed (reason below) and goes on with the grid.

@@ -189,6 +189,10 @@ class Mamba(nn.Module):
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))
         self.D = nn.Parameter(torch.ones(self.d_inner))
+        # mamba-ssm exempts the state matrix and the skip from weight decay (decay would pull A
+        # towards -1 and D towards 0); the harness's optimiser honours this mark on any parameter.
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         length = hidden.shape[1]

@@ -90,11 +90,15 @@ class SliceContext:
 
 
 def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
-    """timm's SAM ViT: ViT-B for "paper", a toy of the same structure for "smoke".
+    """timm's SAM ViT without its neck: ViT-B for "paper", a toy of the same structure for "smoke".
+
+    The neck (SAM's 768 -> 256 channel reduction for its mask decoder, 787,456 parameters in ViT-B)
+    is replaced by an identity, as the TP-Mamba authors do: the 3D decoder reads block outputs, so
+    the neck never runs and a frozen copy of it would only inflate the parameter count.
 
     ``backbone_state`` is a state dict in Meta's original SAM format (``image_encoder.*``, the mask
-    decoder and prompt encoder are dropped) or timm's; timm's own ``checkpoint_filter_fn`` maps it.
-    Without it the weights are random.
+    decoder and prompt encoder are dropped) or timm's; timm's own ``checkpoint_filter_fn`` maps it
+    and the neck's weights are dropped. Without it the weights are random.
     """
     import timm
     from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
@@ -103,8 +107,9 @@ def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = No
         vit = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0)
     else:
         vit = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None)
+    vit.neck = nn.Identity()
     if backbone_state is not None:
-        state = checkpoint_filter_fn(backbone_state, vit)
+        state = {k: v for k, v in checkpoint_filter_fn(backbone_state, vit).items() if not k.startswith("neck.")}
         try:
             missing, unexpected = vit.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches
@@ -162,36 +167,51 @@ class SamSliceEncoder(nn.Module):
         return features
 
 
-class InPlaneUp(nn.Sequential):
-    """x2 upsampling of h and w (depth kept): transposed conv (2, 2, 1), instance norm, GELU."""
+class InPlaneUpStage(nn.Module):
+    """One stage of the TP-Mamba authors' decoder: x2 in-plane, depth kept, then a residual refinement.
+
+    ``(B, in, X, Y, Z) -> (B, out, 2X, 2Y, Z)``: transposed 3x3x3 convolution with stride (2, 2, 1)
+    -> instance norm -> GELU, then ``x + GELU(IN(conv3x3x3(x)))``. Instance norms have no affine
+    parameters and the convolutions keep their biases, as MONAI's ``Convolution`` and
+    ``ResidualUnit`` (one subunit) that the authors build it from.
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            nn.ConvTranspose3d(in_channels, out_channels, kernel_size=(2, 2, 1), stride=(2, 2, 1)),
-            nn.InstanceNorm3d(out_channels, affine=True),
-            nn.GELU(),
-        )
+        super().__init__()
+        # padding 1 and output padding (1, 1, 0) give exactly (2X, 2Y, Z) for a 3x3x3 kernel
+        self.up = nn.ConvTranspose3d(in_channels, out_channels, 3, stride=(2, 2, 1), padding=1, output_padding=(1, 1, 0))
+        self.up_norm = nn.InstanceNorm3d(out_channels)
+        self.refine = nn.Conv3d(out_channels, out_channels, 3, padding=1)
+        self.refine_norm = nn.InstanceNorm3d(out_channels)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.up_norm(self.up(x)))
+        return x + self.act(self.refine_norm(self.refine(x)))
 
 
 class SliceDecoder3D(nn.Module):
-    """The 3D decoder of the TP-Mamba authors' code, shared by the three SAM methods.
+    """The 3D decoder of the TP-Mamba authors' code (``SAM_Decoder``), shared by the three SAM methods.
 
-    Each of the last four block features ``(B*D, h, w, C)`` -> ``(B, C, h, w, D)`` -> in-plane x2
-    up-convolution to ``width`` channels + residual unit; the four are concatenated, fused by a
-    residual block, upsampled in-plane by x2 steps to the input resolution and classified by a
-    1x1x1 convolution. Depth is never resampled. Output ``(B, classes, X, Y, Z)``.
+    Each of the last four block features ``(B*D, h, w, C)`` -> ``(B, C, h, w, D)`` -> one
+    :class:`InPlaneUpStage` to ``width`` channels; the four are concatenated, fused by MONAI's
+    ``UnetResBlock`` (3x3x3, instance norm, GELU) to ``width``, brought to the input resolution by
+    further x2 stages and classified by a 1x1x1 convolution. Depth is never resampled.
+    Output ``(B, classes, X, Y, Z)`` with ``X = h * 2**upsample_steps``.
+
+    Example (paper size, 96^3 crop, 6x6 tokens per slice: 4 steps, 6,985,486 parameters):
+        >>> decoder = SliceDecoder3D(768, 4, 14, upsample_steps=4)
+        >>> decoder([torch.rand(96, 6, 6, 768)] * 4, depth=96).shape
+        torch.Size([1, 14, 96, 96, 96])
     """
 
     def __init__(self, embed_dim: int, num_features: int, out_channels: int, upsample_steps: int, width: int = 64):
         super().__init__()
         if upsample_steps < 1:
             raise ValueError(f"the decoder needs at least one x2 step, got {upsample_steps}")
-        self.branches = nn.ModuleList(
-            nn.Sequential(InPlaneUp(embed_dim, width), UnetResBlock(3, width, width, kernel_size=3, stride=1, norm_name="instance"))
-            for _ in range(num_features)
-        )
-        self.fuse = UnetResBlock(3, width * num_features, width, kernel_size=3, stride=1, norm_name="instance")
-        self.up = nn.Sequential(*[InPlaneUp(width, width) for _ in range(upsample_steps - 1)])
+        self.branches = nn.ModuleList(InPlaneUpStage(embed_dim, width) for _ in range(num_features))
+        self.fuse = UnetResBlock(3, width * num_features, width, kernel_size=3, stride=1, norm_name="instance", act_name="gelu")
+        self.up = nn.Sequential(*[InPlaneUpStage(width, width) for _ in range(upsample_steps - 1)])
         self.head = nn.Conv3d(width, out_channels, kernel_size=1)
 
     def forward(self, features: Sequence[torch.Tensor], depth: int) -> torch.Tensor:

@@ -19,7 +19,11 @@ from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_ada
     reference="Zhang & Liu, Customized Segment Anything Model for Medical Image Segmentation (SAMed), arXiv 2304.13785",
     paper=dict(size="paper", lora_rank=4, slice_scale=1),
     smoke=dict(size="smoke"),
-    notes="the shared 3D decoder on 3D crops replaces SAM's 2D mask decoder at 512x512 (uniform framework)",
+    notes=(
+        "LoRA checked against hitachinsk/SAMed sam_lora_image_encoder.py (rank 4 on q and v, no scaling); "
+        "the shared 3D decoder (xmed-lab/TP-Mamba networks/sam/sam_decoder.py) on 3D crops replaces SAM's 2D mask decoder "
+        "at 512x512 (uniform framework)"
+    ),
 )
 def build_samed(
     in_channels: int,

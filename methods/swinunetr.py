@@ -18,6 +18,10 @@ from methods.registry import register_method
     # 1x1x1 bottleneck, where instance norm has nothing to normalise.
     smoke=dict(feature_size=12, depths=(1, 1, 1, 1), window_size=4, norm_name=("group", {"num_groups": 3})),
     size_multiple=32,
+    notes=(
+        "MONAI's SwinUNETR with the BTCV settings of Project-MONAI/research-contributions SwinUNETR/BTCV/main.py "
+        "(feature size 48, depths 2-2-2-2, 7^3 windows); trained from scratch with the shared loss and schedule"
+    ),
 )
 def build_swinunetr(
     in_channels: int,

@@ -4,9 +4,12 @@ comparison, reimplemented from the official design.
 A CNN encoder (16-32-64-128 channels, residual blocks, stride-2 convs) takes the volume to 1/8
 resolution; a 3^3 conv embeds it to 512 channels, the 12^3 = 1728 tokens get a learned position
 embedding and run through 4 pre-norm transformer layers (8 heads, MLP 4096); the last layer's
-tokens are folded back to a volume and decoded with skip connections from the CNN encoder.
+tokens are folded back to a volume and decoded with skip connections from the CNN encoder. As in
+the original, the encoder's residual blocks use GroupNorm(8) and the embedding, bottleneck and
+decoder blocks BatchNorm3d.
 
-Departures, all deliberate: the original applies ``F.dropout3d`` after its first conv without
+Checked against Rubics-Xuan/TransBTS models/TransBTS/{TransBTS_downsample8x_skipconnection.py,
+Unet_skipconnection.py, Transformer.py}. Departures, all deliberate: the original applies ``F.dropout3d`` after its first conv without
 passing ``training``, so it drops channels at inference too; here it is an ``nn.Dropout3d`` that
 eval mode switches off. Two layers the original builds but never uses in this configuration (a
 linear patch encoding and a final LayerNorm whose output the decoder ignores) are left out
@@ -20,17 +23,23 @@ from torch import nn
 
 from methods.registry import register_method
 
+# The encoder's residual blocks normalise with GroupNorm(8): the original's normalization(..., norm="gn")
+# default. Batch statistics at batch size 1 would train on other statistics than they evaluate with.
+NORM_GROUPS = 8
+
 
 class ResidualBlock(nn.Module):
-    """Pre-activation residual block: x + conv(relu(bn(conv(relu(bn(x))))))."""
+    """Pre-activation residual block of the encoder: x + conv(relu(gn(conv(relu(gn(x)))))), GroupNorm(8)."""
 
     def __init__(self, channels: int):
         super().__init__()
+        if channels % NORM_GROUPS:
+            raise ValueError(f"TransBTS encoder widths must be multiples of {NORM_GROUPS} (GroupNorm groups), got {channels}")
         self.body = nn.Sequential(
-            nn.BatchNorm3d(channels),
+            nn.GroupNorm(NORM_GROUPS, channels),
             nn.ReLU(inplace=False),
             nn.Conv3d(channels, channels, 3, padding=1),
-            nn.BatchNorm3d(channels),
+            nn.GroupNorm(NORM_GROUPS, channels),
             nn.ReLU(inplace=True),
             nn.Conv3d(channels, channels, 3, padding=1),
         )
@@ -151,11 +160,15 @@ class TransBTS(nn.Module):
     family="3d-net",
     reference="Wang et al., TransBTS: Multimodal Brain Tumor Segmentation Using Transformer, MICCAI 2021",
     paper=dict(img_dim=96, base=16, embed_dim=512, heads=8, layers=4, mlp_dim=4096),
-    smoke=dict(img_dim=None, base=4, embed_dim=64, heads=4, layers=2, mlp_dim=128),
+    smoke=dict(img_dim=None, base=8, embed_dim=64, heads=4, layers=2, mlp_dim=128),
     size_multiple=8,
     fixed_input_size=True,
     required_crop="img_dim",
-    notes="96^3 crops only (learned position embedding); dropout3d off in eval, unlike the original",
+    notes=(
+        "checked against Rubics-Xuan/TransBTS models/TransBTS/{TransBTS_downsample8x_skipconnection,Unet_skipconnection}.py: "
+        "96^3 crops only (learned position embedding); dropout3d off in eval, unlike the original; "
+        "an unused linear encoding and final LayerNorm left out"
+    ),
 )
 def build_transbts(
     in_channels: int,

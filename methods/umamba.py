@@ -10,10 +10,12 @@ Network (the nnU-Net 96^3 plan: 5 stages of 32-320 features, strides 1, 2, 2, 2,
   ``Enc`` (``variant="enc"``): such a layer after every encoder stage, scanning channels as tokens
   where a stage has fewer voxels than channels (the 6^3 x 320 bottleneck of a 96^3 crop);
 - decoder: nearest-neighbour x2 upsampling + 1x1x1 conv, concatenation with the skip, a residual
-  unit and ``BasicBlockD`` blocks (2, 2, 2, 1 from the bottom), a 1x1x1 head.
+  unit and ``BasicBlockD`` blocks (2, 2, 2, 1 from the bottom), and a 1x1x1 head after every stage
+  (the last one is the output; the others serve deep supervision).
 The Mamba layers always run in float32, with autocast switched off, as the original does (a
 half-precision selective scan over thousands of tokens loses the recurrence). The original trains
-inside nnU-Net with deep supervision; here it gets the shared loss and schedule.
+inside nnU-Net with deep supervision; here it gets the shared loss and schedule, and nnU-Net's deep
+supervision only with ``deep_supervision=True``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from torch import nn
 
 from methods.mamba import Mamba
@@ -60,7 +63,9 @@ class MambaLayer(nn.Module):
     """LayerNorm + Mamba over a feature map (B, C, X, Y, Z), in float32 whatever the autocast.
 
     Tokens are the voxels (d_model = C), or with ``channel_tokens`` the channels (d_model = voxels),
-    for maps with fewer voxels than channels.
+    for maps with fewer voxels than channels. Voxels are flattened in nnU-Net's array order (Z, Y, X)
+    with X fastest, as the original flattens nnU-Net's tensors: the causal scan runs along X first,
+    then Y, then Z (the harness's (X, Y, Z) tensors would otherwise put Z fastest).
     """
 
     def __init__(self, dim: int, channel_tokens: bool = False, d_state: int = 16):
@@ -70,15 +75,15 @@ class MambaLayer(nn.Module):
         self.mamba = Mamba(dim, d_state=d_state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
+        zyx = x.permute(0, 1, 4, 3, 2)
         with torch.autocast(x.device.type, enabled=False):
-            tokens = x.float().flatten(2)  # (B, C, N)
+            tokens = zyx.float().flatten(2)  # (B, C, N), X fastest
             if not self.channel_tokens:
                 tokens = tokens.transpose(1, 2)  # (B, N, C)
             out = self.mamba(self.norm(tokens))
             if not self.channel_tokens:
                 out = out.transpose(1, 2)
-        return out.reshape(shape)
+        return out.reshape(zyx.shape).permute(0, 1, 4, 3, 2)
 
 
 class UpsampleProject(nn.Module):
@@ -103,6 +108,7 @@ class UMamba(nn.Module):
         features: Sequence[int] = (32, 64, 128, 256, 320),
         blocks_per_stage: int = 2,
         variant: str = "bot",
+        deep_supervision: bool = False,
     ):
         super().__init__()
         if variant not in ("bot", "enc"):
@@ -128,36 +134,51 @@ class UMamba(nn.Module):
         self.decoder = nn.ModuleList(
             _stage(2 * features[s], features[s], 1, decoder_blocks[stages - 2 - s]) for s in reversed(range(stages - 1))
         )
-        self.head = nn.Conv3d(features[0], out_channels, 1)
-        for module in self.modules():  # nnU-Net's He initialisation, as the original applies
-            if isinstance(module, nn.Conv3d | nn.ConvTranspose3d):
-                nn.init.kaiming_normal_(module.weight, a=1e-2)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        # One 1x1x1 head per decoder stage, lowest resolution first, built whether or not deep
+        # supervision is on (as the original, so weights load either way); the last is the output.
+        self.heads = nn.ModuleList(nn.Conv3d(features[s], out_channels, 1) for s in reversed(range(stages - 1)))
+        self.deep_supervision = deep_supervision
+        self.apply(InitWeights_He(1e-2))  # nnU-Net's initialisation, as the original applies
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits at full resolution; in training mode with deep supervision, every decoder stage's
+        logits, full resolution first."""
         h = self.stem(x)
         skips = []
         for stage, mamba in zip(self.encoder, self.mamba, strict=True):
             h = mamba(stage(h))
             skips.append(h)
         h = skips.pop()
-        for up, decoder in zip(self.up, self.decoder, strict=True):
+        supervised = self.deep_supervision and self.training
+        outputs = []
+        for index, (up, decoder, head) in enumerate(zip(self.up, self.decoder, self.heads, strict=True)):
             h = decoder(torch.cat([up(h), skips.pop()], dim=1))
-        return self.head(h)
+            if supervised or index == len(self.heads) - 1:
+                outputs.append(head(h))
+        return outputs[::-1] if supervised else outputs[-1]
 
 
 @register_method(
     "umamba",
     family="3d-net",
     reference="Ma, Li & Wang, U-Mamba: Enhancing Long-range Dependency for Biomedical Image Segmentation, arXiv 2401.04722",
-    paper=dict(variant="bot", features=(32, 64, 128, 256, 320), blocks_per_stage=2),
+    paper=dict(variant="bot", features=(32, 64, 128, 256, 320), blocks_per_stage=2, deep_supervision=False),
     smoke=dict(features=(8, 16, 32, 64, 64)),
     size_multiple=16,
     fixed_input_size=True,
-    notes="Bot by default (--set variant=enc); Mamba in float32 under AMP; no deep supervision (shared loss)",
+    notes=(
+        "checked against bowang-lab/U-Mamba umamba/nnunetv2/nets/UMamba{Bot,Enc}_3d.py: Bot by default (--set variant=enc); "
+        "Mamba in float32 under AMP; tokens in nnU-Net's order (x fastest); "
+        "trained with the shared loss, deep supervision off by default (--set deep_supervision=true)"
+    ),
 )
 def build_umamba(
-    in_channels: int, out_channels: int, roi_size: tuple[int, int, int], variant: str, features: Sequence[int], blocks_per_stage: int
+    in_channels: int,
+    out_channels: int,
+    roi_size: tuple[int, int, int],
+    variant: str,
+    features: Sequence[int],
+    blocks_per_stage: int,
+    deep_supervision: bool,
 ) -> nn.Module:
-    return UMamba(in_channels, out_channels, roi_size, tuple(features), blocks_per_stage, str(variant).lower())
+    return UMamba(in_channels, out_channels, roi_size, tuple(features), blocks_per_stage, str(variant).lower(), deep_supervision)

@@ -109,7 +109,10 @@ class UXNet3D(nn.Module):
     paper=dict(depths=(2, 2, 2, 2), features=(48, 96, 192, 384), hidden_size=768, kernel=7),
     smoke=dict(depths=(1, 1, 1, 1), features=(8, 16, 32, 64), hidden_size=128),
     size_multiple=16,
-    notes="reimplemented (no maintained package); trained with the shared loss and schedule",
+    notes=(
+        "reimplemented (no maintained package), checked against MASILab/3DUX-Net networks/UXNet_3D/{network_backbone,uxnet_encoder}.py; "
+        "trained with the shared loss and schedule"
+    ),
 )
 def build_uxnet(
     in_channels: int,

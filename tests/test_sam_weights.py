@@ -23,6 +23,9 @@ def reference_vit():
 def to_meta_format(state: dict) -> dict:
     """Meta's sam_vit_b key format: image_encoder.* with mlp.lin1/lin2, plus the other SAM parts."""
     out = {f"image_encoder.{k.replace('mlp.fc', 'mlp.lin')}": v.clone() for k, v in state.items()}
+    # SAM's neck is part of the image encoder in Meta's file; the harness never runs it, so drops it.
+    out["image_encoder.neck.0.weight"] = torch.zeros(256, 768, 1, 1)
+    out["image_encoder.neck.1.weight"] = torch.zeros(256)
     out["mask_decoder.iou_token.weight"] = torch.zeros(1, 256)
     out["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"] = torch.zeros(2, 128)
     return out
