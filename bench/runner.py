@@ -213,6 +213,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
             run.config = {
                 "method": label,
                 "base_method": name,
+                "method_revision": info.revision,
                 "family": info.family,
                 "hyperparameters": hyper,
                 "data": request.data,

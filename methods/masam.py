@@ -95,6 +95,7 @@ class AdaptedBlock(nn.Module):
         "MA-SAM/segment_anything/modeling/image_encoder.py; the shared 3D decoder (xmed-lab/TP-Mamba "
         "networks/sam/sam_decoder.py) on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)"
     ),
+    revision=2,
 )
 def build_masam(
     in_channels: int,

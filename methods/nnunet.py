@@ -49,6 +49,7 @@ class TrainingDeepSupervisionUNet(PlainConvUNet):
         "checked against MIC-DKFZ/dynamic-network-architectures architectures/unet.py and nnunetv2 get_network_from_plans "
         "(InitWeights_He(1e-2)); no deep supervision by default (--set deep_supervision=true)"
     ),
+    revision=2,
 )
 def build_nnunet(
     in_channels: int,

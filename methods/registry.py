@@ -46,6 +46,9 @@ class MethodInfo:
     weights: str = "random init (trained from scratch)"
     # How the uniform framework departs from the original recipe (deep supervision, schedules...).
     notes: str = ""
+    # Raised whenever the network or its initialisation changes what it computes; part of every run's
+    # configuration, so a run trained by an earlier revision is never taken for a current one.
+    revision: int = 1
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -71,6 +74,7 @@ def register_method(
     required_crop: str | None = None,
     weights: str = "random init (trained from scratch)",
     notes: str = "",
+    revision: int = 1,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
 
@@ -90,6 +94,7 @@ def register_method(
             required_crop=required_crop,
             weights=weights,
             notes=notes,
+            revision=revision,
         )
         return builder
 

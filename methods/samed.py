@@ -24,6 +24,7 @@ from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_ada
         "the shared 3D decoder (xmed-lab/TP-Mamba networks/sam/sam_decoder.py) on 3D crops replaces SAM's 2D mask decoder "
         "at 512x512 (uniform framework)"
     ),
+    revision=2,
 )
 def build_samed(
     in_channels: int,

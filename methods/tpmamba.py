@@ -187,6 +187,7 @@ class TriPlaneMambaAdapter(nn.Module):
         "convolutions, norms and init of Adapter_MSConv; Mamba + LayerNorm + GELU per plane from the design code "
         "(released for one plane; three summed as the paper says); r = 96 as in the paper (the code's 192 via --set r=192)"
     ),
+    revision=2,
 )
 def build_tpmamba(
     in_channels: int,

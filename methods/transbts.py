@@ -169,6 +169,7 @@ class TransBTS(nn.Module):
         "96^3 crops only (learned position embedding); dropout3d off in eval, unlike the original; "
         "an unused linear encoding and final LayerNorm left out"
     ),
+    revision=2,
 )
 def build_transbts(
     in_channels: int,

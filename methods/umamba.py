@@ -171,6 +171,7 @@ class UMamba(nn.Module):
         "Mamba in float32 under AMP; tokens in nnU-Net's order (x fastest); "
         "trained with the shared loss, deep supervision off by default (--set deep_supervision=true)"
     ),
+    revision=2,
 )
 def build_umamba(
     in_channels: int,

@@ -26,7 +26,7 @@ def one_error_line(result) -> str:
     return result.output
 
 
-def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path):
+def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "runs"
     result = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
     assert result.exit_code == 0, result.output
@@ -51,6 +51,15 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path):
         "run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST[:-1], "2"
     )
     assert "different configuration" in one_error_line(clash)
+    # A run trained by an earlier revision of the network is not taken for a current one.
+    import dataclasses
+
+    from methods.registry import _REGISTRY
+
+    assert config["method_revision"] == _REGISTRY["unetr"].revision
+    monkeypatch.setitem(_REGISTRY, "unetr", dataclasses.replace(_REGISTRY["unetr"], revision=_REGISTRY["unetr"].revision + 1))
+    revised = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert "different configuration" in one_error_line(revised)
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,34 @@ def test_paper_decoder_has_the_authors_layers_and_count():
     assert decoder.head.kernel_size == (1, 1, 1) and decoder.head.out_channels == 14
 
 
+class DecoderOnFeatures(nn.Module):
+    def __init__(self, decoder: SliceDecoder3D, depth: int):
+        super().__init__()
+        self.decoder, self.depth = decoder, depth
+
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(list(features), depth=self.depth)
+
+
+def test_decoder_macs_are_its_convolutions():
+    """fvcore's count equals the convolutions' multiply-adds worked out by hand (norms add ~1 %)."""
+    from bench.flops import count_macs
+
+    embed, width, tokens, depth, steps, classes = 48, 16, 3, 5, 2, 14
+    decoder = SliceDecoder3D(embed, 4, classes, steps, width=width)
+    count = count_macs(DecoderOnFeatures(decoder, depth), *[torch.rand(depth, tokens, tokens, embed)] * 4)
+
+    def voxels(step: int) -> int:
+        return depth * (tokens * 2**step) ** 2
+
+    k = 27
+    branches = 4 * (voxels(0) * embed * width * k + voxels(1) * width * width * k)  # transposed conv counts input voxels
+    fuse = voxels(1) * (4 * width * width * k + width * width * k + 4 * width * width)
+    stages = sum(voxels(s) * width * width * k + voxels(s + 1) * width * width * k for s in range(1, steps))
+    head = voxels(steps) * width * classes
+    assert count.gmacs * 1e9 == pytest.approx(branches + fuse + stages + head, rel=0.02)
+
+
 @pytest.mark.parametrize(("name", "trainable"), [("tpmamba", 17_445_646), ("samed", 7_132_942), ("masam", 31_877_902)])
 def test_sam_methods_count_the_authors_decoder_and_no_neck(name, trainable):
     model = create_model(name, size="paper", roi_size=(96, 96, 96))
