@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.console import plain
 from bench.errors import RunsFailed, UnknownMethodError, UserError
 
 app = typer.Typer(
@@ -48,17 +49,17 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (UserError, UnknownMethodError) as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except OSError as exc:
             from bench.io import is_storage_error, storage_message
 
             if not is_storage_error(exc):
                 raise
-            err_console.print(f"[red]error:[/red] {storage_message(exc)}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {plain(storage_message(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except RunsFailed as exc:  # the grid went on; what finished is saved and reported
-            err_console.print(f"[red]failed:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]failed:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished epochs are checkpointed; rerun the same command to resume")
@@ -102,7 +103,8 @@ def run(
     slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
-    from bench.runner import RunRequest, parse_options, run_benchmark
+    from bench.plan import RunRequest, parse_options
+    from bench.runner import run_benchmark
 
     names = method_names(methods)
     request = RunRequest(
@@ -131,18 +133,20 @@ def run(
     from bench.distributed import is_main
 
     if is_main():
-        console.print(f"results: {csv_path}")
+        console.print(f"results: {plain(csv_path)}")
 
 
 @app.command("list")
 @user_errors
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False) -> None:
     """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes)."""
-    from methods import count_parameters, create_model, list_methods
+    from methods import count_parameters, list_methods
+    from methods.registry import build_on_meta
 
     rows = []
     for info in list_methods():
-        total, trainable = count_parameters(create_model(info.name, size="paper", roi_size=(96, 96, 96)))
+        # Counted on the meta device: nothing is allocated or initialised.
+        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=(96, 96, 96)))
         rows.append(
             {
                 "name": info.name,
@@ -162,7 +166,8 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
     for column in ("name", "family", "params total (M)", "trainable (M)", "notes"):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: (r["family"], r["name"])):
-        table.add_row(row["name"], row["family"], f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}", row["notes"])
+        total, trainable = f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}"
+        table.add_row(row["name"], row["family"], total, trainable, plain(row["notes"]))
     console.print(table)
 
 
@@ -247,7 +252,7 @@ def flops(
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(uncounted.items()))
         console.print(f"not counted (no handle; element-wise ops are left out by convention): {listed}", soft_wrap=True)
     if out is not None:
-        console.print(f"chart: {out / 'fig1c_adapters.png'}")
+        console.print(f"chart: {plain(out / 'fig1c_adapters.png')}")
 
 
 @app.command()
@@ -328,8 +333,8 @@ def report(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     names = ", ".join(sorted(p.name for p in paths.values()))
-    console.print(f"wrote {len(paths)} files to {paths['report.html'].parent}: {names}", soft_wrap=True)
-    console.print(f"report: {paths['report.html']}")
+    console.print(f"wrote {len(paths)} files to {plain(paths['report.html'].parent)}: {names}", soft_wrap=True)
+    console.print(f"report: {plain(paths['report.html'])}")
 
 
 @app.command()
@@ -350,18 +355,18 @@ def status(
         return
     if not states:
         raise UserError(f"no runs under {runs_dir} (expected <data>/<method>/repeat<k>/ folders written by bench run)")
-    table = Table(title=f"Runs in {runs_dir}", caption="expected: every method here x every fraction here x the splits' draws")
+    table = Table(title=f"Runs in {plain(runs_dir)}", caption="expected: every method here x every fraction here x the splits' draws")
     for column in ("data", "method", *STATES, "of"):
         table.add_column(column, justify="left" if column in ("data", "method") else "right")
     styles = {"done": "green", "running": "cyan", "failed": "red", "incomplete": "yellow", "missing": "dim"}
     for (data, method), entry in grid_counts(states).items():
         cells = [f"[{styles[k]}]{entry[k]}[/{styles[k]}]" if entry[k] else "0" for k in STATES]
-        table.add_row(data, method, *cells, str(entry["expected"]))
+        table.add_row(plain(data), plain(method), *cells, str(entry["expected"]))
     console.print(table)
     for s in states:
         if s.state in ("failed", "running", "incomplete"):
             detail = s.reason or ("rerun the command to resume" if s.state == "incomplete" else "")
-            console.print(f"{s.state:<10} {s.run_dir} ({s.epochs_done} epochs): {detail}", highlight=False, soft_wrap=True)
+            console.print(f"{s.state:<10} {plain(s.run_dir)} ({s.epochs_done} epochs): {plain(detail)}", highlight=False, soft_wrap=True)
     total = {k: sum(s.state == k for s in states) for k in STATES}
     console.print(", ".join(f"{n} {k}" for k, n in total.items()) + f" of {len(states)} runs")
 
@@ -373,18 +378,18 @@ def data_check(
 ) -> None:
     """Validate every case: files present and readable, shapes and affines agree, labels 0..13, ids match the splits."""
     from bench.data.btcv import check_dataset
-    from bench.runner import resolve_dataset
+    from bench.datasource import resolve_dataset
     from splits import load_splits
 
     ids = load_splits().all_ids()
     dataset = resolve_dataset(data_root, ids, err_console)
     problems = check_dataset(dataset, ids)
     for line in problems:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(plain(line), highlight=False, soft_wrap=True)
     if problems:
-        err_console.print(f"[red]{len(problems)} problem(s)[/red] in {dataset.root} ({dataset.layout} layout)")
+        err_console.print(f"[red]{len(problems)} problem(s)[/red] in {plain(dataset.root)} ({dataset.layout} layout)")
         raise typer.Exit(code=2)
-    console.print(f"{len(ids)} cases OK in {dataset.root} ({dataset.layout} layout{', synthetic' if dataset.synthetic else ''})")
+    console.print(f"{len(ids)} cases OK in {plain(dataset.root)} ({dataset.layout} layout{', synthetic' if dataset.synthetic else ''})")
 
 
 @data_app.command("synth")
@@ -395,12 +400,12 @@ def data_synth(
 ) -> None:
     """Write the synthetic abdomen (30 cases with BTCV's ids and layout, fixed seed: identical every time)."""
     from bench.data.btcv import BTCV_LABELLED_IDS
-    from bench.runner import ensure_synthetic
+    from bench.datasource import ensure_synthetic
 
     if not 0.25 <= spacing_scale <= 16:
         raise UserError(f"--spacing-scale must be between 0.25 and 16, got {spacing_scale}")
     ensure_synthetic(out, BTCV_LABELLED_IDS, console, spacing_scale)
-    console.print(f"wrote {len(BTCV_LABELLED_IDS)} synthetic cases to {out / 'RawData' / 'Training'} (not BTCV: stamped synthetic)")
+    console.print(f"wrote {len(BTCV_LABELLED_IDS)} synthetic cases to {plain(out / 'RawData' / 'Training')} (not BTCV: stamped synthetic)")
 
 
 def main() -> None:

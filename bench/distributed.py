@@ -54,12 +54,3 @@ def wrap(model: nn.Module, device: str) -> nn.Module:
     # Several library networks hold trainable parameters their segmentation forward never uses
     # (MONAI UNETR's ViT classification parts, for one); DDP must not wait for their gradients.
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-
-
-def broadcast_flag(value: bool) -> bool:
-    """Rank 0's decision, on every rank (e.g. 'this run is finished, skip it')."""
-    if not active():
-        return value
-    flag = [value]
-    torch.distributed.broadcast_object_list(flag, src=0)
-    return bool(flag[0])

@@ -16,6 +16,7 @@ import submitit
 from rich.console import Console
 from submitit.helpers import Checkpointable
 
+from bench.console import plain
 from bench.errors import UserError
 
 
@@ -39,9 +40,12 @@ class RunJob(Checkpointable):
     def __call__(self, request) -> str:
         import sys
 
-        from bench.runner import run_benchmark
+        from bench.errors import RunsFailed
+        from bench.execute import run_locally
 
-        run_benchmark(request, Console(file=sys.stdout, width=160), render_report=False)
+        failures = run_locally(request, Console(file=sys.stdout, width=160))
+        if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
+            raise RunsFailed("; ".join(failures))
         return "done"
 
 
@@ -96,9 +100,9 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     for run in planned:
         running, where = is_running(run.run_dir)
         if (run.run_dir / "summary.json").exists():
-            console.print(f"[dim]{run.run_dir}: finished earlier, skipped[/dim]")
+            console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
         elif running:  # a job from an earlier submission is still on it: a second one would race it
-            console.print(f"[yellow]{run.run_dir}: still running ({where}), not submitted again[/yellow]")
+            console.print(f"[yellow]{plain(run.run_dir)}: still running ({plain(where)}), not submitted again[/yellow]")
         else:
             todo.append(run)
     if not todo:
@@ -131,7 +135,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
             jobs.append((run, executor.submit(RunJob(), one)))
     for run, job in jobs:
         write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
-    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {Path(request.out) / '.slurm'}")
+    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / '.slurm')}")
     failures = []
     for run, job in jobs:
         try:

@@ -113,6 +113,73 @@ def get_method(name: str) -> MethodInfo:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
 
 
+# Hyperparameters the harness sets itself (the profile picks the model size), not --set options.
+RESERVED_OPTIONS = {"size": "the profile sets it (--profile paper|smoke)"}
+
+
+def typed_overrides(info: MethodInfo, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` checked against the method's options and converted to their types.
+
+    The options are the keys of the method's ``paper`` settings and a value takes the type of that
+    setting: true/false for a flag, a whole number for an integer, a number for a float, a comma list
+    for a tuple (``features=8,16,32``), text for text. ValueError names the key and what it accepts.
+    """
+    options = {k: v for k, v in info.paper.items() if k not in RESERVED_OPTIONS}
+    typed = {}
+    for key, value in overrides.items():
+        if key in RESERVED_OPTIONS:
+            raise ValueError(f"option {key!r} of {info.name!r} cannot be set: {RESERVED_OPTIONS[key]}")
+        if key not in options:
+            raise ValueError(f"method {info.name!r} has no option {key!r}; its options: {', '.join(options) or 'none'}")
+        typed[key] = _as_type_of(options[key], value, f"option {key!r} of {info.name!r}")
+    return typed
+
+
+def _as_type_of(default: Any, value: Any, what: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{what} takes true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{what} takes a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{what} takes a number, got {value!r}")
+        return float(value)
+    if isinstance(default, tuple | list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in default):
+        items = str(value).split(",")
+        try:
+            parsed = tuple(type(default[0])(item.strip()) for item in items) if default else tuple(items)
+        except ValueError:
+            raise ValueError(f"{what} takes a comma list of numbers like {','.join(map(str, default))}, got {value!r}") from None
+        return parsed
+    if isinstance(default, str):
+        return str(value)
+    return value
+
+
+def build_on_meta(name: str, *, size: ModelSize = "paper", roi_size: tuple[int, int, int] = (96, 96, 96), **overrides: Any) -> nn.Module:
+    """The method's network without allocating or initialising its weights (PyTorch's meta device):
+    for counting parameters and checking that the builder accepts options, in milliseconds.
+
+    A builder that reads tensor values while it builds (MONAI's SwinUNETR turns its drop-path rates
+    into floats) cannot run on the meta device; it is built on the CPU instead.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return create_model(name, size=size, roi_size=roi_size, **overrides)
+    except NotImplementedError:
+        pass
+    except RuntimeError as exc:
+        if "meta" not in str(exc):
+            raise
+    return create_model(name, size=size, roi_size=roi_size, **overrides)
+
+
 def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int], size: ModelSize = "paper", **overrides: Any) -> None:
     """ValueError naming the method and the sizes it accepts when roi_size is not one of them."""
     bad = [s for s in roi_size if s % info.size_multiple]

@@ -21,7 +21,7 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     """The synthetic abdomen at 6x the voxel size (same anatomy, ~200x fewer voxels), written once."""
     from rich.console import Console
 
-    from bench.runner import ensure_synthetic
+    from bench.datasource import ensure_synthetic
 
     root = tmp_path_factory.mktemp("tiny-synthetic")
     ensure_synthetic(root, BTCV_LABELLED_IDS, Console(quiet=True), spacing_scale=6.0)

@@ -7,6 +7,7 @@ import torch
 from monai.networks.blocks.mednext_block import MedNeXtBlock
 
 from methods import count_parameters, create_model, get_method
+from methods.registry import build_on_meta
 
 # Measured on the official implementations (FACTS), 14 classes, one input channel.
 PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxnet": 53.01e6, "umamba": 22.58e6, "transbts": 31.58e6}
@@ -14,7 +15,7 @@ PUBLISHED_PARAMS = {"nnunet": 16.55e6, "vnet": 45.65e6, "mednext": 10.51e6, "uxn
 
 @pytest.mark.parametrize(("name", "published"), PUBLISHED_PARAMS.items())
 def test_paper_size_counts_within_one_percent(name, published):
-    total, trainable = count_parameters(create_model(name, size="paper", roi_size=(96, 96, 96)))
+    total, trainable = count_parameters(build_on_meta(name, size="paper", roi_size=(96, 96, 96)))
     assert total == trainable
     assert abs(total - published) / published < 0.01
 
@@ -29,11 +30,11 @@ def test_smoke_forward_gives_class_logits(name):
 
 def test_mednext_is_built_through_the_factories():
     """The bare MedNeXt class defaults to kernel 7 without residuals; the paper's variants are k3 + residual."""
-    model = create_model("mednext", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("mednext", size="paper", roi_size=(96, 96, 96))
     blocks = [m for m in model.modules() if type(m) is MedNeXtBlock]  # up/down blocks subclass it
     assert blocks and all(b.do_res for b in blocks)
     assert all(b.conv1.kernel_size == (3, 3, 3) for b in blocks)
-    k5 = create_model("mednext", size="paper", roi_size=(96, 96, 96), kernel_size=5)
+    k5 = build_on_meta("mednext", size="paper", roi_size=(96, 96, 96), kernel_size=5)
     assert next(m for m in k5.modules() if isinstance(m, MedNeXtBlock)).conv1.kernel_size == (5, 5, 5)
     with pytest.raises(ValueError, match="variant must be"):
         create_model("mednext", variant="XL")
@@ -47,7 +48,7 @@ def test_departures_from_the_original_recipe_are_stated(name):
 def test_uxnet_blocks_are_large_kernel_depthwise_with_grouped_mlp():
     from methods.uxnet import LargeKernelBlock
 
-    model = create_model("uxnet", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("uxnet", size="paper", roi_size=(96, 96, 96))
     blocks = [m for m in model.modules() if isinstance(m, LargeKernelBlock)]
     assert len(blocks) == 8
     for block in blocks:
@@ -59,7 +60,7 @@ def test_uxnet_blocks_are_large_kernel_depthwise_with_grouped_mlp():
 def test_umamba_enc_count_and_channel_tokens_at_the_bottleneck():
     from methods.umamba import MambaLayer
 
-    model = create_model("umamba", size="paper", roi_size=(96, 96, 96), variant="enc")
+    model = build_on_meta("umamba", size="paper", roi_size=(96, 96, 96), variant="enc")
     total, _ = count_parameters(model)
     assert abs(total - 22.82e6) / 22.82e6 < 0.01
     layers = [m for m in model.modules() if isinstance(m, MambaLayer)]
@@ -96,5 +97,5 @@ def test_transbts_dropout3d_is_off_in_eval_and_on_in_training():
 def test_transbts_refuses_other_crops_with_a_clear_message():
     with pytest.raises(ValueError, match="defined for 96\\^3 crops only.*use --roi 96"):
         create_model("transbts", size="paper", roi_size=(64, 64, 64))
-    model = create_model("transbts", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("transbts", size="paper", roi_size=(96, 96, 96))
     assert model.position.shape == (1, 1728, 512)

@@ -158,9 +158,31 @@ def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
     assert config["hyperparameters"]["planes"] == "dw" and config["hyperparameters"]["r"] == 16
     assert config["hyperparameters"]["multiscale"] is False and config["base_method"] == "tpmamba"
     assert "unknown" not in result.output
+    # The label is printed as written, not read as rich markup: in the table, the skip line and status.
+    assert "tpmamba[multiscale=False,planes=dw,r=16] (1 draw)" in result.output
+    again = invoke(*args, "--set", "planes=dw", "--set", "r=16", "--set", "multiscale=false")
+    assert "tpmamba[multiscale=False,planes=dw,r=16]" in again.output.replace("\n", "") and "skipped" in again.output
+    status = invoke("status", out)
+    assert "tpmamba[multiscale=False,planes=dw,r=16]" in status.output
     assert "has no option 'depth'" in one_error_line(invoke(*args, "--set", "depth=3"))
-    assert "planes must be" in one_error_line(invoke(*args, "--set", "planes=xy"))
+    assert "tpmamba[planes=xy]: planes must be" in one_error_line(invoke(*args, "--set", "planes=xy"))
     assert "KEY=VALUE" in one_error_line(invoke(*args, "--set", "r"))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("size=paper", "option 'size' of 'unetr' cannot be set: the profile sets it"),
+        ("feature_size=big", "option 'feature_size' of 'unetr' takes a whole number, got 'big'"),
+        ("feature_size=true", "takes a whole number, got True"),
+        ("hidden_size=90", "hidden_size should be divisible by num_heads"),  # MONAI's own check, at the run's crop
+        ("nosuch=1", "has no option 'nosuch'; its options: feature_size, hidden_size, mlp_dim, num_heads"),
+    ],
+)
+def test_every_set_problem_is_one_line_naming_the_key(tiny_synthetic, tmp_path, option, message):
+    args = ["run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", tmp_path, *FAST]
+    assert message in one_error_line(invoke(*args, "--set", option))
+    assert not (tmp_path / "12pct").exists()  # refused before any run started
 
 
 def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):

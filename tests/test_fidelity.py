@@ -11,6 +11,7 @@ from torch import nn
 
 from methods import count_parameters, create_model, get_method, list_methods
 from methods.mamba import Mamba
+from methods.registry import build_on_meta
 from methods.sam_common import InPlaneUpStage, SliceDecoder3D, build_sam_vit
 from methods.tpmamba import PLANES, PlaneMamba, TriPlaneMambaAdapter, to_plane
 
@@ -97,7 +98,7 @@ def test_decoder_macs_are_its_convolutions():
 
 @pytest.mark.parametrize(("name", "trainable"), [("tpmamba", 17_445_646), ("samed", 7_132_942), ("masam", 31_877_902)])
 def test_sam_methods_count_the_authors_decoder_and_no_neck(name, trainable):
-    model = create_model(name, size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta(name, size="paper", roi_size=(96, 96, 96))
     total, counted = count_parameters(model)
     assert counted == trainable
     assert total - counted == 88_883_456  # the ViT-B without its never-called neck
@@ -156,7 +157,7 @@ def test_volume_flattening_scans_the_crop_depth_major():
 
 
 def test_tpmamba_r_192_is_the_released_width():
-    model = create_model("tpmamba", size="paper", roi_size=(96, 96, 96), r=192)
+    model = build_on_meta("tpmamba", size="paper", roi_size=(96, 96, 96), r=192)
     assert model.encoder.after_block[0].down[0].out_channels == 192
 
 
@@ -193,7 +194,7 @@ def test_networks_without_marks_keep_one_optimizer_group():
 
 
 def test_transbts_encoder_normalises_with_groupnorm_8():
-    model = create_model("transbts", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("transbts", size="paper", roi_size=(96, 96, 96))
     encoder = nn.ModuleList([model.enc1, model.enc2, model.enc3, model.enc4])
     norms = [m for m in encoder.modules() if isinstance(m, nn.GroupNorm | nn.BatchNorm3d)]
     assert len(norms) == 18 and all(isinstance(n, nn.GroupNorm) and n.num_groups == 8 for n in norms)
@@ -273,7 +274,7 @@ def test_umamba_scans_voxels_in_nnunets_order():
 
 
 def test_umamba_builds_a_head_per_decoder_stage_like_the_original():
-    model = create_model("umamba", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("umamba", size="paper", roi_size=(96, 96, 96))
     assert [h.in_channels for h in model.heads] == [256, 128, 64, 32]
     assert count_parameters(model)[0] / 1e6 == pytest.approx(22.58, abs=0.005)  # U-Mamba Bot as published
 
@@ -288,7 +289,7 @@ def test_vnet_is_elu_as_monai_builds_it():
 def test_mednext_notes_state_the_factory_difference():
     notes = get_method("mednext").notes
     assert "10,511,246" in notes and "10,526,703" in notes
-    assert count_parameters(create_model("mednext", size="paper", roi_size=(96, 96, 96)))[0] == 10_511_246
+    assert count_parameters(build_on_meta("mednext", size="paper", roi_size=(96, 96, 96)))[0] == 10_511_246
 
 
 def test_every_method_names_the_original_files_it_was_checked_against():

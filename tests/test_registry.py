@@ -6,7 +6,7 @@ from torch import nn
 
 import methods
 from methods import count_parameters, create_model, get_method, list_methods
-from methods.registry import _REGISTRY, UnknownMethodError, register_method
+from methods.registry import _REGISTRY, UnknownMethodError, build_on_meta, register_method
 
 
 def test_unknown_method_lists_the_known_ones():
@@ -24,7 +24,7 @@ def test_first_methods_are_registered_with_metadata():
 
 @pytest.mark.parametrize(("name", "published_millions"), [("unetr", 92.8), ("swinunetr", 62.2)])
 def test_paper_size_parameter_counts_match_published(name, published_millions):
-    total, trainable = count_parameters(create_model(name, size="paper", roi_size=(96, 96, 96)))
+    total, trainable = count_parameters(build_on_meta(name, size="paper", roi_size=(96, 96, 96)))
     assert total == trainable  # trained from scratch: everything trains
     assert total / 1e6 == pytest.approx(published_millions, abs=0.05)
 
@@ -59,3 +59,41 @@ def test_overrides_reach_the_builder():
     info = methods.get_method("unetr")
     assert info.hyperparameters("smoke", feature_size=4)["feature_size"] == 4
     assert info.hyperparameters("paper")["hidden_size"] == 768
+
+
+def test_options_are_checked_at_the_runs_crop_without_allocating():
+    """TransBTS with --profile paper --roi 96 --set img_dim=96 is valid: checked at 96^3, not a 32^3 toy."""
+    from bench.config import PROFILES
+    from bench.errors import UserError
+    from bench.plan import checked_options
+
+    paper96 = PROFILES["paper"]
+    assert checked_options("transbts", {"img_dim": 96}, paper96) == {"img_dim": 96}
+    with pytest.raises(UserError, match=r"transbts\[img_dim=64\]: .*defined for 64\^3 crops only.*use --roi 64"):
+        checked_options("transbts", {"img_dim": 64}, paper96)
+    assert checked_options("nnunet", {"features": "8,16,32,64,64"}, PROFILES["smoke"]) == {"features": (8, 16, 32, 64, 64)}
+
+
+def test_a_builders_own_bug_is_not_reported_as_bad_input():
+    from bench.config import PROFILES
+    from bench.plan import checked_options
+
+    @register_method("_typo", family="3d-net", reference="test", paper=dict(width=4))
+    def build(in_channels, out_channels, roi_size, width):
+        return nn.Conv3d(in_channels, out_channels, kernel_size=width, nonsense=1)  # a TypeError: the builder's bug
+
+    try:
+        with pytest.raises(TypeError, match="nonsense"):  # a traceback for the developer, not a one-line user error
+            checked_options("_typo", {"width": 3}, PROFILES["smoke"])
+    finally:
+        _REGISTRY.pop("_typo")
+
+
+def test_parameters_are_counted_on_the_meta_device():
+    from methods.registry import build_on_meta
+
+    model = build_on_meta("tpmamba", size="paper", roi_size=(96, 96, 96))
+    assert all(p.is_meta for p in model.parameters())
+    assert count_parameters(model) == (106_329_102, 17_445_646)
+    # A builder that reads values while building falls back to a real build, with the same count.
+    assert count_parameters(build_on_meta("swinunetr")) == count_parameters(create_model("swinunetr", roi_size=(96, 96, 96)))

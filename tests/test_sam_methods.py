@@ -5,6 +5,7 @@ import torch
 
 from methods import count_parameters, create_model
 from methods.masam import DepthAdapter3D
+from methods.registry import build_on_meta
 from methods.sam_common import LoRAQKV, SamSliceEncoder, build_sam_vit
 from methods.tpmamba import PLANES, TriPlaneMambaAdapter, from_plane, to_plane
 
@@ -24,13 +25,13 @@ def test_forward_shape_and_frozen_backbone(name):
 
 
 def test_samed_lora_is_exactly_147456_parameters():
-    model = create_model("samed", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("samed", size="paper", roi_size=(96, 96, 96))
     lora = sum(p.numel() for m in model.modules() if isinstance(m, LoRAQKV) for n, p in m.named_parameters() if n.startswith("lora_"))
     assert lora == 147_456
 
 
 def test_masam_adapters_are_exactly_24818688_parameters():
-    model = create_model("masam", size="paper", roi_size=(96, 96, 96))
+    model = build_on_meta("masam", size="paper", roi_size=(96, 96, 96))
     adapters = [m for m in model.modules() if isinstance(m, DepthAdapter3D)]
     assert len(adapters) == 24
     assert sum(p.numel() for a in adapters for p in a.parameters()) == 24_818_688
@@ -40,7 +41,7 @@ def test_paper_size_backbone_is_sam_vit_b():
     vit = build_sam_vit("paper")
     assert len(vit.blocks) == 12 and vit.embed_dim == 768
     assert [i for i, b in enumerate(vit.blocks) if b.window_size == 0] == [2, 5, 8, 11]
-    total, trainable = count_parameters(create_model("tpmamba", size="paper", roi_size=(96, 96, 96)))
+    total, trainable = count_parameters(build_on_meta("tpmamba", size="paper", roi_size=(96, 96, 96)))
     assert total - trainable == sum(p.numel() for p in vit.parameters())
 
 
