@@ -266,7 +266,8 @@ def speed(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
     """Training-step time, sliding-window time and peak memory per method, and the loader's crops per second."""
-    from bench.config import resolve_device, resolve_profile
+    from bench.config import resolve_profile
+    from bench.device import resolve_device
     from bench.provenance import hardware, package_versions
     from bench.speed import loader_crops_per_second, measure
     from methods import get_method

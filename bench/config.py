@@ -16,8 +16,10 @@ from typing import Any
 
 from bench.data.preprocess import PreprocessSettings
 from bench.errors import UserError
+from splits import load_splits
 
-FRACTIONS = ("100pct", "25pct", "12pct")
+# The data fractions, largest first, as the committed splits define them.
+FRACTIONS = load_splits().fractions
 
 
 @dataclass(frozen=True)
@@ -77,18 +79,6 @@ def resolve_profile(name: str, has_cuda: bool) -> Profile:
     if name not in PROFILES:
         raise UserError(f"unknown profile {name!r}; choose auto, paper or smoke")
     return PROFILES[name]
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but torch sees no CUDA device")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    return name
 
 
 def parse_repeats(text: str, available: int) -> list[int]:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 from torch import nn
 
 from bench.data.preprocess import PreprocessedCase
+from bench.device import autocast_for
 from bench.metrics import dice_per_organ, score_case
-
-
-def autocast_for(device: str):
-    """Mixed precision on CUDA (bf16 where the GPU has it, else fp16), full precision on CPU."""
-    if device != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
 
 
 @torch.no_grad()

@@ -19,11 +19,12 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import distributed
-from bench.config import FRACTIONS, Profile, cache_root, parse_repeats, resolve_device, resolve_profile
+from bench.config import FRACTIONS, Profile, cache_root, parse_repeats, resolve_profile
 from bench.console import plain, progress_bar
 from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.datasource import resolve_dataset
+from bench.device import resolve_device
 from bench.errors import UserError
 from bench.grid import clear_failure, marked_running, record_failure
 from bench.io import check_writable, is_storage_error, read_json, write_json

@@ -11,10 +11,12 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.config import FRACTIONS
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
+from splits import load_splits
 
-FRACTION_CASES = {"12pct": 3, "25pct": 6, "100pct": 24}
-FRACTION_LABELS = {"100pct": "100%", "25pct": "25%", "12pct": "12%"}
+FRACTION_CASES = {f: load_splits().cases_per_draw(f) for f in reversed(FRACTIONS)}  # fewest cases first
+FRACTION_LABELS = {f: load_splits().percent(f) for f in FRACTIONS}
 
 
 def method_colors(methods) -> dict[str, tuple]:
@@ -48,7 +50,7 @@ def convergence_figure(curves: dict[str, dict[str, list[tuple[list[int], list[fl
 
     curves: fraction -> method -> [(epochs, dice) per draw].
     """
-    fractions = [f for f in ("100pct", "25pct", "12pct") if f in curves]
+    fractions = [f for f in FRACTIONS if f in curves]
     fig = Figure(figsize=(5.2 * len(fractions), 3.8), layout="constrained")
     axes = fig.subplots(1, len(fractions), squeeze=False)[0]
     for ax, fraction in zip(axes, fractions, strict=True):

@@ -2,7 +2,9 @@
 
 Convention (nnU-Net v2, ``evaluate_predictions.py``): an organ absent from both the reference and
 the prediction scores NaN and is left out of every mean; absent from the reference but predicted
-scores 0. Other codebases differ (see FACTS "Metrics"), which is why published numbers disagree.
+scores 0. Other codebases differ, which is why published numbers disagree: for an organ absent from
+the reference but predicted / absent from both, MONAI's ``DiceMetric(ignore_empty=True)`` gives
+NaN / NaN, SAMed's evaluation helper (from TransUNet) 1 / 0, and MA-SAM's 0 / 1.
 
 Normalized surface Dice uses DeepMind's reference implementation (``surface-distance``) at a
 tolerance in millimetres, on a box around the organ so that its cost does not grow with the volume.

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.config import FRACTIONS
 from bench.grid import RunState, describe, grid_counts, read_log, scan_grid
 from bench.io import read_json, write_text
 from bench.results import TABLE_COLUMNS, load_results, organ_table
+from splits import load_splits
 
 COLUMNS = TABLE_COLUMNS
-FRACTIONS = ("100pct", "25pct", "12pct")
-FRACTION_TITLES = {"100pct": "100% of the training data (24 cases)", "25pct": "25% (6 cases)", "12pct": "12% (3 cases)"}
+FRACTION_TITLES = {f: load_splits().title(f) for f in FRACTIONS}
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """What each method costs to train and run on the current device.
 
-Per method: the median time of a training step (forward, DiceCE loss, backward, AdamW step, on the
-profile's batch of crops, AMP on CUDA) after warm-up steps; the time of one sliding-window pass
-over a volume twice the crop in-plane; peak memory (CUDA: the allocator's peak for that method;
+Per method: the median time of the trainer's own training step (``bench.train.training_step``:
+forward, DiceCE loss, backward, AdamW step with its gradient scaler, on the profile's batch of crops,
+AMP on CUDA) after warm-up steps; the time of evaluation's own sliding-window call
+(``bench.evaluate.predict_case``, the profile's overlap and window batch) over a volume twice the
+crop in-plane; peak memory (CUDA: the allocator's peak for that method;
 CPU: the process's peak resident set so far, which only grows); and, once, the throughput of the
 training data pipeline (crops per second from a cached volume), so a user sees whether the loader
 can keep up with the steps. CUDA timings synchronise before reading the clock.
@@ -18,8 +20,9 @@ import numpy as np
 import torch
 
 from bench.config import PROFILES
-from bench.evaluate import autocast_for
-from bench.train import optimizer_groups, supervised_loss
+from bench.device import grad_scaler_for
+from bench.evaluate import predict_case
+from bench.train import optimizer_groups, training_step
 
 
 def _sync(device: str) -> None:
@@ -45,7 +48,6 @@ def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0)
 
 
 def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int = 5, warmup: int = 2) -> dict:
-    from monai.inferers import sliding_window_inference
     from monai.losses import DiceCELoss
 
     from methods import count_parameters, create_model
@@ -59,28 +61,22 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
     y = torch.randint(0, 14, (crops, 1, roi, roi, roi), device=device).float()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    scaler = grad_scaler_for(device)
     times = []
     model.train()
     for _ in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        with autocast_for(device):
-            logits = model(x)
-        loss = supervised_loss(loss_fn, logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, x, y, loss_fn, optimizer, scaler, device)
         _sync(device)
         times.append(time.perf_counter() - started)
     step = statistics.median(times[warmup:])
-    model.eval()
-    volume = torch.rand(1, 1, 2 * roi, 2 * roi, roi, device=device)
-    with torch.no_grad(), autocast_for(device):
-        _sync(device)
-        started = time.perf_counter()
-        sliding_window_inference(volume, (roi,) * 3, sw_batch_size=4, predictor=model, overlap=0.5, mode="gaussian")
-        _sync(device)
-        infer = time.perf_counter() - started
+    volume = np.random.default_rng(0).random((1, 2 * roi, 2 * roi, roi), dtype=np.float32)
+    _sync(device)
+    started = time.perf_counter()
+    predict_case(model, volume, roi, profile.sw_overlap, profile.sw_batch_size, device)  # what evaluation runs
+    _sync(device)
+    infer = time.perf_counter() - started
     if device == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
         peak_kind = "cuda_allocated"

@@ -2,8 +2,10 @@
 
 DiceCE loss, AdamW, cosine decay of the learning rate to 0 over all iterations, random crops
 balanced between foreground and background centres, flips and intensity/contrast augmentation,
-batch size 1, mixed precision on CUDA. Validation Dice is computed on the test cases only to draw
-convergence curves: the model that is scored is always the last epoch's, never one selected on it.
+one training volume per step whose ``crops_per_case`` crops form the batch (1 in the paper
+profile, 2 in the smoke profile), mixed precision on CUDA. Validation Dice is computed on the test
+cases only to draw convergence curves: the model that is scored is always the last epoch's, never
+one selected on it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from torch import nn
 from bench import distributed
 from bench.config import Profile
 from bench.data.preprocess import PreprocessedCase
-from bench.evaluate import autocast_for, evaluate_cases
+from bench.device import autocast_for, grad_scaler_for
+from bench.evaluate import evaluate_cases
 from bench.io import atomic_write
 from bench.metrics import nanmean
 
@@ -253,6 +256,34 @@ def supervised_loss(loss_fn: Callable, logits: torch.Tensor | Sequence[torch.Ten
     return total
 
 
+def training_step(
+    network: nn.Module,
+    image: torch.Tensor,
+    label: torch.Tensor,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    device: str,
+) -> float:
+    """One optimisation step (forward under the device's autocast, loss, backward, scaled optimizer
+    step); returns the loss. ``bench speed`` times exactly this function.
+
+    A loss that is not finite raises FloatingPointError before the step: stepping on would overwrite
+    good weights with NaN.
+    """
+    with autocast_for(device):
+        logits = network(image)
+    loss = supervised_loss(loss_fn, logits, label)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value}")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return value
+
+
 def cosine_to_zero(total_steps: int) -> Callable[[int], float]:
     return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
 
@@ -308,8 +339,7 @@ def train(
     optimizer = torch.optim.AdamW(optimizer_groups(model, profile.weight_decay), lr=profile.lr)
     total_steps = profile.epochs * per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_to_zero(total_steps))
-    use_scaler = device == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    scaler = grad_scaler_for(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = TrainState(model, optimizer, scheduler, scaler, generator, transform)
     network = distributed.wrap(model, device)  # the module that steps; state.model stays unwrapped for saving
@@ -335,21 +365,12 @@ def train(
                 # Plain tensors: MetaTensor's per-op bookkeeping costs a third of a CPU step.
                 image = batch["image"].as_tensor().to(device)
                 label = batch["label"].as_tensor().to(device)
-                with autocast_for(device):
-                    logits = network(image)
-                loss = supervised_loss(loss_fn, logits, label)
-                if not torch.isfinite(loss):
-                    # Diverged: stepping on would overwrite good weights with NaN. The runner records
-                    # this run as failed (reason below) and goes on with the grid.
-                    raise FloatingPointError(
-                        f"loss is {float(loss.detach())} at epoch {state.epoch + 1}, step {len(losses) + 1}: training diverged"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                try:
+                    loss = training_step(network, image, label, loss_fn, optimizer, scaler, device)
+                except FloatingPointError as exc:  # the runner records the run as failed and goes on with the grid
+                    raise FloatingPointError(f"{exc} at epoch {state.epoch + 1}, step {len(losses) + 1}: training diverged") from None
                 scheduler.step()
-                losses.append(float(loss.detach()))
+                losses.append(loss)
                 if on_step is not None:
                     on_step(state.epoch, len(losses), losses[-1], scheduler.get_last_lr()[0])
             state.epoch += 1

@@ -97,3 +97,28 @@ def test_affine_mismatch_is_reported(tmp_path):
 def test_the_synthetic_abdomen_passes_the_checks(tiny_synthetic):
     dataset = locate_dataset(tiny_synthetic)
     assert check_dataset(dataset, BTCV_LABELLED_IDS) == []
+
+
+def test_data_identity_follows_file_contents_not_places(tmp_path):
+    import shutil
+
+    from bench.data.btcv import Case, Dataset
+    from bench.datasource import data_identity
+
+    def dataset_at(root):
+        cases = {}
+        for cid in ("0001", "0002"):
+            cases[cid] = Case(cid, root / f"img{cid}.nii.gz", root / f"label{cid}.nii.gz")
+        return Dataset("distributed", root, cases)
+
+    first = tmp_path / "a"
+    first.mkdir()
+    for name in ("img0001", "label0001", "img0002", "label0002"):
+        (first / f"{name}.nii.gz").write_bytes(name.encode() * 100)
+    identity = data_identity(dataset_at(first), ["0001", "0002"])
+    moved = tmp_path / "b"
+    shutil.copytree(first, moved)
+    assert data_identity(dataset_at(moved), ["0001", "0002"]) == identity  # same bytes elsewhere: same data
+    (moved / "label0002.nii.gz").write_bytes(b"LABEL0002" * 100)  # same size, other content
+    assert data_identity(dataset_at(moved), ["0001", "0002"]) != identity
+    assert data_identity(dataset_at(first), ["0001", "0002"]) == identity  # the untouched copy, answered from the cache

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.btcv import Case, Dataset, read_pair
+from bench.io import atomic_write
 
 PREPROCESS_VERSION = 1
 
@@ -100,11 +100,8 @@ def preprocess_case(case: Case, settings: PreprocessSettings) -> PreprocessedCas
     )
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+def _savez(path: Path, **arrays) -> None:
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_or_preprocess(case: Case, settings: PreprocessSettings, cache_dir: Path) -> tuple[PreprocessedCase, bool]:
@@ -118,5 +115,5 @@ def load_or_preprocess(case: Case, settings: PreprocessSettings, cache_dir: Path
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
     result = preprocess_case(case, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm))
+    _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm))
     return result, False

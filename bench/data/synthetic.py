@@ -4,7 +4,7 @@ It exists so that every command of the harness runs end to end on a machine with
 a substitute for BTCV: numbers measured on it say that the pipeline works and that a model learns,
 nothing about real anatomy. Everything derived from it is stamped ``synthetic``.
 
-Design (see shared FACTS, "Rough anatomy"):
+Design (approximate adult anatomy in portal-venous contrast CT, as BTCV's scans are):
 - patient coordinates in millimetres, LPS (x towards the patient's left, y posterior, z superior),
   stored with an LPS-style affine so that the harness's orientation step has real work to do;
 - each organ is a smooth implicit shape (deformed ellipsoid or tube) at a plausible place, size
@@ -15,8 +15,8 @@ Design (see shared FACTS, "Rough anatomy"):
 
 from __future__ import annotations
 
+import gzip
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.labels import ORGANS
+from bench.io import atomic_write
 
 SYNTHETIC_VERSION = 1
 BASE_SEED = 20240611
@@ -381,9 +382,9 @@ def write_synthetic_dataset(
                 nifti = nib.Nifti1Image(array, affine)
                 nifti.header.set_xyzt_units("mm")
                 nifti.header["descrip"] = b"bench synthetic abdomen (not BTCV)"
-                tmp = path.with_name(path.name + ".part.nii.gz")
-                nib.save(nifti, tmp)
-                os.replace(tmp, path)
+                # gzip level 1 as nibabel writes .nii.gz, mtime 0 so the same case is the same bytes
+                data = gzip.compress(nifti.to_bytes(), compresslevel=1, mtime=0)
+                atomic_write(path, lambda fh, data=data: fh.write(data))
         if progress is not None:
             progress(case_id)
     return training
