@@ -28,10 +28,10 @@ from bench.device import resolve_device
 from bench.errors import UserError
 from bench.grid import clear_failure, marked_running, record_failure
 from bench.io import check_writable, is_storage_error, read_json, write_json
-from bench.plan import PlannedRun, RunRequest, plan_runs, uses_sam
+from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import summarize, write_results_csv, write_summary
-from bench.weights import BackboneWeights, resolve_sam_weights
+from bench.weights import BackboneWeights, resolve_backbone_weights
 
 
 @dataclass
@@ -120,8 +120,11 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
     profile = profile.with_overrides(epochs=request.epochs, roi=request.roi)
     weights = None
-    if any(uses_sam(info) for info in infos):
-        weights = resolve_sam_weights(request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
+    backbones = {info.backbone for info in infos if info.backbone is not None}
+    if len(backbones) > 1:  # one --sam-checkpoint cannot serve two kinds of backbone
+        raise UserError(f"these methods need different backbones ({', '.join(sorted(b.name for b in backbones))}); run them separately")
+    if backbones:
+        weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
 
     splits = load_splits()
     parse_repeats(request.repeats, len(splits.train[request.data]))
@@ -167,7 +170,7 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
         return read_json(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
-    extra = {"backbone_state": weights.state} if weights is not None and uses_sam(get_method(run.base_method)) else {}
+    extra = {"backbone_state": weights.state} if weights is not None and get_method(run.base_method).backbone else {}
     # Seeded initialisation: the same command builds the same network, and a resumed run rebuilds
     # the frozen random backbone its checkpoint leaves out. The options were checked when planning,
     # so an error here is the builder's own and is recorded as this run's failure.

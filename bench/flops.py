@@ -115,42 +115,16 @@ def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict
     return rows, dict(uncounted)
 
 
-class VolumeSelfAttentionAdapter(nn.Module):
-    """The self-attention adapter of the paper's Figure 1(c) comparison, as its 18.86 GMACs imply.
-
-    Attention over every token of the volume at the full width C with the tokens themselves as
-    queries, keys and values (Q K^T and A V: 2 * N^2 * C multiply-adds for N = D*h*w tokens), then one
-    down projection C -> r and one up projection r -> C (2 * N * C * r), added to the tokens. At a
-    96^3 input (N = 96 * 6 * 6 = 3456, C = 768) and r = 96 that is 18.855 GMACs. Tokens
-    (B*D, h, w, C) -> same; a measuring device, not a method.
-    """
-
-    def __init__(self, dim: int, r: int, context):
-        super().__init__()
-        self.context = context
-        self.down = nn.Linear(dim, r, bias=False)
-        self.up = nn.Linear(r, dim, bias=False)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        bd, h, w, c = tokens.shape
-        x = tokens.reshape(bd // self.context.depth, -1, c)
-        attended = torch.softmax(x @ x.transpose(1, 2) / c**0.5, dim=-1) @ x
-        return tokens + self.up(self.down(attended)).reshape(tokens.shape)
-
-
 def adapter_table(input_size: int = 96, rank: int = 96, slice_scale: int = 1) -> tuple[list[dict], dict, dict[str, int]]:
     """GMACs one SAM ViT-B block gains from each adapter (Figure 1c), and the blocks' own GMACs.
 
-    Tokens of one volume: D = input_size slices of (input_size * slice_scale / 16)^2 tokens, C = 768.
-    LoRA is q and v of the block's qkv at rank r (its own branches only, the frozen projection
-    excluded); conv3d is MA-SAM's 3D adapter with r hidden channels; sa is
-    :class:`VolumeSelfAttentionAdapter`; tpmamba is the tri-plane Mamba adapter at r.
+    Tokens of one volume: D = input_size slices of (input_size * slice_scale / 16)^2 tokens, C = 768;
+    the adapters are ``methods.figure1c``'s.
     """
     import copy
 
-    from methods.masam import DepthAdapter3D
-    from methods.sam_common import LoRAQKV, SliceContext, build_sam_vit
-    from methods.tpmamba import PLANES, TriPlaneMambaAdapter
+    from methods.figure1c import figure1c_adapters
+    from methods.sam_common import SliceContext, build_sam_vit
 
     torch.manual_seed(0)
     grid = input_size * slice_scale // 16
@@ -163,17 +137,10 @@ def adapter_table(input_size: int = 96, rank: int = 96, slice_scale: int = 1) ->
         uncounted.update(count.uncounted)
         return count.gmacs
 
-    qkv = nn.Linear(768, 3 * 768)
-    lora = LoRAQKV(qkv, rank)
     adapters = {
-        "lora": (macs(lora, tokens) - macs(qkv, tokens), sum(p.numel() for n, p in lora.named_parameters() if n.startswith("lora_"))),
+        name: (macs(module, tokens) - (macs(without, tokens) if without is not None else 0.0), params)
+        for name, (module, without, params) in figure1c_adapters(768, rank, context).items()
     }
-    for name, module in (
-        ("conv3d", DepthAdapter3D(768, rank, context)),
-        ("sa", VolumeSelfAttentionAdapter(768, rank, context)),
-        ("tpmamba", TriPlaneMambaAdapter(768, rank, PLANES, True, 3, context)),
-    ):
-        adapters[name] = (macs(module, tokens), sum(p.numel() for p in module.parameters()))
     lora_gmacs = adapters["lora"][0]
     rows = [
         {"name": name, "gmacs_per_block": round(g, 4), "ratio_to_lora": round(g / lora_gmacs, 2), "params": p}

@@ -88,10 +88,6 @@ def run_seed(profile: Profile, method: str, data: str, repeat: int) -> int:
     return profile.seed * 1_000_003 + zlib.crc32(f"{method}|{data}|{repeat}".encode()) % 1_000_003
 
 
-def uses_sam(info) -> bool:
-    return info.family == "sam-adapter"
-
-
 def checked_options(name: str, options: dict, profile: Profile) -> dict:
     """The ``--set`` options of one method, typed and accepted by its builder at this run's crop.
 
@@ -148,8 +144,8 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
                 "device": device,
                 "processes": distributed.world_size(),  # torchrun ranks: more crops per step, so part of the hash
                 "seed": run_seed(profile, name, request.data, repeat),
-                "weights": weights.description if uses_sam(info) and weights else info.weights,
-                "weights_identity": weights.identity if uses_sam(info) and weights else None,
+                "weights": weights.description if info.backbone and weights else info.weights,
+                "weights_identity": weights.identity if info.backbone and weights else None,
             }
             run.hash = config_hash(run.config)
             check_existing(run)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench import distributed
@@ -32,6 +31,7 @@ from bench.data.preprocess import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
 from bench.evaluate import evaluate_cases
 from bench.io import atomic_write
+from bench.losses import supervised_loss
 from bench.metrics import nanmean
 
 
@@ -228,34 +228,6 @@ def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def deep_supervision_weights(outputs: int) -> list[float]:
-    """nnU-Net's loss weights for deep supervision, full resolution first: 1/2^i, the lowest
-    resolution's weight 0, normalised to sum to 1."""
-    weights = [1 / 2**i for i in range(outputs)]
-    if outputs > 1:
-        weights[-1] = 0.0
-    total = sum(weights)
-    return [w / total for w in weights]
-
-
-def supervised_loss(loss_fn: Callable, logits: torch.Tensor | Sequence[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
-    """The training loss of one batch. A network with deep supervision returns its outputs as a
-    sequence, full resolution first (in training mode only); each is scored against the label
-    downsampled to its size by nearest neighbour ("nearest-exact", as nnU-Net's
-    DownsampleSegForDSTransform), with :func:`deep_supervision_weights`."""
-    if isinstance(logits, torch.Tensor):
-        return loss_fn(logits.float(), label)
-    total = torch.zeros((), device=label.device)
-    for weight, output in zip(deep_supervision_weights(len(logits)), logits, strict=True):
-        if weight == 0:
-            continue
-        target = label
-        if output.shape[2:] != label.shape[2:]:
-            target = F.interpolate(label.float(), size=output.shape[2:], mode="nearest-exact")
-        total = total + weight * loss_fn(output.float(), target)
-    return total
-
-
 def training_step(
     network: nn.Module,
     image: torch.Tensor,
@@ -342,7 +314,8 @@ def train(
     scaler = grad_scaler_for(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = TrainState(model, optimizer, scheduler, scaler, generator, transform)
-    network = distributed.wrap(model, device)  # the module that steps; state.model stays unwrapped for saving
+    # The module that steps; state.model stays unwrapped for saving.
+    network = distributed.wrap(model, device, (profile.crops_per_case, 1, *(profile.roi,) * 3))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "checkpoint.pt"

@@ -1,8 +1,8 @@
-"""Backbone weights for the SAM-adapter methods: read by the harness, handed to the builders.
+"""Pretrained backbone weights (a method's ``BackboneSpec``): read by the harness, handed to the builders.
 
 Methods never read files; the harness reads a checkpoint (``weights_only=True``: a checkpoint is
-data, never code), or asks timm for its hosted copy, or, where the user allows it, lets the
-backbone stay random and stamps every output ``random backbone``.
+data, never code), or fetches the hosted copy the method's spec names, or, where the user allows it,
+lets the backbone stay random and stamps every output ``random backbone``.
 """
 
 from __future__ import annotations
@@ -10,19 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from bench.errors import UserError
 
-HOW_TO_PROVIDE = (
-    "pass --sam-checkpoint PATH (Meta's sam_vit_b_01ec64.pth or a timm samvit_base_patch16 weight file), "
-    "or --allow-random-backbone to run on random weights"
-)
-
-
-HUB_REPO = "timm/samvit_base_patch16.sa1b"
-HUB_FILE = "model.safetensors"
+if TYPE_CHECKING:
+    from methods.registry import BackboneSpec
 
 
 @dataclass(frozen=True)
@@ -65,27 +60,29 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def resolve_sam_weights(checkpoint: Path | None, model_size: str, allow_random: bool) -> BackboneWeights:
+def resolve_backbone_weights(spec: BackboneSpec, checkpoint: Path | None, model_size: str, allow_random: bool) -> BackboneWeights:
+    """The weights for ``spec``: the user's checkpoint, else the hosted copy, else (if allowed) none."""
     if checkpoint is not None:
         if model_size != "paper":
             raise UserError("--sam-checkpoint needs the paper-size ViT-B: add --profile paper (the smoke profile uses a toy ViT)")
         state = read_checkpoint(checkpoint)
         digest = _sha256(Path(checkpoint).expanduser())
-        return BackboneWeights(state, f"SAM ViT-B from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
+        return BackboneWeights(state, f"{spec.name} from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
     if model_size != "paper":
         return BackboneWeights(None, "random backbone (smoke profile: toy ViT with SAM's structure)", "random-smoke")
     try:
-        path = hub_weights_file()
+        path = hub_weights_file(spec)
         state = read_checkpoint(path)
-        return BackboneWeights(state, f"SAM ViT-B (Hugging Face {HUB_REPO}, {path})", f"hub:{HUB_REPO}")
+        return BackboneWeights(state, f"{spec.name} (Hugging Face {spec.hub_repo}, {path})", f"hub:{spec.hub_repo}")
     except (OSError, UserError) as exc:  # offline, not cached, hub errors, unreadable download
         if allow_random:
             return BackboneWeights(None, "random backbone (--allow-random-backbone)", "random")
-        raise UserError(f"no SAM ViT-B weights could be loaded ({type(exc).__name__}: {exc}); {HOW_TO_PROVIDE}") from None
+        how = f"pass --sam-checkpoint PATH ({spec.accepted_files}), or --allow-random-backbone to run on random weights"
+        raise UserError(f"no {spec.name} weights could be loaded ({type(exc).__name__}: {exc}); {how}") from None
 
 
-def hub_weights_file() -> Path:
-    """timm's hosted copy of SAM ViT-B: from the local Hugging Face cache, else downloaded.
+def hub_weights_file(spec: BackboneSpec) -> Path:
+    """The hosted copy of a backbone: from the local Hugging Face cache, else downloaded.
 
     A 3-second reachability probe comes first, so that an offline machine fails at once instead of
     waiting out the hub client's retries.
@@ -94,11 +91,11 @@ def hub_weights_file() -> Path:
 
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(HUB_REPO, HUB_FILE)
+    cached = try_to_load_from_cache(spec.hub_repo, spec.hub_file)
     if isinstance(cached, str):
         return Path(cached)
     try:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()
     except OSError as exc:
-        raise OSError(f"huggingface.co unreachable and {HUB_REPO} not in the local cache") from exc
-    return Path(hf_hub_download(HUB_REPO, HUB_FILE))
+        raise OSError(f"huggingface.co unreachable and {spec.hub_repo} not in the local cache") from exc
+    return Path(hf_hub_download(spec.hub_repo, spec.hub_file))

@@ -88,8 +88,8 @@ class AdaptedBlock(nn.Module):
     "masam",
     **SAM_ADAPTER_FACTS,
     reference="Chen et al., MA-SAM: Modality-agnostic SAM Adaptation for 3D Medical Image Segmentation, Medical Image Analysis 2024",
-    paper=dict(size="paper", adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1),
-    smoke=dict(size="smoke", fact_rank=8),
+    paper=dict(adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1),
+    smoke=dict(fact_rank=8),
     notes=(
         "adapters and FacT checked against cchen-cc/MA-SAM MA-SAM/sam_fact_tt_image_encoder.py and "
         "MA-SAM/segment_anything/modeling/image_encoder.py; the shared 3D decoder (xmed-lab/TP-Mamba "

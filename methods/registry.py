@@ -2,7 +2,8 @@
 
 A method module registers a builder with :func:`register_method`; the harness only ever calls
 :func:`create_model` and reads :class:`MethodInfo`. Builders take
-``(in_channels, out_channels, roi_size, **hyperparameters)`` and return an ``nn.Module`` mapping
+``(in_channels, out_channels, roi_size, **hyperparameters)`` (plus ``size``, "paper" or "smoke", for a
+builder that names it: the profile's model size, never a user option) and return an ``nn.Module`` mapping
 ``(B, in_channels, X, Y, Z)`` to logits ``(B, out_channels, X, Y, Z)``. Hyperparameters come from
 the method's ``paper`` settings, overlaid by its ``smoke`` settings for the CPU-sized profile,
 overlaid by explicit overrides (ablations are overrides, never copies of a method).
@@ -10,6 +11,7 @@ overlaid by explicit overrides (ablations are overrides, never copies of a metho
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,6 +28,17 @@ TrainableRule = Callable[[nn.Module], Iterable[str]]
 
 
 @dataclass(frozen=True)
+class BackboneSpec:
+    """Pretrained weights a method's builder takes as ``backbone_state`` (a state dict: methods never
+    read files). The harness reads them from ``--sam-checkpoint`` or the hub copy named here."""
+
+    name: str  # what the weights are, in every output that says which weights a run used
+    hub_repo: str  # Hugging Face repository of the hosted copy
+    hub_file: str  # file in that repository
+    accepted_files: str  # what a user may pass instead, for error messages
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """What the harness may know about a method."""
 
@@ -39,11 +52,11 @@ class MethodInfo:
     trainable: TrainableRule | None = None
     # Every spatial size of the input must be a multiple of this (patching, pooling depth).
     size_multiple: int = 1
-    # True when the network's shape depends on the input size (learned position embeddings).
-    fixed_input_size: bool = False
     # Name of the hyperparameter holding the only crop size the network accepts (None: any size).
     required_crop: str | None = None
     weights: str = "random init (trained from scratch)"
+    # The pretrained weights the builder takes, None for networks trained from scratch.
+    backbone: BackboneSpec | None = None
     # How the uniform framework departs from the original recipe (deep supervision, schedules...).
     notes: str = ""
     # Raised whenever the network or its initialisation changes what it computes; part of every run's
@@ -70,9 +83,9 @@ def register_method(
     smoke: Mapping[str, Any] | None = None,
     trainable: TrainableRule | None = None,
     size_multiple: int = 1,
-    fixed_input_size: bool = False,
     required_crop: str | None = None,
     weights: str = "random init (trained from scratch)",
+    backbone: BackboneSpec | None = None,
     notes: str = "",
     revision: int = 1,
 ) -> Callable[[Builder], Builder]:
@@ -90,9 +103,9 @@ def register_method(
             smoke=MappingProxyType(dict(smoke or {})),
             trainable=trainable,
             size_multiple=size_multiple,
-            fixed_input_size=fixed_input_size,
             required_crop=required_crop,
             weights=weights,
+            backbone=backbone,
             notes=notes,
             revision=revision,
         )
@@ -205,7 +218,10 @@ def create_model(
     """Build a registered method with its trainable-parameter rule applied (frozen parts get no grad)."""
     info = get_method(name)
     check_input_size(info, roi_size, size, **overrides)
-    model = info.builder(in_channels, out_channels, tuple(roi_size), **info.hyperparameters(size, **overrides))
+    hyper = info.hyperparameters(size, **overrides)
+    if "size" in inspect.signature(info.builder).parameters:  # builders whose networks differ by profile ask for it
+        hyper["size"] = size
+    model = info.builder(in_channels, out_channels, tuple(roi_size), **hyper)
     if info.trainable is not None:
         keep = set(info.trainable(model))
         for pname, param in model.named_parameters():

@@ -22,7 +22,8 @@ from monai.networks.blocks import UnetResBlock
 from timm.layers import resample_abs_pos_embed_nhwc
 from torch import nn
 
-SAM_VIT_B = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11), window_size=14, img_size=1024)
+from methods.registry import BackboneSpec
+
 # CPU profile: SAM's structure (windowed and global blocks, relative positions) at toy size.
 SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=2, img_size=64)
 # Decoder channels: the authors' 64. The CPU profile's 8 halves the time of a training step's
@@ -275,8 +276,18 @@ def trainable_outside_backbone(model: SamAdapted3D) -> list[str]:
 
 # What the three SAM methods register alike: their family, trainable rule, patch-size multiple
 # (SAM's 16-pixel patches) and backbone weights.
+SAM_VIT_B_WEIGHTS = BackboneSpec(
+    name="SAM ViT-B image encoder",
+    hub_repo="timm/samvit_base_patch16.sa1b",
+    hub_file="model.safetensors",
+    accepted_files="Meta's sam_vit_b_01ec64.pth or a timm samvit_base_patch16 weight file",
+)
 SAM_ADAPTER_FACTS = dict(
-    family="sam-adapter", trainable=trainable_outside_backbone, size_multiple=16, weights="SAM ViT-B image encoder (frozen)"
+    family="sam-adapter",
+    trainable=trainable_outside_backbone,
+    size_multiple=16,
+    weights="SAM ViT-B image encoder (frozen)",
+    backbone=SAM_VIT_B_WEIGHTS,
 )
 
 

@@ -17,8 +17,7 @@ from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_ada
     "samed",
     **SAM_ADAPTER_FACTS,
     reference="Zhang & Liu, Customized Segment Anything Model for Medical Image Segmentation (SAMed), arXiv 2304.13785",
-    paper=dict(size="paper", lora_rank=4, slice_scale=1),
-    smoke=dict(size="smoke"),
+    paper=dict(lora_rank=4, slice_scale=1),
     notes=(
         "LoRA checked against hitachinsk/SAMed sam_lora_image_encoder.py (rank 4 on q and v, no scaling); "
         "the shared 3D decoder (xmed-lab/TP-Mamba networks/sam/sam_decoder.py) on 3D crops replaces SAM's 2D mask decoder "

@@ -170,7 +170,6 @@ class TriPlaneMambaAdapter(nn.Module):
     **SAM_ADAPTER_FACTS,
     reference="Wang et al., Tri-Plane Mamba: Efficiently Adapting Segment Anything Model for 3D Medical Images, MICCAI 2024",
     paper=dict(
-        size="paper",
         r=96,
         planes="tri",
         multiscale=True,
@@ -181,7 +180,7 @@ class TriPlaneMambaAdapter(nn.Module):
         lora_gelu=True,
         slice_scale=1,
     ),
-    smoke=dict(size="smoke", r=16, d_state=8, lora_rank=8),
+    smoke=dict(r=16, d_state=8, lora_rank=8),
     notes=(
         "checked against xmed-lab/TP-Mamba networks/sam/{sam_ms.py, adapters.py, samunet_mamba.py, sam_decoder.py}: "
         "convolutions, norms and init of Adapter_MSConv; Mamba + LayerNorm + GELU per plane from the design code "

@@ -162,7 +162,6 @@ class TransBTS(nn.Module):
     paper=dict(img_dim=96, base=16, embed_dim=512, heads=8, layers=4, mlp_dim=4096),
     smoke=dict(img_dim=None, base=8, embed_dim=64, heads=4, layers=2, mlp_dim=128),
     size_multiple=8,
-    fixed_input_size=True,
     required_crop="img_dim",
     notes=(
         "checked against Rubics-Xuan/TransBTS models/TransBTS/{TransBTS_downsample8x_skipconnection,Unet_skipconnection}.py: "

@@ -165,7 +165,6 @@ class UMamba(nn.Module):
     paper=dict(variant="bot", features=(32, 64, 128, 256, 320), blocks_per_stage=2, deep_supervision=False),
     smoke=dict(features=(8, 16, 32, 64, 64)),
     size_multiple=16,
-    fixed_input_size=True,
     notes=(
         "checked against bowang-lab/U-Mamba umamba/nnunetv2/nets/UMamba{Bot,Enc}_3d.py: Bot by default (--set variant=enc); "
         "Mamba in float32 under AMP; tokens in nnU-Net's order (x fastest); "

@@ -16,7 +16,6 @@ from methods.registry import register_method
     # A narrow ViT for the CPU profile: same structure (12 layers, skips from layers 3/6/9).
     smoke=dict(feature_size=8, hidden_size=192, mlp_dim=768, num_heads=4),
     size_multiple=16,
-    fixed_input_size=True,
     notes=(
         "MONAI's UNETR with the BTCV settings of Project-MONAI/research-contributions UNETR/BTCV/main.py "
         "(feature 16, hidden 768, MLP 3072, 12 heads, perceptron embedding, instance norm, residual blocks); "

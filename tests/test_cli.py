@@ -138,7 +138,7 @@ def test_sam_method_runs_in_smoke_on_a_stamped_random_backbone(tiny_synthetic, t
 
 
 def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_path, monkeypatch):
-    def offline():
+    def offline(spec):
         raise OSError("huggingface.co unreachable")
 
     monkeypatch.setattr("bench.weights.hub_weights_file", offline)

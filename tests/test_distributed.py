@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -31,7 +32,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     model = create_model("tpmamba", size="smoke", roi_size=(32, 32, 32))
     frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    network = distributed.wrap(model, "cpu")
+    network = distributed.wrap(model, "cpu", (1, 1, 32, 32, 8))
     synced = []
 
     def counting_hook(state, bucket):  # every gradient element DDP all-reduces passes through here
@@ -87,3 +88,20 @@ def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthe
     assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert [c["case"] for c in summary["metric_per_case"]] == ["0035", "0036", "0037", "0038", "0039", "0040"]
     assert set(summary["mean"]) == set(summary["metric_per_case"][0]["metrics"]) and (out / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "unused"), [("unetr", {}, True), ("nnunet", {}, True), ("masam", {}, False), ("vnet", {}, False)]
+)
+def test_ddp_is_told_of_unused_parameters_only_where_there_are_some(name, options, unused):
+    from bench.distributed import unused_trainable_parameters
+    from methods import create_model
+
+    model = create_model(name, size="smoke", roi_size=(32, 32, 32))
+    found = unused_trainable_parameters(model, (2, 1, 32, 32, 32))
+    assert found is not None and bool(found) == unused
+    if name == "nnunet":  # the deep-supervision heads of a U-Net trained without deep supervision
+        assert all(n.startswith("decoder.seg_layers.") for n in found)
+        with_heads = create_model(name, size="smoke", roi_size=(32, 32, 32), deep_supervision=True)
+        # with deep supervision only the lowest resolution's head is idle: nnU-Net weights it 0
+        assert unused_trainable_parameters(with_heads, (2, 1, 32, 32, 32)) == ["decoder.seg_layers.0.weight", "decoder.seg_layers.0.bias"]

@@ -218,7 +218,7 @@ def test_nnunet_gets_nnunets_he_initialisation():
 
 
 def test_deep_supervision_weights_are_nnunets():
-    from bench.train import deep_supervision_weights
+    from bench.losses import deep_supervision_weights
 
     assert deep_supervision_weights(4) == pytest.approx([1 / 1.75, 0.5 / 1.75, 0.25 / 1.75, 0.0])
     assert deep_supervision_weights(1) == [1.0]
@@ -241,7 +241,7 @@ def test_deep_supervision_outputs_in_training_only(name):
 def test_supervised_loss_weights_each_output_against_nearest_downsampled_labels():
     from monai.losses import DiceCELoss
 
-    from bench.train import supervised_loss
+    from bench.losses import supervised_loss
 
     torch.manual_seed(0)
     label = torch.randint(0, 3, (1, 1, 8, 8, 8)).float()

@@ -76,3 +76,31 @@ def test_score_case_gives_every_organ():
     assert set(scores) == set(ORGANS)
     assert scores["liver"]["dice"] == 1.0 and scores["liver"]["nsd"] == 1.0 and scores["liver"]["n_ref"] == 64
     assert math.isnan(scores["spleen"]["dice"]) and math.isnan(scores["spleen"]["nsd"])
+
+
+def test_predict_case_pads_small_volumes_and_restores_the_mode():
+    """A volume smaller than the window is padded for the network and the label map keeps its shape;
+    the model comes back in the mode it was in."""
+    import torch
+
+    from bench.evaluate import predict_case
+
+    class Echo(torch.nn.Module):
+        """Class 1 where the intensity is above 0.5, class 0 elsewhere; records the window sizes it sees."""
+
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append((tuple(x.shape[2:]), self.training))
+            return torch.cat([0.5 - x, x - 0.5], dim=1)
+
+    model = Echo().train()
+    image = np.zeros((1, 10, 12, 7), np.float32)
+    image[0, 2:5, 3:9, 1:4] = 1.0
+    prediction = predict_case(model, image, roi=16, overlap=0.5, sw_batch_size=2, device="cpu")
+    assert prediction.shape == (10, 12, 7) and prediction.dtype == np.uint8
+    np.testing.assert_array_equal(prediction, (image[0] > 0.5).astype(np.uint8))
+    assert model.seen and all(shape == (16, 16, 16) and not training for shape, training in model.seen)
+    assert model.training

@@ -64,3 +64,16 @@ def test_synthetic_anatomy_survives_preprocessing(tiny_synthetic):
     liver = np.argwhere(label == ORGANS.index("liver") + 1)[:, 0].mean()
     spleen = np.argwhere(label == ORGANS.index("spleen") + 1)[:, 0].mean()
     assert liver > spleen
+
+
+def test_cache_entry_changes_when_a_source_file_changes(tiny_synthetic, isolated_cache, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_synthetic, copy)
+    dataset = locate_dataset(copy, synthetic=True)
+    settings = PreprocessSettings(spacing_mm=8.0)
+    before = cache_dir_for(isolated_cache, dataset, settings)
+    label = dataset.cases["0002"].label
+    label.write_bytes(label.read_bytes())  # same bytes, rewritten: the entry cannot know and must move
+    assert cache_dir_for(isolated_cache, locate_dataset(copy, synthetic=True), settings) != before

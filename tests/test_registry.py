@@ -59,6 +59,18 @@ def test_overrides_reach_the_builder():
     info = methods.get_method("unetr")
     assert info.hyperparameters("smoke", feature_size=4)["feature_size"] == 4
     assert info.hyperparameters("paper")["hidden_size"] == 768
+    narrow = create_model("unetr", size="smoke", roi_size=(32, 32, 32), feature_size=4)
+    default = create_model("unetr", size="smoke", roi_size=(32, 32, 32))
+    assert narrow.encoder1.layer.conv1.conv.out_channels == 4 and default.encoder1.layer.conv1.conv.out_channels == 8
+
+
+def test_methods_all_is_every_registered_method():
+    from bench.cli import method_names
+
+    names = method_names("all")
+    assert names == [info.name for info in list_methods()] and len(names) == 11
+    assert set(names) == {"tpmamba", "samed", "masam", "unetr", "swinunetr", "nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"}
+    assert method_names("none") == [] and method_names("unetr, nnunet") == ["unetr", "nnunet"]
 
 
 def test_options_are_checked_at_the_runs_crop_without_allocating():

@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import save_file
 
 from bench.errors import UserError
-from bench.weights import read_checkpoint, resolve_sam_weights
+from bench.weights import read_checkpoint, resolve_backbone_weights
 from methods import create_model
-from methods.sam_common import build_sam_vit
+from methods.sam_common import SAM_VIT_B_WEIGHTS, build_sam_vit
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def assert_vit_equal(model, reference):
 def test_meta_checkpoint_loads_bit_exactly(tmp_path, reference_vit):
     path = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(to_meta_format(reference_vit.state_dict()), path)
-    weights = resolve_sam_weights(path, "paper", allow_random=False)
+    weights = resolve_backbone_weights(SAM_VIT_B_WEIGHTS, path, "paper", allow_random=False)
     assert not weights.random and "sha256" in weights.description
     assert_vit_equal(create_model("samed", size="paper", backbone_state=weights.state), reference_vit)
 
@@ -77,13 +77,13 @@ def test_wrong_architecture_is_refused(tmp_path):
 
 
 def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
-    def offline():
+    def offline(spec):
         raise OSError("huggingface.co unreachable")
 
     monkeypatch.setattr("bench.weights.hub_weights_file", offline)
     with pytest.raises(UserError, match="--sam-checkpoint PATH"):
-        resolve_sam_weights(None, "paper", allow_random=False)
-    assert resolve_sam_weights(None, "paper", allow_random=True).random
-    assert resolve_sam_weights(None, "smoke", allow_random=False).random
+        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=False)
+    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=True).random
+    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "smoke", allow_random=False).random
     with pytest.raises(UserError, match="paper-size"):
-        resolve_sam_weights(__file__, "smoke", allow_random=False)
+        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, __file__, "smoke", allow_random=False)

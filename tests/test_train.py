@@ -101,3 +101,11 @@ def test_checkpoints_leave_frozen_weights_out_and_resume(tmp_path):
     resumed = train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "b", "h", seed=5)
     for key, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path):
+    cases = toy_cases(2)
+    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "same", seed=1)
+    other = torch.nn.Conv3d(1, 14, 3, padding=1)  # another network under the same configuration hash
+    with pytest.raises(RuntimeError, match="does not match the model"):
+        train(other, cases, [], dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "same", seed=1)
