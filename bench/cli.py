@@ -84,6 +84,9 @@ def run(
     out: Annotated[Path, typer.Option(help="Folder for runs/<data>/<method>/repeat<k>/ and results.csv.")] = Path("runs"),
     epochs: Annotated[int | None, typer.Option(help="Override the profile's number of epochs.")] = None,
     roi: Annotated[int | None, typer.Option(help="Override the profile's cubic crop / sliding-window size (voxels).")] = None,
+    checkpoint_minutes: Annotated[
+        float | None, typer.Option(help="Checkpoint at least this often besides every validation epoch (default: the profile's).")
+    ] = None,
     sam_checkpoint: Annotated[
         Path | None, typer.Option(help="SAM ViT-B weights for the SAM methods: Meta's sam_vit_b_01ec64.pth or a timm weight file.")
     ] = None,
@@ -117,6 +120,7 @@ def run(
         out=out,
         epochs=epochs,
         roi=roi,
+        checkpoint_minutes=checkpoint_minutes,
         sam_checkpoint=sam_checkpoint,
         allow_random_backbone=allow_random_backbone,
         options=parse_options(set_ or []),

@@ -118,7 +118,9 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
     if request.roi is not None and request.roi < 8:
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
-    profile = profile.with_overrides(epochs=request.epochs, roi=request.roi)
+    if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
+        raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
+    profile = profile.with_overrides(epochs=request.epochs, roi=request.roi, checkpoint_minutes=request.checkpoint_minutes)
     weights = None
     backbones = {info.backbone for info in infos if info.backbone is not None}
     if len(backbones) > 1:  # one --sam-checkpoint cannot serve two kinds of backbone

@@ -38,11 +38,19 @@ class RunState:
 
 
 def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> dict:
-    """failed.json beside the run's other files: what broke, so the grid can go on and the report can say why."""
+    """failed.json beside the run's other files: what broke, so the grid can go on and the report can say why.
+
+    The reason names the root of an exception chain: libraries re-raise what they catch (MONAI's
+    transforms raise ``RuntimeError("applying transform ...") from e``), and the wrapper would hide a
+    SLURM time limit or an out-of-memory error behind its own name.
+    """
     epochs = _epochs_logged(run_dir / "log.jsonl")
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
     payload = {
-        "reason": f"{type(error).__name__}: {error}".strip(),
-        "error_type": type(error).__name__,
+        "reason": f"{type(root).__name__}: {root}".strip(),
+        "error_type": type(root).__name__,
         "epochs_done": epochs,
         "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "traceback": traceback_text[-4000:],

@@ -34,6 +34,7 @@ class RunRequest:
     out: Path = Path("runs")
     epochs: int | None = None
     roi: int | None = None
+    checkpoint_minutes: float | None = None  # checkpoint at least this often (besides every validation epoch)
     sam_checkpoint: Path | None = None
     allow_random_backbone: bool = False
     options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}

@@ -56,7 +56,6 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     assert "2 done, 0 running, 1 failed, 0 incomplete, 7 missing of 10 runs" in status.output
     # in the job's own words (submitit: "timed-out too many times") or, if it was killed first, SLURM's
     assert "timed-out" in status.output or "DUE TO TIME LIMIT" in status.output, status.output
-    print(status.output)
     html = (out / "report" / "report.html").read_text()
     assert "failed: unetr repeat 1: UncompletedJobError" in html
 
