@@ -329,12 +329,13 @@ def report(
 ) -> None:
     """Table 1 in the paper's style (Markdown, LaTeX, CSV), the paper's figures and report.html, from run files only."""
     from bench.report import write_report
+    from bench.runfiles import REPORT_DIR
     from reports import paper_table1
 
     if not runs_dir.is_dir():
         raise UserError(f"runs folder {runs_dir} does not exist")
     try:
-        paths = write_report(runs_dir, out or runs_dir / "report", paper_table1())
+        paths = write_report(runs_dir, out or runs_dir / REPORT_DIR, paper_table1())
     except ValueError as exc:
         raise UserError(str(exc)) from None
     names = ", ".join(sorted(p.name for p in paths.values()))

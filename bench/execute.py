@@ -31,6 +31,7 @@ from bench.io import check_writable, is_storage_error, read_json, write_json
 from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import summarize, write_results_csv, write_summary
+from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from bench.weights import BackboneWeights, resolve_backbone_weights
 
 
@@ -166,7 +167,7 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
     from methods import count_parameters, create_model, get_method
 
     profile, device, weights = grid.profile, grid.device, grid.weights
-    summary_path = run.run_dir / "summary.json"
+    summary_path = run.run_dir / SUMMARY_FILE
     if summary_path.exists():
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
         return read_json(summary_path)
@@ -179,7 +180,7 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
     torch.manual_seed(run.config["seed"])
     model = create_model(run.base_method, size=profile.model_size, roi_size=(profile.roi,) * 3, **run.options, **extra)
     total, trainable = count_parameters(model)
-    config_path = run.run_dir / "config.json"
+    config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():
         write_json(
             config_path,
@@ -239,7 +240,7 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
     if distributed.world_size() > 1:
         header["processes"] = distributed.world_size()
     summary = summarize(per_case, header)
-    state.save(run.run_dir / "checkpoint.pt", run.hash, finished=True)
+    state.save(run.run_dir / CHECKPOINT_FILE, run.hash, finished=True)
     write_summary(summary_path, summary)
     distributed.barrier()
     return summary

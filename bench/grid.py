@@ -7,7 +7,6 @@ unfinished grid is shown as unfinished, never averaged over fewer draws without 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -19,10 +18,8 @@ from pathlib import Path
 
 from bench.config import FRACTIONS
 from bench.io import read_json, write_json
+from bench.runfiles import FAILED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
 
-FAILED_FILE = "failed.json"
-RUNNING_FILE = "running.json"
-SUBMITTED_FILE = "submitted.json"  # written by --executor slurm: the job that will run this run
 STATES = ("done", "running", "failed", "incomplete", "missing")
 
 
@@ -44,7 +41,7 @@ def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> 
     transforms raise ``RuntimeError("applying transform ...") from e``), and the wrapper would hide a
     SLURM time limit or an out-of-memory error behind its own name.
     """
-    epochs = _epochs_logged(run_dir / "log.jsonl")
+    epochs = epochs_logged(run_dir)
     root = error
     while root.__cause__ is not None:
         root = root.__cause__
@@ -126,25 +123,6 @@ def is_running(run_dir: Path) -> tuple[bool, str]:
     return True, f"pid {pid} since {marker.get('started')}"
 
 
-def read_log(log_path: Path) -> list[dict]:
-    """log.jsonl's epochs; a line cut by a crash is skipped, the epochs before it still count."""
-    if not log_path.exists():
-        return []
-    entries = []
-    for line in log_path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("epoch"), int):
-            entries.append(entry)
-    return entries
-
-
-def _epochs_logged(log_path: Path) -> int:
-    return max((entry["epoch"] for entry in read_log(log_path)), default=0)
-
-
 def expected_repeats() -> dict[str, int]:
     from splits import load_splits
 
@@ -152,19 +130,19 @@ def expected_repeats() -> dict[str, int]:
 
 
 def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
-    if (run_dir / "summary.json").exists():
-        return RunState(data, method, repeat, "done", run_dir, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+    if is_finished(run_dir):
+        return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs_logged(run_dir))
     if (run_dir / FAILED_FILE).exists():
         try:
             failure = read_json(run_dir / FAILED_FILE)
             reason = str(failure.get("reason", "unknown error"))
         except ValueError:
             reason = f"unreadable {FAILED_FILE}"
-        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs_logged(run_dir))
     if run_dir.exists():
         running, where = is_running(run_dir)
         state = "running" if running else "incomplete"
-        return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=_epochs_logged(run_dir / "log.jsonl"))
+        return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=epochs_logged(run_dir))
     return RunState(data, method, repeat, "missing", run_dir)
 
 

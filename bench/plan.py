@@ -17,6 +17,7 @@ from bench.data.btcv import Dataset
 from bench.datasource import data_identity
 from bench.errors import UserError
 from bench.io import read_json
+from bench.runfiles import CONFIG_FILE, run_dir
 from bench.weights import BackboneWeights
 
 # Settings that change how fast a run goes, not what it computes: left out of the config hash.
@@ -125,9 +126,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
         hyper = info.hyperparameters(profile.model_size, **options)
         label = method_label(name, options)
         for repeat in repeats:
-            run = PlannedRun(
-                label, request.data, repeat, draws[repeat], splits.test, Path(request.out) / request.data / label / f"repeat{repeat}"
-            )
+            run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
             run.config = {
                 "method": label,
@@ -156,7 +155,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
 
 def check_existing(run: PlannedRun) -> None:
     """A run folder that holds another configuration is refused, never mixed with this one."""
-    config_path = run.run_dir / "config.json"
+    config_path = run.run_dir / CONFIG_FILE
     if config_path.exists():
         try:
             existing = read_json(config_path).get("config_hash")

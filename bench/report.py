@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import FRACTIONS
-from bench.grid import RunState, describe, grid_counts, read_log, scan_grid
+from bench.grid import RunState, describe, grid_counts, scan_grid
 from bench.io import read_json, write_text
 from bench.results import TABLE_COLUMNS, load_results, organ_table
+from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, read_log
 from splits import load_splits
 
 COLUMNS = TABLE_COLUMNS
@@ -326,8 +327,8 @@ def provenance(data: ReportData) -> list[tuple[str, str]]:
 
 
 def _read_curve(log_path: Path) -> tuple[list[int], list[float]]:
-    validated = [entry for entry in read_log(log_path) if entry.get("val_dice") is not None]
-    return [e["epoch"] for e in validated], [float(e["val_dice"]) for e in validated]
+    validated = [line for line in read_log(log_path) if line.val_dice is not None]
+    return [line.epoch for line in validated], [line.val_dice for line in validated]
 
 
 def load_report_data(runs_dir: Path) -> ReportData:
@@ -340,15 +341,15 @@ def load_report_data(runs_dir: Path) -> ReportData:
         if s.state == "missing":
             continue
         try:
-            config = read_json(s.run_dir / "config.json")
+            config = read_json(s.run_dir / CONFIG_FILE)
         except (OSError, ValueError):
             config = None
         if config:
             configs[(s.data, s.method, s.repeat)] = config
             stamps.add(config.get("provenance", {}).get("stamp", "no provenance stamp"))
         elif s.state == "done":  # config.json lost: the summary carries the stamp too
-            stamps.add(read_json(s.run_dir / "summary.json").get("stamp", "no provenance stamp"))
-        epochs, dice = _read_curve(s.run_dir / "log.jsonl")
+            stamps.add(read_json(s.run_dir / SUMMARY_FILE).get("stamp", "no provenance stamp"))
+        epochs, dice = _read_curve(s.run_dir / LOG_FILE)
         if epochs:
             curves.setdefault(s.data, {}).setdefault(s.method, []).append((epochs, dice))
     return ReportData(runs_dir, load_results(runs_dir), states, configs, curves, sorted(stamps), find_extras(runs_dir))

@@ -13,6 +13,7 @@ import pandas as pd
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
 from bench.io import locked, read_json, write_json, write_text
 from bench.metrics import nanmean
+from bench.runfiles import RESULTS_CSV
 
 RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", "dice", "nsd")
 
@@ -59,7 +60,7 @@ def write_results_csv(runs_dir: Path) -> Path:
     Each process writes its summary before it rebuilds, and rebuilds take turns under a lock, so
     with several runs writing to one folder (SLURM jobs, two terminals) the last rebuild has them all.
     """
-    path = Path(runs_dir) / "results.csv"
+    path = Path(runs_dir) / RESULTS_CSV
     with locked(Path(runs_dir) / ".results.lock"):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")

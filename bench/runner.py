@@ -18,6 +18,7 @@ from bench.errors import RunsFailed
 from bench.execute import execute_locally, prepare_grid
 from bench.plan import RunRequest, method_label
 from bench.results import write_results_csv
+from bench.runfiles import REPORT_DIR, RESULTS_CSV
 
 
 def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None, render_report: bool = True) -> Path:
@@ -38,16 +39,16 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     else:
         failures = execute_locally(grid, console)
     if not distributed.is_main():
-        return out / "results.csv"
+        return out / RESULTS_CSV
     labels = [run.method for run in grid.runs] or [method_label(m, request.options) for m in request.methods]
     print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, grid.provenance["stamp"])
     if render_report:
         from bench.report import write_report
         from reports import paper_table1
 
-        paths = write_report(out, out / "report", paper_table1())
+        paths = write_report(out, out / REPORT_DIR, paper_table1())
         (announce or console.print)(f"report: {plain(paths['report.html'])} (tables: {plain(paths['table1.md'].parent)})")
     if failures:
         counted = f"{len(failures)} of {len(grid.runs)} runs failed"
         raise RunsFailed(f"{counted} (reasons in their failed.json; rerun to retry): " + "; ".join(failures))
-    return out / "results.csv"
+    return out / RESULTS_CSV

@@ -18,6 +18,7 @@ from submitit.helpers import Checkpointable
 
 from bench.console import plain
 from bench.errors import UserError
+from bench.runfiles import FAILED_FILE, SUBMITTED_FILE, is_finished
 
 
 @dataclass
@@ -91,7 +92,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
     import shutil
 
-    from bench.grid import FAILED_FILE, SUBMITTED_FILE, is_running, record_failure
+    from bench.grid import is_running, record_failure
     from bench.io import read_json, write_json
 
     if shutil.which("sbatch") is None:
@@ -99,7 +100,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     todo = []
     for run in planned:
         running, where = is_running(run.run_dir)
-        if (run.run_dir / "summary.json").exists():
+        if is_finished(run.run_dir):
             console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
         elif running:  # a job from an earlier submission is still on it: a second one would race it
             console.print(f"[yellow]{plain(run.run_dir)}: still running ({plain(where)}), not submitted again[/yellow]")

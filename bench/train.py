@@ -10,7 +10,6 @@ one selected on it.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import signal
@@ -33,6 +32,7 @@ from bench.evaluate import evaluate_cases
 from bench.io import atomic_write
 from bench.losses import supervised_loss
 from bench.metrics import nanmean
+from bench.runfiles import CHECKPOINT_FILE, LOG_FILE, LogLine, read_log
 
 
 def train_transforms(roi: int, crops_per_case: int = 1):
@@ -264,10 +264,10 @@ def _truncate_log(log_path: Path, epochs_kept: int) -> None:
     """Drop log lines of epochs after the checkpoint: they will be trained (and logged) again."""
     if not log_path.exists():
         return
-    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("epoch", 0) <= epochs_kept]
-    if len(kept) != len(lines):
-        atomic_write(log_path, lambda fh: fh.write("".join(f"{line}\n" for line in kept).encode()))
+    lines = read_log(log_path)
+    kept = [line for line in lines if line.epoch <= epochs_kept]
+    if len(kept) != len(lines) or len(lines) != len(log_path.read_text().splitlines()):
+        atomic_write(log_path, lambda fh: fh.write("".join(f"{line.to_json()}\n" for line in kept).encode()))
 
 
 def steps_per_epoch(n_train_cases: int, profile: Profile) -> int:
@@ -318,8 +318,8 @@ def train(
     network = distributed.wrap(model, device, (profile.crops_per_case, 1, *(profile.roi,) * 3))
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint.pt"
-    log_path = run_dir / "log.jsonl"
+    checkpoint = run_dir / CHECKPOINT_FILE
+    log_path = run_dir / LOG_FILE
     if state.load(checkpoint, config_hash) and not main:
         # The checkpoint holds rank 0's random state; the other ranks must not replay its crops.
         fresh = rank_seed + 100_003 * state.epoch
@@ -347,22 +347,18 @@ def train(
                 if on_step is not None:
                     on_step(state.epoch, len(losses), losses[-1], scheduler.get_last_lr()[0])
             state.epoch += 1
-            line = {
-                "epoch": state.epoch,
-                "loss": float(np.mean(losses)),
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": round(time.monotonic() - started, 3),
-            }
+            epoch_loss, lr, seconds = float(np.mean(losses)), scheduler.get_last_lr()[0], round(time.monotonic() - started, 3)
             validate = state.epoch % profile.val_every == 0 or state.epoch == profile.epochs
             if not main:  # rank 0 validates, logs and checkpoints for everyone
                 if stop.requested and state.epoch < profile.epochs:
                     raise KeyboardInterrupt
                 continue
+            val_dice = None
             if validate and val_cases:
                 per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device, surface=False)
-                line["val_dice"] = nanmean(m["dice"] for case in per_case for m in case["metrics"].values())
+                val_dice = nanmean(m["dice"] for case in per_case for m in case["metrics"].values())
             with open(log_path, "a") as fh:
-                fh.write(json.dumps(line) + "\n")
+                fh.write(LogLine(state.epoch, epoch_loss, lr, seconds, val_dice).to_json() + "\n")
             due = time.monotonic() - last_save > profile.checkpoint_minutes * 60
             if validate or due or stop.requested or state.epoch == profile.epochs:
                 state.save(checkpoint, config_hash)

@@ -16,9 +16,10 @@ import torch
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.grid import RUNNING_FILE, scan_grid
+from bench.grid import scan_grid
 from bench.io import write_json
 from bench.results import write_results_csv
+from bench.runfiles import RUNNING_FILE
 
 runner = CliRunner()
 FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
@@ -60,9 +61,12 @@ def test_a_nan_loss_stops_that_run_with_its_reason_and_the_grid_goes_on(tiny_syn
 
 
 def test_status_tells_running_from_killed_runs(tmp_path):
+    from bench.runfiles import LogLine
+
     run_dir = tmp_path / "runs" / "100pct" / "unetr" / "repeat0"
     write_json(run_dir / RUNNING_FILE, {"host": os.uname().nodename, "pid": os.getpid(), "started": "now"})
-    (run_dir / "log.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')  # the last line cut by a crash
+    lines = [LogLine(epoch, 2.0 / epoch, 1e-3, 1.5).to_json() for epoch in (1, 2)]
+    (run_dir / "log.jsonl").write_text("\n".join(lines) + '\n{"epoch": 3, "lo')  # the last line cut by a crash
     [state] = scan_grid(tmp_path / "runs")
     assert state.state == "running" and state.epochs_done == 2
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()

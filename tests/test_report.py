@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -18,6 +17,7 @@ from bench.grid import grid_counts, record_failure, scan_grid
 from bench.io import write_json
 from bench.report import paired_tests, table1
 from bench.results import load_results, summarize
+from bench.runfiles import LogLine
 
 CASES = ("0035", "0036", "0037", "0038", "0039", "0040")
 # CI installs Debian's chromium and TeX and sets this, so there the browser and LaTeX tests cannot skip.
@@ -47,9 +47,8 @@ def fake_run(runs, data, method, repeat, liver, spleen=math.nan, shift=0.0, epoc
     }
     config = {"method": method, "weights": "random init", "data_identity": "synthetic-v1", "config_hash": f"h{method}{data}{repeat}"}
     write_json(run_dir / "config.json", {**config, "params_total": 1_500_000, "params_trainable": 500_000, "provenance": provenance})
-    (run_dir / "log.jsonl").write_text(
-        "".join(json.dumps({"epoch": e, "loss": 1.0 / e, "val_dice": 0.2 * e}) + "\n" for e in range(1, epochs + 1))
-    )
+    lines = [LogLine(e, 1.0 / e, 1e-3, 1.0, val_dice=0.2 * e).to_json() for e in range(1, epochs + 1)]
+    (run_dir / "log.jsonl").write_text("".join(f"{line}\n" for line in lines))
     header = {"method": method, "data": data, "repeat": repeat, "stamp": provenance["stamp"]}
     write_json(run_dir / "summary.json", summarize(cases, header))
 
@@ -57,7 +56,7 @@ def fake_run(runs, data, method, repeat, liver, spleen=math.nan, shift=0.0, epoc
 def failed_run(runs, data, method, repeat, reason="loss is NaN at epoch 2"):
     run_dir = runs / data / method / f"repeat{repeat}"
     run_dir.mkdir(parents=True)
-    (run_dir / "log.jsonl").write_text(json.dumps({"epoch": 1, "loss": 0.9}) + "\n")
+    (run_dir / "log.jsonl").write_text(LogLine(1, 0.9, 1e-3, 1.0).to_json() + "\n")
     record_failure(run_dir, FloatingPointError(reason), "Traceback ...")
 
 
