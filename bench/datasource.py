@@ -15,7 +15,7 @@ from bench.console import progress_bar
 from bench.data.btcv import Dataset, locate_dataset
 from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
 from bench.errors import UserError
-from bench.io import locked, read_json, write_json
+from bench.io import locked, read_json, sha256_file, write_json
 
 # Content hashes of dataset files, keyed by path, size and modification time: a rerun does not
 # reread 30 volumes, and a file changed in place gets a new hash.
@@ -60,11 +60,7 @@ def file_sha256(path: Path, known: dict[str, str]) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in known:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        known[key] = digest.hexdigest()
+        known[key] = sha256_file(path)
     return known[key]
 
 

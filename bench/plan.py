@@ -98,14 +98,13 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
     other error from a builder is a bug in it and is not dressed up as bad input.
     """
     from methods import get_method
-    from methods.registry import build_on_meta, check_input_size, typed_overrides
+    from methods.registry import build_on_meta, typed_overrides
 
     info = get_method(name)
     roi = (profile.roi,) * 3
     try:
         typed = typed_overrides(info, options)
-        check_input_size(info, roi, profile.model_size, **typed)
-        build_on_meta(name, size=profile.model_size, roi_size=roi, **typed)
+        build_on_meta(name, size=profile.model_size, roi_size=roi, **typed)  # create_model checks the crop first
     except ValueError as exc:
         raise UserError(f"{method_label(name, options)}: {exc}") from None
     return typed

@@ -7,7 +7,6 @@ lets the backbone stay random and stamps every output ``random backbone``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench.errors import UserError
+from bench.io import sha256_file
 
 if TYPE_CHECKING:
     from methods.registry import BackboneSpec
@@ -29,14 +29,6 @@ class BackboneWeights:
     @property
     def random(self) -> bool:
         return self.state is None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -66,7 +58,7 @@ def resolve_backbone_weights(spec: BackboneSpec, checkpoint: Path | None, model_
         if model_size != "paper":
             raise UserError("--sam-checkpoint needs the paper-size ViT-B: add --profile paper (the smoke profile uses a toy ViT)")
         state = read_checkpoint(checkpoint)
-        digest = _sha256(Path(checkpoint).expanduser())
+        digest = sha256_file(Path(checkpoint).expanduser())
         return BackboneWeights(state, f"{spec.name} from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
     if model_size != "paper":
         return BackboneWeights(None, "random backbone (smoke profile: toy ViT with SAM's structure)", "random-smoke")
