@@ -11,6 +11,7 @@ from torch import nn
 from bench.data.preprocess import PreprocessedCase
 from bench.device import autocast_for
 from bench.metrics import dice_per_organ, score_case
+from bench.runfiles import CaseScores
 
 
 @torch.no_grad()
@@ -52,8 +53,8 @@ def evaluate_cases(
     device: str,
     surface: bool = True,
     num_classes: int = 14,
-) -> list[dict]:
-    """Per-case metrics: [{"case", "metrics": {organ: {...}}}]; Dice only when surface is False."""
+) -> list[CaseScores]:
+    """Per-case metrics (organ -> {"dice", "nsd"}); Dice only when surface is False."""
     from bench.data.labels import ORGANS
 
     results = []
@@ -65,5 +66,5 @@ def evaluate_cases(
         else:
             dice = dice_per_organ(prediction, reference, num_classes)
             metrics = {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}
-        results.append({"case": case.case_id, "metrics": metrics})
+        results.append(CaseScores(case.case_id, metrics))
     return results

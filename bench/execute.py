@@ -27,11 +27,11 @@ from bench.datasource import resolve_dataset
 from bench.device import resolve_device
 from bench.errors import UserError
 from bench.grid import clear_failure, marked_running, record_failure
-from bench.io import check_writable, is_storage_error, read_json, write_json
+from bench.io import check_writable, is_storage_error
 from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
-from bench.results import summarize, write_results_csv, write_summary
-from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
+from bench.results import summarize, write_results_csv
+from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
 from bench.weights import BackboneWeights, resolve_backbone_weights
 
 
@@ -46,7 +46,7 @@ class PreparedGrid:
     weights: BackboneWeights | None
     runs: list[PlannedRun]
     cases: dict[str, PreprocessedCase]
-    provenance: dict
+    provenance: Provenance
 
 
 def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None) -> str:
@@ -58,21 +58,21 @@ def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = 
     return "; ".join(parts)
 
 
-def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None) -> dict:
-    return {
-        "data_source": dataset.source,
-        "data_root": str(dataset.root),
-        "data_layout": dataset.layout,
-        "synthetic": dataset.synthetic,
-        "profile": profile.name,
-        "device": device,
-        "hardware": hardware(device),
-        "versions": package_versions(),
-        "code_revision": code_revision(),
-        "preprocess_cache": prep.get("cache_dir"),
-        "sam_weights": weights.description if weights else None,
-        "stamp": stamp(dataset, profile, weights),
-    }
+def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None) -> Provenance:
+    return Provenance(
+        data_source=dataset.source,
+        data_root=str(dataset.root),
+        data_layout=dataset.layout,
+        synthetic=dataset.synthetic,
+        profile=profile.name,
+        device=device,
+        hardware=hardware(device),
+        versions=package_versions(),
+        code_revision=code_revision(),
+        preprocess_cache=prep.get("cache_dir"),
+        sam_weights=weights.description if weights else None,
+        stamp=stamp(dataset, profile, weights),
+    )
 
 
 def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
@@ -158,8 +158,9 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
     return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))
 
 
-def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
-    """Train, evaluate and summarise one run; returns its summary (reads it back if already finished)."""
+def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSummary | None:
+    """Train, evaluate and summarise one run; returns its summary (read back if it finished earlier),
+    None on a rank other than the first."""
     import torch
 
     from bench.evaluate import evaluate_cases
@@ -170,29 +171,20 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
     summary_path = run.run_dir / SUMMARY_FILE
     if summary_path.exists():
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
-        return read_json(summary_path)
+        return RunSummary.read(summary_path)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
     extra = {"backbone_state": weights.state} if weights is not None and get_method(run.base_method).backbone else {}
     # Seeded initialisation: the same command builds the same network, and a resumed run rebuilds
     # the frozen random backbone its checkpoint leaves out. The options were checked when planning,
     # so an error here is the builder's own and is recorded as this run's failure.
-    torch.manual_seed(run.config["seed"])
+    torch.manual_seed(run.config.seed)
     model = create_model(run.base_method, size=profile.model_size, roi_size=(profile.roi,) * 3, **run.options, **extra)
     total, trainable = count_parameters(model)
     config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():
-        write_json(
-            config_path,
-            {
-                **run.config,
-                "config_hash": run.hash,
-                "params_total": total,
-                "params_trainable": trainable,
-                "provenance": grid.provenance,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        )
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ConfigFile(run.config, run.hash, total, trainable, grid.provenance, created).write(config_path)
     train_cases = [grid.cases[c] for c in run.train_ids]
     test_cases = [grid.cases[c] for c in run.test_ids]
     per_epoch = steps_per_epoch(len(train_cases), profile)
@@ -211,7 +203,7 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
             device,
             run.run_dir,
             run.hash,
-            run.config["seed"],
+            run.config.seed,
             on_step=on_step,
             notify=lambda msg: console.print(f"[yellow]{plain(msg)}[/yellow]"),
         )
@@ -219,29 +211,28 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> dict:
     train_seconds = time.monotonic() - started
     if not distributed.is_main():  # rank 0 evaluates and writes the summary; wait for it
         distributed.barrier()
-        return {}
+        return None
     started = time.monotonic()
     per_case = evaluate_cases(state.model, test_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
-    header = {
-        "method": run.method,
-        "data": run.data,
-        "repeat": run.repeat,
-        "config_hash": run.hash,
-        "stamp": grid.provenance["stamp"],
-        "synthetic": grid.provenance["synthetic"],
-        "profile": profile.name,
-        "weights": run.config["weights"],
-        "spacing_mm": profile.preprocess.spacing_mm,
-        "metric_convention": "nnU-Net: organ absent in reference and prediction -> NaN (skipped in means); absent in reference only -> 0",
-        "nsd_tolerance_mm": 1.0,
-        "train_cases": list(run.train_ids),
-        "seconds": {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
-    }
-    if distributed.world_size() > 1:
-        header["processes"] = distributed.world_size()
-    summary = summarize(per_case, header)
+    summary = summarize(
+        per_case,
+        method=run.method,
+        data=run.data,
+        repeat=run.repeat,
+        config_hash=run.hash,
+        stamp=grid.provenance.stamp,
+        synthetic=grid.provenance.synthetic,
+        profile=profile.name,
+        weights=run.config.weights,
+        spacing_mm=profile.preprocess.spacing_mm,
+        metric_convention="nnU-Net: organ absent in reference and prediction -> NaN (skipped in means); absent in reference only -> 0",
+        nsd_tolerance_mm=1.0,
+        train_cases=list(run.train_ids),
+        seconds={"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
+        processes=distributed.world_size(),
+    )
     state.save(run.run_dir / CHECKPOINT_FILE, run.hash, finished=True)
-    write_summary(summary_path, summary)
+    summary.write(summary_path)
     distributed.barrier()
     return summary
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import distributed
-from bench.config import Profile, config_hash, parse_repeats, profile_dict
+from bench.config import Profile, parse_repeats, profile_dict
 from bench.data.btcv import Dataset
 from bench.datasource import data_identity
 from bench.errors import UserError
-from bench.io import read_json
-from bench.runfiles import CONFIG_FILE, run_dir
+from bench.runfiles import CONFIG_FILE, RunConfig, config_hash_in, run_dir
 from bench.weights import BackboneWeights
 
 # Settings that change how fast a run goes, not what it computes: left out of the config hash.
@@ -51,7 +50,7 @@ class PlannedRun:
     train_ids: tuple[str, ...]
     test_ids: tuple[str, ...]
     run_dir: Path
-    config: dict = field(default_factory=dict)
+    config: RunConfig | None = None
     hash: str = ""
     base_method: str = ""
     options: dict = field(default_factory=dict)
@@ -127,26 +126,26 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
         for repeat in repeats:
             run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
-            run.config = {
-                "method": label,
-                "base_method": name,
-                "method_revision": info.revision,
-                "family": info.family,
-                "hyperparameters": hyper,
-                "data": request.data,
-                "repeat": repeat,
-                "train_cases": list(run.train_ids),
-                "test_cases": list(run.test_ids),
-                "profile": {k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
-                "preprocess_key": profile.preprocess.key(),
-                "data_identity": identity,
-                "device": device,
-                "processes": distributed.world_size(),  # torchrun ranks: more crops per step, so part of the hash
-                "seed": run_seed(profile, name, request.data, repeat),
-                "weights": weights.description if info.backbone and weights else info.weights,
-                "weights_identity": weights.identity if info.backbone and weights else None,
-            }
-            run.hash = config_hash(run.config)
+            run.config = RunConfig(
+                method=label,
+                base_method=name,
+                method_revision=info.revision,
+                family=info.family,
+                hyperparameters=hyper,
+                data=request.data,
+                repeat=repeat,
+                train_cases=list(run.train_ids),
+                test_cases=list(run.test_ids),
+                profile={k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
+                preprocess_key=profile.preprocess.key(),
+                data_identity=identity,
+                device=device,
+                processes=distributed.world_size(),
+                seed=run_seed(profile, name, request.data, repeat),
+                weights=weights.description if info.backbone and weights else info.weights,
+                weights_identity=weights.identity if info.backbone and weights else None,
+            )
+            run.hash = run.config.hash()
             check_existing(run)
             planned.append(run)
     return planned
@@ -154,12 +153,8 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
 
 def check_existing(run: PlannedRun) -> None:
     """A run folder that holds another configuration is refused, never mixed with this one."""
-    config_path = run.run_dir / CONFIG_FILE
-    if config_path.exists():
-        try:
-            existing = read_json(config_path).get("config_hash")
-        except ValueError:
-            existing = None
+    if (run.run_dir / CONFIG_FILE).exists():
+        existing = config_hash_in(run.run_dir)
         if existing != run.hash:
             raise UserError(
                 f"{run.run_dir} holds a run with a different configuration (hash {existing}, now {run.hash}); "

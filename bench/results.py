@@ -11,44 +11,46 @@ from pathlib import Path
 import pandas as pd
 
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
-from bench.io import locked, read_json, write_json, write_text
+from bench.io import locked, write_text
 from bench.metrics import nanmean
-from bench.runfiles import RESULTS_CSV
+from bench.runfiles import RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
 
-RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", "dice", "nsd")
+METRICS = ("dice", "nsd")
+RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS)
 
 
-def summarize(per_case: list[dict], header: dict) -> dict:
-    """summary.json content: header, per-case metrics, per-organ means and the foreground mean.
+def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per organ and metric, the mean over cases; per metric, the mean of those over organs.
 
     Means skip NaN (organ absent from both reference and prediction), as nnU-Net does.
     """
-    mean = {organ: {metric: nanmean(case["metrics"][organ][metric] for case in per_case) for metric in ("dice", "nsd")} for organ in ORGANS}
-    foreground = {metric: nanmean(mean[organ][metric] for organ in ORGANS) for metric in ("dice", "nsd")}
-    return {**header, "metric_per_case": per_case, "mean": mean, "foreground_mean": foreground}
+    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in METRICS} for organ in ORGANS}
+    foreground = {metric: nanmean(mean[organ][metric] for organ in ORGANS) for metric in METRICS}
+    return mean, foreground
 
 
-def write_summary(path: Path, summary: dict) -> None:
-    write_json(path, summary)
+def summarize(per_case: list[CaseScores], **header) -> RunSummary:
+    """A run's summary: how it was scored (``header``: the other fields of RunSummary), per-case
+    metrics and their means (``organ_means``)."""
+    mean, foreground = organ_means(per_case)
+    return RunSummary(metric_per_case=list(per_case), mean=mean, foreground_mean=foreground, **header)
 
 
 def collect_rows(runs_dir: Path) -> list[dict]:
     """Long-format rows from every summary.json under runs_dir/<data>/<method>/repeat<k>/."""
     rows = []
-    for path in sorted(Path(runs_dir).glob("*/*/repeat*/summary.json")):
-        summary = read_json(path)
-        for case in summary["metric_per_case"]:
+    for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}")):
+        summary = RunSummary.read(path)
+        for case in summary.metric_per_case:
             for organ in ORGANS:
-                m = case["metrics"][organ]
                 rows.append(
                     {
-                        "method": summary["method"],
-                        "data": summary["data"],
-                        "repeat": summary["repeat"],
-                        "case": case["case"],
+                        "method": summary.method,
+                        "data": summary.data,
+                        "repeat": summary.repeat,
+                        "case": case.case,
                         "organ": organ,
-                        "dice": m["dice"],
-                        "nsd": m["nsd"],
+                        **{metric: case.metrics[organ][metric] for metric in METRICS},
                     }
                 )
     return rows

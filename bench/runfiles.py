@@ -17,9 +17,15 @@ RUNS_DIR/report/                                         bench report's output
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from bench.config import config_hash
+from bench.io import read_json, write_json
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
@@ -71,3 +77,163 @@ def read_log(log_path: Path) -> list[LogLine]:
 
 def epochs_logged(folder: Path) -> int:
     return max((line.epoch for line in read_log(Path(folder) / LOG_FILE)), default=0)
+
+
+class RunFileError(ValueError):
+    """A run file that cannot be read as its record: unreadable, not JSON, or lacking fields."""
+
+
+def _record(cls, payload: Any, path: Path):
+    """``cls`` from a JSON object; every field without a default must be there (keys a newer
+    version added are ignored, so an older bench can still read the folder)."""
+    if not isinstance(payload, dict):
+        raise RunFileError(f"{path}: expected a JSON object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in payload]
+    if missing:
+        raise RunFileError(f"{path} lacks {', '.join(missing)} (written by another version of bench?)")
+    return cls(**{k: v for k, v in payload.items() if k in names})
+
+
+def _read_record(cls, path: Path):
+    return _record(cls, read_json_object(path), path)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the numbers were made with; not part of the configuration hash."""
+
+    data_source: str  # "folder", "env" or "synthetic": how the dataset was found
+    data_root: str
+    data_layout: str
+    synthetic: bool
+    profile: str
+    device: str
+    hardware: dict[str, str]
+    versions: dict[str, str | None]
+    code_revision: str
+    preprocess_cache: str | None
+    sam_weights: str | None  # None: no method of the grid has a SAM backbone
+    stamp: str  # one line that says what kind of numbers these are (synthetic, smoke, random backbone)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's result; ``hash()`` names the configuration."""
+
+    method: str  # label: name, or name[key=value,...] for a variant
+    base_method: str
+    method_revision: int
+    family: str
+    hyperparameters: dict[str, Any]
+    data: str
+    repeat: int
+    train_cases: list[str]
+    test_cases: list[str]
+    profile: dict[str, Any]
+    preprocess_key: str
+    data_identity: str
+    device: str
+    processes: int  # torchrun ranks: more crops per step
+    seed: int
+    weights: str
+    weights_identity: str | None
+
+    def hash(self) -> str:
+        return config_hash(asdict(self))
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """config.json: the configuration, its hash, the built network's size and the provenance."""
+
+    config: RunConfig
+    config_hash: str
+    params_total: int
+    params_trainable: int
+    provenance: Provenance
+    created: str
+
+    def write(self, path: Path) -> None:
+        # Flat on disk: the configuration's keys at the top level, as its hash was computed.
+        extra = {k: v for k, v in asdict(self).items() if k != "config"}
+        write_json(path, {**asdict(self.config), **extra})
+
+    @classmethod
+    def read(cls, path: Path) -> ConfigFile:
+        payload = read_json_object(path)
+        config = _record(RunConfig, payload, path)
+        rest = {k: payload.get(k) for k in ("config_hash", "params_total", "params_trainable", "created")}
+        missing = [k for k, v in rest.items() if v is None] + ([] if "provenance" in payload else ["provenance"])
+        if missing:
+            raise RunFileError(f"{path} lacks {', '.join(missing)} (written by another version of bench?)")
+        return cls(config=config, provenance=_record(Provenance, payload["provenance"], path), **rest)
+
+
+def read_json_object(path: Path) -> dict:
+    try:
+        payload = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise RunFileError(f"cannot read {path}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise RunFileError(f"{path}: expected a JSON object")
+    return payload
+
+
+def config_hash_in(folder: Path) -> str | None:
+    """The configuration hash a run folder holds; None when it has no readable config.json."""
+    try:
+        value = read_json_object(Path(folder) / CONFIG_FILE).get("config_hash")
+    except RunFileError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class CaseScores:
+    """One test case: organ -> metric name -> value (NaN where the organ is in neither volume)."""
+
+    case: str
+    metrics: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """summary.json, the last file a run writes: how it was scored, per-case metrics and their means."""
+
+    method: str
+    data: str
+    repeat: int
+    config_hash: str
+    stamp: str
+    synthetic: bool
+    profile: str
+    weights: str
+    spacing_mm: float
+    metric_convention: str
+    nsd_tolerance_mm: float
+    train_cases: list[str]
+    seconds: dict[str, float]
+    metric_per_case: list[CaseScores]
+    mean: dict[str, dict[str, float]]  # organ -> metric -> mean over cases (NaN skipped)
+    foreground_mean: dict[str, float]  # metric -> mean over organs
+    processes: int = 1
+
+    def write(self, path: Path) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: Path) -> RunSummary:
+        summary = _read_record(cls, path)
+        cases = [_record(CaseScores, case, path) for case in summary.metric_per_case]
+        cases = [CaseScores(c.case, _nan_for_null(c.metrics)) for c in cases]
+        means = {"mean": _nan_for_null(summary.mean), "foreground_mean": _nan_for_null(summary.foreground_mean)}
+        return dataclasses.replace(summary, metric_per_case=cases, **means)
+
+
+def _nan_for_null(value):
+    """JSON has no NaN, so write_json stores it as null; metrics read back as NaN again."""
+    if isinstance(value, dict):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    return math.nan if value is None else value

@@ -41,7 +41,7 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     if not distributed.is_main():
         return out / RESULTS_CSV
     labels = [run.method for run in grid.runs] or [method_label(m, request.options) for m in request.methods]
-    print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, grid.provenance["stamp"])
+    print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, grid.provenance.stamp)
     if render_report:
         from bench.report import write_report
         from reports import paper_table1

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from bench.data.btcv import BTCV_LABELLED_IDS
+
+TEST_CASES = ("0035", "0036", "0037", "0038", "0039", "0040")  # the committed test split
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +38,86 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
     return path
+
+
+def invoke(*args):
+    """``bench`` in this process; arguments may be paths or numbers."""
+    from bench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def write_finished_run(
+    runs: Path, data: str, method: str, repeat: int, liver: float, spleen: float = math.nan, shift: float = 0.0, epochs: int = 3
+):
+    """A finished run as bench run leaves it (config.json, log.jsonl, summary.json), written through
+    the run-file records. Per case: liver and spleen Dice as given (NaN: the organ is in neither
+    volume), stomach rising from 0.4 by 0.05 per case plus ``shift``, every other organ 0.5."""
+    from bench.data.labels import ORGANS
+    from bench.results import summarize
+    from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
+
+    run_dir = Path(runs) / data / method / f"repeat{repeat}"
+    cases = []
+    for i, case in enumerate(TEST_CASES):
+        metrics = {o: {"dice": 0.5, "nsd": 0.5} for o in ORGANS}
+        metrics["liver"] = {"dice": liver, "nsd": liver}
+        metrics["spleen"] = {"dice": spleen, "nsd": spleen}
+        metrics["stomach"] = {"dice": 0.4 + 0.05 * i + shift, "nsd": 0.4}
+        cases.append(CaseScores(case, metrics))
+    stamp = "SYNTHETIC data (built-in abdomen, not BTCV); profile smoke"
+    provenance = Provenance(
+        data_source="synthetic",
+        data_root="/data/synthetic",
+        data_layout="flat",
+        synthetic=True,
+        profile="smoke",
+        device="cpu",
+        hardware={"cpu": "test cpu"},
+        versions={"torch": "2.x"},
+        code_revision="abc1234",
+        preprocess_cache=None,
+        sam_weights=None,
+        stamp=stamp,
+    )
+    train = [f"{i:04d}" for i in range(1, 4)]
+    config = RunConfig(
+        method=method,
+        base_method=method.split("[")[0],
+        method_revision=1,
+        family="test",
+        hyperparameters={},
+        data=data,
+        repeat=repeat,
+        train_cases=train,
+        test_cases=list(TEST_CASES),
+        profile={"name": "smoke"},
+        preprocess_key="test",
+        data_identity="synthetic-v1",
+        device="cpu",
+        processes=1,
+        seed=repeat,
+        weights="random init",
+        weights_identity=None,
+    )
+    ConfigFile(config, config.hash(), 1_500_000, 500_000, provenance, "2026-01-01T00:00:00+00:00").write(run_dir / CONFIG_FILE)
+    lines = [LogLine(e, 1.0 / e, 1e-3, 1.0, val_dice=0.2 * e).to_json() for e in range(1, epochs + 1)]
+    (run_dir / LOG_FILE).write_text("".join(f"{line}\n" for line in lines))
+    summary = summarize(
+        cases,
+        method=method,
+        data=data,
+        repeat=repeat,
+        config_hash=config.hash(),
+        stamp=stamp,
+        synthetic=True,
+        profile="smoke",
+        weights="random init",
+        spacing_mm=1.5,
+        metric_convention="test",
+        nsd_tolerance_mm=1.0,
+        train_cases=train,
+        seconds={"train_this_session": 1.0, "evaluate": 1.0},
+    )
+    summary.write(run_dir / SUMMARY_FILE)
+    return run_dir

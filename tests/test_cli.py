@@ -6,16 +6,10 @@ import csv
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
+from tests.conftest import invoke
 
-runner = CliRunner()
 FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def one_error_line(result) -> str:
@@ -113,7 +107,7 @@ def test_data_synth_refuses_to_mix_datasets(tiny_synthetic):
 
 
 def test_list_json_is_pure_json_with_counts():
-    result = runner.invoke(app, ["list", "--json"])
+    result = invoke("list", "--json")
     assert result.exit_code == 0
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["unetr"]["params_total"] == rows["unetr"]["params_trainable"]

@@ -13,20 +13,14 @@ import sys
 import time
 
 import torch
-from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.grid import scan_grid
 from bench.io import write_json
 from bench.results import write_results_csv
 from bench.runfiles import RUNNING_FILE
+from tests.conftest import invoke
 
-runner = CliRunner()
 FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def grid_args(tiny_synthetic, out, methods="unetr", *extra):
@@ -139,10 +133,10 @@ def test_an_unwritable_runs_folder_fails_before_any_work(tiny_synthetic, tmp_pat
 def _write_runs(runs_dir: str, method: str, count: int) -> None:
     from pathlib import Path
 
-    from tests.test_report import fake_run
+    from tests.conftest import write_finished_run
 
     for repeat in range(count):
-        fake_run(Path(runs_dir), "25pct", method, repeat, liver=0.5)
+        write_finished_run(Path(runs_dir), "25pct", method, repeat, liver=0.5)
         write_results_csv(Path(runs_dir))
 
 

@@ -11,7 +11,8 @@ from monai.networks.utils import one_hot
 
 from bench.data.labels import ORGANS
 from bench.metrics import dice_per_organ, score_case, surface_dice
-from bench.results import summarize
+from bench.results import organ_means
+from bench.runfiles import CaseScores
 
 
 def test_dice_matches_monai_on_random_label_maps():
@@ -40,12 +41,12 @@ def test_nan_is_left_out_of_means():
         metrics = {o: {"dice": math.nan, "nsd": math.nan} for o in ORGANS}
         metrics["liver"] = {"dice": dice_liver, "nsd": dice_liver}
         metrics["spleen"] = {"dice": dice_spleen, "nsd": dice_spleen}
-        return {"case": "x", "metrics": metrics}
+        return CaseScores("x", metrics)
 
-    summary = summarize([case(0.8, math.nan), case(0.6, 0.5)], {})
-    assert summary["mean"]["liver"]["dice"] == pytest.approx(0.7)
-    assert summary["mean"]["spleen"]["dice"] == pytest.approx(0.5)
-    assert summary["foreground_mean"]["dice"] == pytest.approx(0.6)
+    mean, foreground = organ_means([case(0.8, math.nan), case(0.6, 0.5)])
+    assert mean["liver"]["dice"] == pytest.approx(0.7)
+    assert mean["spleen"]["dice"] == pytest.approx(0.5)
+    assert foreground["dice"] == pytest.approx(0.6)
 
 
 def test_surface_dice_on_a_crop_equals_the_full_volume():

@@ -9,48 +9,17 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.data.labels import ORGANS
 from bench.grid import grid_counts, record_failure, scan_grid
-from bench.io import write_json
-from bench.report import paired_tests, table1
-from bench.results import load_results, summarize
-from bench.runfiles import LogLine
+from bench.io import read_json, write_json
+from bench.results import load_results
+from bench.runfiles import CONFIG_FILE, SUMMARY_FILE, LogLine, RunSummary
+from bench.stats import paired_tests
+from bench.tables import table1
+from tests.conftest import invoke, write_finished_run
 
-CASES = ("0035", "0036", "0037", "0038", "0039", "0040")
 # CI installs Debian's chromium and TeX and sets this, so there the browser and LaTeX tests cannot skip.
 REQUIRE_TOOLS = os.environ.get("BENCH_REQUIRE_REPORT_TOOLS") == "1"
-
-
-def fake_run(runs, data, method, repeat, liver, spleen=math.nan, shift=0.0, epochs=3):
-    """A finished run as bench run leaves it: config.json, log.jsonl and summary.json."""
-    run_dir = runs / data / method / f"repeat{repeat}"
-    cases = []
-    for i, case in enumerate(CASES):
-        metrics = {o: {"dice": 0.5, "nsd": 0.5} for o in ORGANS}
-        metrics["liver"] = {"dice": liver, "nsd": liver}
-        metrics["spleen"] = {"dice": spleen, "nsd": spleen}
-        metrics["stomach"] = {"dice": 0.4 + 0.05 * i + shift, "nsd": 0.4}
-        cases.append({"case": case, "metrics": metrics})
-    provenance = {
-        "stamp": "SYNTHETIC data (built-in abdomen, not BTCV); profile smoke",
-        "synthetic": True,
-        "data_root": "/data/synthetic",
-        "profile": "smoke",
-        "sam_weights": None,
-        "code_revision": "abc1234",
-        "device": "cpu",
-        "hardware": {"cpu": "test cpu"},
-        "versions": {"torch": "2.x"},
-    }
-    config = {"method": method, "weights": "random init", "data_identity": "synthetic-v1", "config_hash": f"h{method}{data}{repeat}"}
-    write_json(run_dir / "config.json", {**config, "params_total": 1_500_000, "params_trainable": 500_000, "provenance": provenance})
-    lines = [LogLine(e, 1.0 / e, 1e-3, 1.0, val_dice=0.2 * e).to_json() for e in range(1, epochs + 1)]
-    (run_dir / "log.jsonl").write_text("".join(f"{line}\n" for line in lines))
-    header = {"method": method, "data": data, "repeat": repeat, "stamp": provenance["stamp"]}
-    write_json(run_dir / "summary.json", summarize(cases, header))
 
 
 def failed_run(runs, data, method, repeat, reason="loss is NaN at epoch 2"):
@@ -64,11 +33,11 @@ def failed_run(runs, data, method, repeat, reason="loss is NaN at epoch 2"):
 def grid_folder(tmp_path):
     """25%: tpmamba 2 draws done, masam 1 done + 1 failed; 12%: masam 1 done, tpmamba none. The rest missing."""
     runs = tmp_path / "runs"
-    fake_run(runs, "25pct", "tpmamba", 0, liver=0.90, spleen=0.80, shift=0.10)
-    fake_run(runs, "25pct", "tpmamba", 1, liver=0.80, spleen=0.80, shift=0.10)
-    fake_run(runs, "25pct", "masam", 0, liver=0.70, spleen=0.90)
+    write_finished_run(runs, "25pct", "tpmamba", 0, liver=0.90, spleen=0.80, shift=0.10)
+    write_finished_run(runs, "25pct", "tpmamba", 1, liver=0.80, spleen=0.80, shift=0.10)
+    write_finished_run(runs, "25pct", "masam", 0, liver=0.70, spleen=0.90)
     failed_run(runs, "25pct", "masam", 1)
-    fake_run(runs, "12pct", "masam", 0, liver=0.60)
+    write_finished_run(runs, "12pct", "masam", 0, liver=0.60)
     return runs
 
 
@@ -92,7 +61,7 @@ def test_grid_scan_finds_done_failed_and_missing_runs(grid_folder):
 
 
 def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folder):
-    result = CliRunner().invoke(app, ["report", str(grid_folder)])
+    result = invoke("report", grid_folder)
     assert result.exit_code == 0, result.output
     out = grid_folder / "report"
     md = (out / "table1.md").read_text()
@@ -119,7 +88,7 @@ def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folde
 
 def test_report_html_escapes_what_it_did_not_write(grid_folder):
     failed_run(grid_folder, "25pct", "masam", 2, reason="<script>alert(1)</script> & more")
-    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    assert invoke("report", grid_folder).exit_code == 0
     html = (grid_folder / "report" / "report.html").read_text()
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
 
@@ -155,17 +124,36 @@ def test_compute_table_uses_flops_and_speed_json_saved_in_the_runs_folder(grid_f
     speed["methods"] = [{"name": "tpmamba", "train_step_s": 0.123, "sliding_window_s": 1.5, "peak_memory_mib": 800.0}]
     write_json(grid_folder / "flops.json", flops)
     write_json(grid_folder / "speed.json", speed)
-    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    assert invoke("report", grid_folder).exit_code == 0
     html = (grid_folder / "report" / "report.html").read_text()
     assert "727.4" in html and "102.42" in html and "0.123" in html and "flops.json" in html
     assert (grid_folder / "report" / "fig1c_adapters.png").exists()
 
 
 def test_report_on_an_empty_or_missing_folder_exits_2(tmp_path):
-    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    result = invoke("report", tmp_path)
     assert result.exit_code == 2 and "no runs under" in result.output
-    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    missing = invoke("report", tmp_path / "nope")
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_a_run_file_that_lacks_a_field_is_named_not_shown_as_n_a(grid_folder):
+    run_dir = grid_folder / "25pct" / "tpmamba" / "repeat0"
+    config = read_json(run_dir / CONFIG_FILE)
+    del config["provenance"]["code_revision"], config["params_trainable"]
+    write_json(run_dir / CONFIG_FILE, config)
+    result = invoke("report", grid_folder)
+    assert result.exit_code == 2, result.output
+    assert result.output.count("error:") == 1 and "config.json" in result.output and "params_trainable" in result.output
+    assert not (grid_folder / "report" / "report.html").exists()
+
+
+def test_a_summary_reads_back_as_written_with_nan_for_organs_in_neither_volume(grid_folder):
+    summary = RunSummary.read(grid_folder / "12pct" / "masam" / "repeat0" / SUMMARY_FILE)
+    assert summary.method == "masam" and summary.repeat == 0 and len(summary.metric_per_case) == 6
+    assert math.isnan(summary.metric_per_case[0].metrics["spleen"]["dice"]) and math.isnan(summary.mean["spleen"]["dice"])
+    assert summary.metric_per_case[2].metrics["stomach"]["dice"] == pytest.approx(0.5)
+    assert summary.mean["liver"]["dice"] == pytest.approx(0.6)
 
 
 def _tool(name: str) -> str | None:
@@ -176,7 +164,7 @@ def _tool(name: str) -> str | None:
 
 
 def test_latex_fragments_compile(grid_folder, tmp_path):
-    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    assert invoke("report", grid_folder).exit_code == 0
     for name in ("table1.tex", "table1_compact.tex"):
         fragment = (grid_folder / "report" / name).read_text()
         body = "\n".join(line for line in fragment.splitlines() if not line.startswith("%"))
@@ -250,7 +238,7 @@ PROBE = """<script>window.addEventListener('load', () => {
 
 
 def test_html_report_in_headless_chromium_shows_the_tables_and_images(grid_folder, tmp_path):
-    assert CliRunner().invoke(app, ["report", str(grid_folder)]).exit_code == 0
+    assert invoke("report", grid_folder).exit_code == 0
     chromium = _tool("chromium") or _tool("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium here (CI installs Debian's chromium)")

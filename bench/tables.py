@@ -1,0 +1,169 @@
+"""Table 1 as in the TP-Mamba paper: methods as rows grouped by data fraction, the 13 organs and Avg
+as columns, each cell the mean over draws (in %, one decimal) with the standard deviation over
+draws; best and second best per column marked (bold / underline in Markdown, red / blue in LaTeX
+and HTML), and the paper's own numbers beside ours."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.config import FRACTIONS
+from bench.grid import describe
+from bench.report_data import ReportData
+from bench.results import TABLE_COLUMNS, organ_table
+from splits import load_splits
+
+COLUMNS = TABLE_COLUMNS
+FRACTION_TITLES = {f: load_splits().title(f) for f in FRACTIONS}
+
+
+def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] | None = None) -> pd.DataFrame:
+    """Long table: one row per (data, method) with mean/std over draws for every column and the draw count.
+
+    Grid cells with no finished draw (counts) get a row of NaN, so they are shown, not dropped.
+    """
+    rows = organ_table(results).to_dict("records") if not results.empty else []
+    have = {(r["data"], r["method"]) for r in rows}
+    for data, method in counts or {}:
+        if (data, method) not in have:
+            rows.append({"data": data, "method": method, "repeats": 0, **{f"{c}_{s}": math.nan for c in COLUMNS for s in ("mean", "std")}})
+    table = pd.DataFrame(rows, columns=["data", "method", *[f"{c}_{s}" for s in ("mean", "std") for c in COLUMNS], "repeats"])
+    rank = {m: i for i, m in enumerate(order or sorted(table["method"].unique()))}
+    table["_f"] = table["data"].map({f: i for i, f in enumerate(FRACTIONS)})
+    table["_m"] = table["method"].map(lambda m: rank.get(m, len(rank)))
+    return table.sort_values(["_f", "_m"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
+
+
+def _ranks(values: list[float]) -> tuple[float | None, float | None]:
+    """Best and second-best of the values as printed (one decimal), so printed ties mark alike.
+
+    A printed 0.0 is never marked: where every method misses an organ, none of them is best at it.
+    """
+    finite = sorted({round(v, 1) for v in values if v == v and round(v, 1) > 0}, reverse=True)
+    return (finite[0] if finite else None, finite[1] if len(finite) > 1 else None)
+
+
+def marked_rows(table: pd.DataFrame, fraction: str, counts: dict) -> list[dict]:
+    """Rows of one fraction ready for any renderer: label, note, and per column (mean, std, mark)."""
+    rows = table[table["data"] == fraction]
+    marks = {c: _ranks(rows[f"{c}_mean"].tolist()) for c in COLUMNS}
+    out = []
+    for _, row in rows.iterrows():
+        cells = []
+        for c in COLUMNS:
+            mean, std = row[f"{c}_mean"], row[f"{c}_std"]
+            shown = round(mean, 1) if mean == mean else None
+            mark = "best" if shown is not None and shown == marks[c][0] else "second" if shown is not None and shown == marks[c][1] else ""
+            cells.append({"column": c, "mean": mean, "std": std, "mark": mark})
+        entry = counts.get((fraction, row["method"]))
+        out.append(
+            {
+                "method": row["method"],
+                "repeats": int(row["repeats"]),
+                "note": describe(entry) if entry else "",
+                "reasons": entry["reasons"] if entry else [],
+                "cells": cells,
+            }
+        )
+    return out
+
+
+def beside_paper(table: pd.DataFrame, paper: dict, counts: dict) -> list[dict]:
+    """Ours, the paper's and the difference per column, for every (fraction, method) both have."""
+    beside = []
+    for fraction in FRACTIONS:
+        for row in marked_rows(table, fraction, counts):
+            published = paper.get((fraction, row["method"]))
+            if published and row["repeats"]:
+                ours = [cell["mean"] for cell in row["cells"]]
+                beside.append(
+                    {
+                        "data": fraction,
+                        "method": row["method"],
+                        "ours": ours,
+                        "paper": [published[c] for c in COLUMNS],
+                        "diff": [o - published[c] for o, c in zip(ours, COLUMNS, strict=True)],
+                    }
+                )
+    return beside
+
+
+def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " +/- ") -> str:
+    if value != value:
+        return "-"
+    return f"{value:.1f}" if compact or std != std else f"{value:.1f}{pm}{std:.1f}"
+
+
+def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False) -> str:
+    lines = ["# Table 1: Dice (%) on the test cases" + (", mean over draws" if compact else ", mean +/- std over draws"), ""]
+    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [""]
+    lines += ["Best per column in **bold**, second best <u>underlined</u>; a row that lacks draws says so.", ""]
+    for fraction in FRACTIONS:
+        rows = marked_rows(table, fraction, counts)
+        if not rows:
+            continue
+        lines += [f"### {FRACTION_TITLES[fraction]}", "", "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for row in rows:
+            cells = []
+            for cell in row["cells"]:
+                text = _fmt(cell["mean"], cell["std"], compact)
+                cells.append(f"**{text}**" if cell["mark"] == "best" else f"<u>{text}</u>" if cell["mark"] == "second" else text)
+            label = row["method"] + (f" ({row['note']})" if row["note"] else "")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
+        if failed:
+            lines += ["Failed runs: " + "; ".join(failed), ""]
+    beside = beside_paper(table, paper, counts)
+    if beside:
+        lines += ["## Beside the paper's Table 1", ""]
+        if data.synthetic:
+            lines += ["The paper's rows are BTCV results: next to synthetic-data runs they are context, not a comparison.", ""]
+        lines += ["| Fraction | Method | | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
+        for row in beside:
+            lines.append(f"| {row['data']} | {row['method']} | ours | " + " | ".join(_fmt(v) for v in row["ours"]) + " |")
+            lines.append("| | | paper | " + " | ".join(f"{v:.1f}" for v in row["paper"]) + " |")
+            lines.append("| | | ours - paper | " + " | ".join("-" if d != d else f"{d:+.1f}" for d in row["diff"]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def latex_escape(text: str) -> str:
+    out = text.replace("\\", "\\textbackslash{}")
+    for char in "&%$#_{}":
+        out = out.replace(char, "\\" + char)
+    return out.replace("~", "\\textasciitilde{}").replace("^", "\\textasciicircum{}")
+
+
+def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: bool = False) -> str:
+    """A booktabs tabular fragment (needs booktabs and xcolor), best red and second best blue."""
+    lines = [f"% runs: {stamp}" for stamp in data.stamps] + [
+        "% needs \\usepackage{booktabs,xcolor}",
+        f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
+        "\\toprule",
+        "Method & " + " & ".join(COLUMNS) + " \\\\",
+        "\\midrule",
+    ]
+    for fraction in FRACTIONS:
+        rows = marked_rows(table, fraction, counts)
+        if not rows:
+            continue
+        lines.append(f"\\multicolumn{{{len(COLUMNS) + 1}}}{{l}}{{\\emph{{{latex_escape(FRACTION_TITLES[fraction])}}}}} \\\\")
+        for row in rows:
+            cells = []
+            for cell in row["cells"]:
+                mean, std = cell["mean"], cell["std"]
+                text = "--" if mean != mean else f"{mean:.1f}"
+                if cell["mark"]:
+                    text = f"\\textcolor{{{'red' if cell['mark'] == 'best' else 'blue'}}}{{{text}}}"
+                if not compact and mean == mean and std == std:
+                    text += f"$_{{\\pm {std:.1f}}}$"
+                cells.append(text)
+            label = latex_escape(row["method"]) + (f" ({latex_escape(row['note'])})" if row["note"] else "")
+            lines.append(label + " & " + " & ".join(cells) + " \\\\")
+        lines.append("\\midrule")
+    lines[-1] = "\\bottomrule"
+    lines.append("\\end{tabular}")
+    return "\n".join(lines) + "\n"
