@@ -32,7 +32,7 @@ def _sync(device: str) -> None:
 
 def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0) -> float:
     """Crops per second of the training transforms on one cached body-sized volume."""
-    from bench.train import train_transforms
+    from bench.augment import train_transforms
 
     rng = np.random.default_rng(0)
     shape = (1, 2 * roi, 2 * roi, int(1.5 * roi))

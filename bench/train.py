@@ -11,13 +11,8 @@ one selected on it.
 from __future__ import annotations
 
 import math
-import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +20,8 @@ import torch
 from torch import nn
 
 from bench import distributed
+from bench.augment import train_transforms
+from bench.checkpoint import TrainState, stop_at_epoch_end
 from bench.config import Profile
 from bench.data.preprocess import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
@@ -33,186 +30,6 @@ from bench.io import atomic_write
 from bench.losses import supervised_loss
 from bench.metrics import nanmean
 from bench.runfiles import CHECKPOINT_FILE, LOG_FILE, LogLine, read_log
-
-
-def train_transforms(roi: int, crops_per_case: int = 1):
-    from monai.transforms import (
-        Compose,
-        FgBgToIndicesd,
-        RandAdjustContrastd,
-        RandCropByPosNegLabeld,
-        RandFlipd,
-        RandScaleIntensityd,
-        RandShiftIntensityd,
-        SpatialPadd,
-    )
-
-    keys = ("image", "label")
-    return Compose(
-        [
-            SpatialPadd(keys=keys, spatial_size=(roi,) * 3),
-            # Computed once while caching: searching the label for every crop is 100x slower.
-            FgBgToIndicesd(keys="label", fg_postfix="_fg", bg_postfix="_bg", image_key="image", image_threshold=0.0),
-            RandCropByPosNegLabeld(
-                keys=keys,
-                label_key="label",
-                spatial_size=(roi,) * 3,
-                pos=1,
-                neg=1,
-                num_samples=crops_per_case,
-                fg_indices_key="label_fg",
-                bg_indices_key="label_bg",
-            ),
-            RandFlipd(keys=keys, prob=0.1, spatial_axis=0),
-            RandFlipd(keys=keys, prob=0.1, spatial_axis=1),
-            RandFlipd(keys=keys, prob=0.1, spatial_axis=2),
-            RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
-            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
-            RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
-        ]
-    )
-
-
-def _randomizable(transform) -> list:
-    """Every random state in a transform chain, including those of wrapped inner transforms
-    (RandCropByPosNegLabeld draws from its cropper's generator, not its own)."""
-    from monai.transforms import Compose, Randomizable
-
-    found: list = []
-    seen: set[int] = set()
-
-    def visit(obj) -> None:
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, Compose):
-            for t in obj.transforms:
-                visit(t)
-            return
-        if isinstance(obj, Randomizable):
-            found.append(obj)
-            for value in vars(obj).values():
-                if isinstance(value, Randomizable | Compose):
-                    visit(value)
-
-    visit(transform)
-    return found
-
-
-def _numpy_state_to_torch(state: tuple) -> tuple:
-    return (state[0], torch.from_numpy(state[1].astype(np.int64)), *state[2:])
-
-
-def _numpy_state_from_torch(state) -> tuple:
-    return (state[0], state[1].numpy().astype(np.uint32), *state[2:])
-
-
-@dataclass
-class TrainState:
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    sampler_generator: torch.Generator
-    transform: object
-    epoch: int = 0  # completed epochs
-
-    def rng_state(self) -> dict:
-        return {
-            "torch": torch.get_rng_state(),
-            "numpy": _numpy_state_to_torch(np.random.get_state()),
-            "python": random.getstate(),
-            "sampler": self.sampler_generator.get_state(),
-            "transforms": [_numpy_state_to_torch(t.R.get_state()) for t in _randomizable(self.transform)],
-        }
-
-    def set_rng_state(self, state: dict) -> None:
-        torch.set_rng_state(state["torch"])
-        np.random.set_state(_numpy_state_from_torch(state["numpy"]))
-        random.setstate(_to_tuple(state["python"]))
-        self.sampler_generator.set_state(state["sampler"])
-        for t, s in zip(_randomizable(self.transform), state["transforms"], strict=True):
-            t.R.set_state(_numpy_state_from_torch(s))
-
-    def frozen_names(self) -> set[str]:
-        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
-
-    def save(self, path: Path, config_hash: str, finished: bool = False) -> None:
-        # Frozen weights (a SAM backbone) never change and are rebuilt from their source on resume:
-        # leaving them out keeps a SAM method's checkpoint at its few trainable megabytes.
-        frozen = self.frozen_names()
-        payload = {
-            "config_hash": config_hash,
-            "epoch": self.epoch,
-            "finished": finished,
-            "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
-        }
-        if not finished:  # the final file keeps the weights only: a 90 M-parameter Adam state is 1 GB
-            payload |= {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": self.rng_state(),
-            }
-        atomic_write(path, lambda fh: torch.save(payload, fh))
-
-    def load(self, path: Path, config_hash: str) -> bool:
-        """Restore from a checkpoint of the same configuration; False when there is none."""
-        if not path.exists():
-            return False
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("config_hash") != config_hash:
-            raise RuntimeError(f"{path} belongs to a different configuration")
-        missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
-        if unexpected or set(missing) - self.frozen_names():
-            raise RuntimeError(
-                f"{path} does not match the model (missing {sorted(set(missing) - self.frozen_names())[:3]}, unexpected {unexpected[:3]})"
-            )
-        self.epoch = int(payload["epoch"])
-        if not payload.get("finished"):
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.scheduler.load_state_dict(payload["scheduler"])
-            self.scaler.load_state_dict(payload["scaler"])
-            self.set_rng_state(payload["rng"])
-        return True
-
-
-def _to_tuple(value):
-    return tuple(_to_tuple(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-class StopRequested:
-    """Set by the first SIGINT/SIGTERM; training stops at the end of the epoch it is in."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-
-@contextmanager
-def stop_at_epoch_end(notify: Callable[[str], None] | None = None) -> Iterator[StopRequested]:
-    """First Ctrl-C (or SIGTERM from a scheduler) finishes the epoch and checkpoints; a second stops at once.
-
-    Stopping mid-epoch would leave weights, optimizer and schedule ahead of the recorded epoch, so
-    a resumed run would differ from an uninterrupted one.
-    """
-    stop = StopRequested()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
-        if notify is not None:
-            notify("stopping after this epoch to checkpoint it; interrupt again to stop now")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -356,7 +173,7 @@ def train(
             val_dice = None
             if validate and val_cases:
                 per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device, surface=False)
-                val_dice = nanmean(m["dice"] for case in per_case for m in case["metrics"].values())
+                val_dice = nanmean(m["dice"] for case in per_case for m in case.metrics.values())
             with open(log_path, "a") as fh:
                 fh.write(LogLine(state.epoch, epoch_loss, lr, seconds, val_dice).to_json() + "\n")
             due = time.monotonic() - last_save > profile.checkpoint_minutes * 60
