@@ -1,20 +1,21 @@
-"""The ``bench`` command line. User errors print one line and exit with code 2, never a traceback."""
+"""The ``bench`` command line: run, report, status and data here; list, flops and speed in
+``bench.cli_costs``. User errors print one line and exit with code 2, never a traceback
+(``bench.cli_common.user_errors``)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from bench import cli_costs
+from bench.cli_common import console, err_console, method_names, user_errors
 from bench.console import plain
-from bench.errors import RunsFailed, UnknownMethodError, UserError
+from bench.errors import UserError
 
 app = typer.Typer(
     help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
@@ -24,48 +25,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Validate a BTCV folder or write the built-in synthetic abdomen.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-# Logs and CI are not terminals; give the 15-column organ tables room there too.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable)
-
-
-def method_names(text: str) -> list[str]:
-    """``a,b`` -> [a, b]; ``all`` -> every registered method; ``none`` -> []."""
-    from methods import list_methods
-
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    if names == ["all"]:
-        return [info.name for info in list_methods()]
-    return [] if names == ["none"] else names
-
-
-def user_errors(fn: F) -> F:
-    """Turn the errors a user can fix into one line on stderr and exit code 2."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (UserError, UnknownMethodError) as exc:
-            err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-        except OSError as exc:
-            from bench.io import is_storage_error, storage_message
-
-            if not is_storage_error(exc):
-                raise
-            err_console.print(f"[red]error:[/red] {plain(storage_message(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-        except RunsFailed as exc:  # the grid went on; what finished is saved and reported
-            err_console.print(f"[red]failed:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=1) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted: finished epochs are checkpointed; rerun the same command to resume")
-            raise typer.Exit(code=130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.command()
@@ -140,187 +99,6 @@ def run(
         console.print(f"results: {plain(csv_path)}")
 
 
-@app.command("list")
-@user_errors
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False) -> None:
-    """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes)."""
-    from methods import count_parameters, list_methods
-    from methods.registry import build_on_meta
-
-    rows = []
-    for info in list_methods():
-        # Counted on the meta device: nothing is allocated or initialised.
-        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=(96, 96, 96)))
-        rows.append(
-            {
-                "name": info.name,
-                "family": info.family,
-                "params_total": total,
-                "params_trainable": trainable,
-                "reference": info.reference,
-                "weights": info.weights,
-                "notes": info.notes,
-                "hyperparameters": dict(info.paper),
-            }
-        )
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2, default=list) + "\n")
-        return
-    table = Table(title="Registered methods (paper-size, 96^3 input, 14 classes); references: bench list --json")
-    for column in ("name", "family", "params total (M)", "trainable (M)", "notes"):
-        table.add_column(column)
-    for row in sorted(rows, key=lambda r: (r["family"], r["name"])):
-        total, trainable = f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}"
-        table.add_row(row["name"], row["family"], total, trainable, plain(row["notes"]))
-    console.print(table)
-
-
-@app.command()
-@user_errors
-def flops(
-    input: Annotated[int, typer.Option("--input", help="Cubic input size (voxels) of the counted forward.")] = 96,
-    rank: Annotated[int, typer.Option(help="Adapter width r for the per-block adapter table (Figure 1c).")] = 96,
-    slice_scale: Annotated[int, typer.Option(help="1: slices at native size; 2: x2 upsampled (the authors' ablation).")] = 1,
-    methods: Annotated[str, typer.Option(help="Comma-separated method names, 'all', or 'none' for the adapter table only.")] = "all",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Folder for a Figure 1(c)-style bar chart PNG.")] = None,
-) -> None:
-    """GMACs (fvcore multiply-accumulates): what each adapter adds to a SAM block, and each method's forward."""
-    from bench.flops import adapter_table, method_costs, save_adapter_chart
-    from methods import get_method
-    from methods.registry import check_input_size
-
-    names = method_names(methods)
-    if input < 16 or input % 16:
-        raise UserError(f"--input must be a positive multiple of 16 (SAM's patch size), got {input}")
-    if rank < 4 or rank % 4:
-        raise UserError(f"--rank must be a positive multiple of 4 (TP-Mamba's four branches), got {rank}")
-    if slice_scale not in (1, 2):
-        raise UserError(f"--slice-scale must be 1 or 2, got {slice_scale}")
-    for name in names:
-        try:
-            check_input_size(get_method(name), (input,) * 3)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    adapters, blocks, uncounted = adapter_table(input, rank, slice_scale)
-    rows, method_uncounted = method_costs(names, input) if names else ([], {})
-    for op, n in method_uncounted.items():
-        uncounted[op] = uncounted.get(op, 0) + n
-    uncounted_list = [{"op": op, "count": n} for op, n in sorted(uncounted.items())]
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        save_adapter_chart(adapters, out / "fig1c_adapters.png", f"GMACs added per ViT block, input {input}^3, r = {rank}")
-    if as_json:
-        payload = {
-            "unit": "GMACs",
-            "input": input,
-            "rank": rank,
-            "slice_scale": slice_scale,
-            "adapters": adapters,
-            "vit_blocks": blocks,
-            "methods": rows,
-            "uncounted_ops": uncounted_list,
-        }
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-        return
-    table = Table(title=f"GMACs one SAM ViT-B block gains from each adapter: input {input}^3, r = {rank}, slice scale {slice_scale}")
-    for column in ("adapter", "GMACs / block", "x LoRA", "params"):
-        table.add_column(column, justify="left" if column == "adapter" else "right")
-    for r in adapters:
-        table.add_row(r["name"], f"{r['gmacs_per_block']:.3f}", f"{r['ratio_to_lora']:g}", f"{r['params']:,}")
-    console.print(table)
-    console.print(
-        f"ViT-B block at {blocks['tokens_per_slice']} tokens per slice: window block {blocks['window_block']:.1f} GMACs "
-        f"({blocks['window_block_unpadded']:.1f} without padding each slice to a {blocks['window_size']}x{blocks['window_size']} window, "
-        f"so padding costs {blocks['window_padding_cost']:.1f}), global block {blocks['global_block']:.1f}.",
-        soft_wrap=True,
-    )
-    if rows:
-        table = Table(title=f"One forward at {input}^3, 14 classes; GMACs = 10^9 multiply-accumulates (fvcore)")
-        for column in ("method", "family", "params (M)", "trainable (M)", "GMACs", "published params (M)", "published GMACs"):
-            table.add_column(column, justify="left" if column in ("method", "family") else "right")
-        for r in rows:
-            pub_p = f"{r['published_params'] / 1e6:.1f}" if r["published_params"] else "-"
-            pub_g = f"{r['published_gmacs']:.1f}" if r["published_gmacs"] else "-"
-            table.add_row(
-                r["name"],
-                r["family"],
-                f"{r['params_total'] / 1e6:.2f}",
-                f"{r['params_trainable'] / 1e6:.2f}",
-                f"{r['gmacs']:.1f}",
-                pub_p,
-                pub_g,
-            )
-        console.print(table)
-    if uncounted:
-        listed = ", ".join(f"{op} x{n}" for op, n in sorted(uncounted.items()))
-        console.print(f"not counted (no handle; element-wise ops are left out by convention): {listed}", soft_wrap=True)
-    if out is not None:
-        console.print(f"chart: {plain(out / 'fig1c_adapters.png')}")
-
-
-@app.command()
-@user_errors
-def speed(
-    methods: Annotated[str, typer.Option(help="Comma-separated method names, or 'all'.")] = "all",
-    input: Annotated[int | None, typer.Option("--input", help="Cubic crop size; default: the profile's crop.")] = None,
-    profile: Annotated[str, typer.Option(help="paper, smoke or auto (smoke without CUDA): model sizes and crops per step.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    steps: Annotated[int, typer.Option(help="Timed training steps per method (after 2 warm-up steps).")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
-) -> None:
-    """Training-step time, sliding-window time and peak memory per method, and the loader's crops per second."""
-    from bench.config import resolve_profile
-    from bench.device import resolve_device
-    from bench.provenance import hardware, package_versions
-    from bench.speed import loader_crops_per_second, measure
-    from methods import get_method
-    from methods.registry import check_input_size
-
-    dev = resolve_device(device)
-    prof = resolve_profile(profile, has_cuda=dev == "cuda")
-    roi = input or prof.roi
-    if steps < 1:
-        raise UserError(f"--steps must be at least 1, got {steps}")
-    names = method_names(methods)
-    for name in names:
-        try:
-            check_input_size(get_method(name), (roi,) * 3, prof.model_size)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    loader = loader_crops_per_second(roi, prof.crops_per_case)
-    rows = [measure(name, prof.model_size, roi, prof.crops_per_case, dev, steps) for name in names]
-    report = {
-        "device": dev,
-        "hardware": hardware(dev),
-        "versions": package_versions(),
-        "profile": prof.name,
-        "input": roi,
-        "loader_crops_per_s": round(loader, 1),
-        "methods": rows,
-    }
-    if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-        return
-    table = Table(title=f"Costs on {dev} ({report['hardware'].get('gpu', report['hardware']['cpu'])}), profile {prof.name}, crop {roi}^3")
-    for column in ("method", "train step (s)", "crops/s trained", "sliding window (s)", "peak memory (MiB)"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for r in rows:
-        table.add_row(
-            r["name"],
-            f"{r['train_step_s']:.3f}",
-            f"{r['train_crops_per_s']:.1f}",
-            f"{r['sliding_window_s']:.2f}",
-            f"{r['peak_memory_mib']:.0f}",
-        )
-    console.print(table)
-    console.print(
-        f"data pipeline: {loader:.0f} crops/s per loader process (a step consumes {prof.crops_per_case}); "
-        f"peak memory is {rows[0]['peak_memory_kind'] if rows else 'n/a'}",
-        soft_wrap=True,
-    )
-
-
 @app.command()
 @user_errors
 def report(
@@ -334,10 +112,7 @@ def report(
 
     if not runs_dir.is_dir():
         raise UserError(f"runs folder {runs_dir} does not exist")
-    try:
-        paths = write_report(runs_dir, out or runs_dir / REPORT_DIR, paper_table1())
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    paths = write_report(runs_dir, out or runs_dir / REPORT_DIR, paper_table1())
     names = ", ".join(sorted(p.name for p in paths.values()))
     console.print(f"wrote {len(paths)} files to {plain(paths['report.html'].parent)}: {names}", soft_wrap=True)
     console.print(f"report: {plain(paths['report.html'])}")
@@ -412,6 +187,12 @@ def data_synth(
         raise UserError(f"--spacing-scale must be between 0.25 and 16, got {spacing_scale}")
     ensure_synthetic(out, BTCV_LABELLED_IDS, console, spacing_scale)
     console.print(f"wrote {len(BTCV_LABELLED_IDS)} synthetic cases to {plain(out / 'RawData' / 'Training')} (not BTCV: stamped synthetic)")
+
+
+# After run, report and status, so --help lists them first.
+app.command("list")(cli_costs.list_)
+app.command()(cli_costs.flops)
+app.command()(cli_costs.speed)
 
 
 def main() -> None:

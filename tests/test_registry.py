@@ -65,7 +65,7 @@ def test_overrides_reach_the_builder():
 
 
 def test_methods_all_is_every_registered_method():
-    from bench.cli import method_names
+    from bench.cli_common import method_names
 
     names = method_names("all")
     assert names == [info.name for info in list_methods()] and len(names) == 11

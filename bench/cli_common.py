@@ -1,0 +1,57 @@
+"""What every ``bench`` command shares: the consoles, method-name lists and the translation of
+errors a user can fix into one line and exit code 2 (never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from bench.console import plain
+from bench.errors import RunsFailed, UnknownMethodError, UserError
+
+# Logs and CI are not terminals; give the 15-column organ tables room there too.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+
+def method_names(text: str) -> list[str]:
+    """``a,b`` -> [a, b]; ``all`` -> every registered method; ``none`` -> []."""
+    from methods import list_methods
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if names == ["all"]:
+        return [info.name for info in list_methods()]
+    return [] if names == ["none"] else names
+
+
+def user_errors(fn: F) -> F:
+    """Turn the errors a user can fix into one line on stderr and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, UnknownMethodError) as exc:
+            err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:
+            from bench.io import is_storage_error, storage_message
+
+            if not is_storage_error(exc):
+                raise
+            err_console.print(f"[red]error:[/red] {plain(storage_message(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except RunsFailed as exc:  # the grid went on; what finished is saved and reported
+            err_console.print(f"[red]failed:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished epochs are checkpointed; rerun the same command to resume")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
