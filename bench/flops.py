@@ -119,46 +119,35 @@ def adapter_table(input_size: int = 96, rank: int = 96, slice_scale: int = 1) ->
     """GMACs one SAM ViT-B block gains from each adapter (Figure 1c), and the blocks' own GMACs.
 
     Tokens of one volume: D = input_size slices of (input_size * slice_scale / 16)^2 tokens, C = 768;
-    the adapters are ``methods.figure1c``'s.
+    the adapters and blocks are ``methods.figure1c``'s.
     """
-    import copy
+    from methods.figure1c import figure1c_setup
 
-    from methods.figure1c import figure1c_adapters
-    from methods.sam_common import SliceContext, build_sam_vit
-
-    torch.manual_seed(0)
-    grid = input_size * slice_scale // 16
-    tokens = torch.randn(input_size, grid, grid, 768)
-    context = SliceContext(depth=input_size)
+    setup = figure1c_setup(input_size, rank, slice_scale)
     uncounted: Counter = Counter()
 
-    def macs(module: nn.Module, *inputs) -> float:
-        count = count_macs(module, *inputs)
+    def macs(module: nn.Module) -> float:
+        count = count_macs(module, setup.tokens)
         uncounted.update(count.uncounted)
         return count.gmacs
 
     adapters = {
-        name: (macs(module, tokens) - (macs(without, tokens) if without is not None else 0.0), params)
-        for name, (module, without, params) in figure1c_adapters(768, rank, context).items()
+        name: (macs(module) - (macs(without) if without is not None else 0.0), params)
+        for name, (module, without, params) in setup.adapters.items()
     }
     lora_gmacs = adapters["lora"][0]
     rows = [
         {"name": name, "gmacs_per_block": round(g, 4), "ratio_to_lora": round(g / lora_gmacs, 2), "params": p}
         for name, (g, p) in adapters.items()
     ]
-    vit = build_sam_vit("paper")
-    window, global_block = vit.blocks[0], vit.blocks[2]
-    unpadded = copy.deepcopy(window)
-    unpadded.window_size = grid  # attend within the slice, no padding to 14 x 14
-    padded_gmacs = macs(window, tokens)
-    unpadded_gmacs = macs(unpadded, tokens)
+    padded_gmacs, unpadded_gmacs = macs(setup.window_block), macs(setup.window_block_unpadded)
     blocks = {
         "window_block": round(padded_gmacs, 3),
         "window_block_unpadded": round(unpadded_gmacs, 3),
         "window_padding_cost": round(padded_gmacs - unpadded_gmacs, 3),
-        "global_block": round(macs(global_block, tokens), 3),
-        "tokens_per_slice": grid * grid,
-        "window_size": window.window_size,
+        "global_block": round(macs(setup.global_block), 3),
+        "tokens_per_slice": setup.tokens.shape[1] * setup.tokens.shape[2],
+        "window_size": setup.window_size,
     }
     return rows, blocks, dict(uncounted)
 

@@ -10,11 +10,14 @@ each adds to the block's cost can be counted (``bench flops``).
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from methods.masam import DepthAdapter3D
-from methods.sam_common import LoRAQKV
+from methods.sam_common import LoRAQKV, SliceContext, build_sam_vit
 from methods.tpmamba import PLANES, TriPlaneMambaAdapter
 
 
@@ -58,3 +61,34 @@ def figure1c_adapters(dim: int, r: int, context) -> dict[str, tuple[nn.Module, n
     ):
         adapters[name] = (module, None, sum(p.numel() for p in module.parameters()))
     return adapters
+
+
+@dataclass
+class Figure1cSetup:
+    """What ``bench flops`` counts for Figure 1(c): the tokens of one volume, each adapter (see
+    ``figure1c_adapters``) and SAM ViT-B's own blocks, its window block also without padding."""
+
+    tokens: torch.Tensor  # (D, h, w, C): D = input slices of h = w = input * slice_scale / 16 tokens
+    adapters: dict[str, tuple[nn.Module, nn.Module | None, int]]
+    window_block: nn.Module
+    window_block_unpadded: nn.Module  # attends within the slice, no padding to SAM's 14 x 14 windows
+    global_block: nn.Module
+    window_size: int
+
+
+def figure1c_setup(input_size: int, rank: int, slice_scale: int = 1) -> Figure1cSetup:
+    torch.manual_seed(0)
+    grid = input_size * slice_scale // 16
+    context = SliceContext(depth=input_size)
+    vit = build_sam_vit("paper")
+    window = vit.blocks[0]
+    unpadded = copy.deepcopy(window)
+    unpadded.window_size = grid
+    return Figure1cSetup(
+        tokens=torch.randn(input_size, grid, grid, 768),
+        adapters=figure1c_adapters(768, rank, context),
+        window_block=window,
+        window_block_unpadded=unpadded,
+        global_block=vit.blocks[2],
+        window_size=window.window_size,
+    )

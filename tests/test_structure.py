@@ -1,0 +1,113 @@
+"""The rules of the house (DESIGN.md), checked on the source: no import circles, the harness sees
+only what methods/ exports for it, and modules stay small enough to read in one sitting."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("bench", "methods", "reports", "splits")
+# What methods/ exports for the harness on purpose: the package (create_model, get_method, ...),
+# the registry (options, meta-device builds, backbone specs) and the Figure 1(c) measuring setup.
+METHODS_API = {"methods", "methods.registry", "methods.figure1c"}
+# Modules allowed past ~300 lines, each with its reason.
+LONG_MODULES = {
+    "bench.data.synthetic": "one phantom: 13 organ shapes, their placement and CT intensities belong together",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))}
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Our modules a file imports anywhere in it, function bodies included: a lazy import still ties two modules."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name in known:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = set(modules())
+    return {name: imports_of(path, known) - {name} for name, path in modules().items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_circle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_import_circles_between_our_modules():
+    graph = import_graph()
+    assert len(graph) > 50  # the walk saw the packages, not an empty folder
+    # A package imports its own modules to register them (methods/__init__): that edge is not a
+    # circle a reader has to untangle, so a package's edges into itself are left out.
+    for name in list(graph):
+        graph[name] = {m for m in graph[name] if not m.startswith(name + ".")}
+    assert find_cycle(graph) is None
+
+
+def test_the_harness_imports_only_what_methods_export_for_it():
+    offending = {
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if not name.startswith("methods")
+        for target in targets
+        if target.startswith("methods") and target not in METHODS_API
+    }
+    assert not offending
+
+
+def test_a_method_never_reads_files_or_reaches_into_the_harness_runner():
+    """Methods get tensors and options; data, runs and reports are the harness's (DESIGN.md)."""
+    harness_only = ("bench.execute", "bench.plan", "bench.runner", "bench.datasource", "bench.report", "bench.runfiles", "bench.io")
+    offending = {
+        f"{name} imports {target}"
+        for name, targets in import_graph().items()
+        if name.startswith("methods")
+        for target in targets
+        if target.startswith(harness_only)
+    }
+    assert not offending
+
+
+def test_modules_stay_short_unless_a_reason_is_written_down():
+    long = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    long = {name: n for name, n in long.items() if n > 320}
+    assert set(long) <= set(LONG_MODULES), {name: n for name, n in long.items() if name not in LONG_MODULES}
