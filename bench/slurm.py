@@ -39,11 +39,18 @@ class RunJob(Checkpointable):
     """
 
     def __call__(self, request) -> str:
+        import os
         import sys
+
+        import torch
 
         from bench.errors import RunsFailed
         from bench.execute import run_locally
 
+        # PyTorch sizes its thread pool by the node's cores, not by the job's share of them: two
+        # jobs given one core each would run four spinning threads on two cores (30x slower, seen).
+        if cpus := os.environ.get("SLURM_CPUS_ON_NODE"):
+            torch.set_num_threads(max(1, int(cpus)))
         failures = run_locally(request, Console(file=sys.stdout, width=160))
         if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
             raise RunsFailed("; ".join(failures))

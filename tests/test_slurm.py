@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.runfiles import RUNNING_FILE
 
 
 def _cluster_up() -> bool:
@@ -26,6 +30,21 @@ def slurm_cluster():
         if os.environ.get("BENCH_REQUIRE_SLURM") == "1":
             pytest.fail("BENCH_REQUIRE_SLURM=1 but no SLURM node is up (sinfo)")
         pytest.skip("no SLURM cluster here (.ci/slurm-up starts a single-node one)")
+
+
+def warn_when_training(marker, timeout_s: float = 120.0) -> None:
+    """Send the job named in a run's running.json SLURM's time-limit warning (USR2) once it trains."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            job = json.loads(marker.read_text()).get("slurm_job")
+        except (OSError, ValueError):
+            job = None
+        if job:
+            time.sleep(2.0)  # into the training loop, past start-up
+            subprocess.run(["scancel", "--signal=USR2", job], capture_output=True, timeout=30)
+            return
+        time.sleep(0.2)
 
 
 def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slurm_cluster, tiny_synthetic, tmp_path):
@@ -47,8 +66,12 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     assert "2 done, 0 running, 0 failed, 0 incomplete, 8 missing of 10 runs" in status.output
 
     # A job that cannot finish in its time limit (and may not be requeued) fails; the grid reports it.
+    # SLURM's warning before the limit (USR2) is sent as soon as the job trains, so the test need
+    # not sit out the minute; had it failed to arrive, the limit itself would end the job alike.
     endless = ["run", "--executor", "slurm", "--methods", "unetr", "--data", "12pct", "--repeats", "1", "--epochs", "100000"]
     endless += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--slurm-mem", "2"]
+    warner = threading.Thread(target=warn_when_training, args=(out / "12pct" / "unetr" / "repeat1" / RUNNING_FILE,), daemon=True)
+    warner.start()
     timed_out = CliRunner().invoke(app, [*endless, "--slurm-time", "1", "--slurm-requeues", "0"])
     assert timed_out.exit_code == 1, timed_out.output
     assert "1 of 1 runs failed" in timed_out.output and "unetr 12pct repeat 1" in timed_out.output
