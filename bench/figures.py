@@ -156,3 +156,32 @@ def adapter_figure(rows: list[dict], title: str) -> Figure:
     ax.set_xlabel("GMACs per block")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+def significance_heatmap(tests: list[dict], order: list[str], title: str) -> Figure:
+    """Holm-adjusted p of every pair of methods (Wilcoxon on paired cases), methods ordered by mean
+    Dice, best first; cells with p < 0.05 carry a star. The matrix is symmetric: a cell says
+    whether its row and column method differ, not which is better."""
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    index = {m: i for i, m in enumerate(order)}
+    matrix = np.full((len(order), len(order)), np.nan)
+    for t in tests:
+        i, j = index[t["first"]], index[t["second"]]
+        matrix[i, j] = matrix[j, i] = t["p_holm"]
+    size = 1.2 + 0.55 * len(order)
+    fig = Figure(figsize=(size + 1.4, size), layout="constrained")
+    ax = fig.subplots()
+    shown = np.clip(matrix, 1e-4, 1.0)
+    image = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1e-4, vmax=1.0))
+    for i in range(len(order)):
+        for j in range(len(order)):
+            if i != j and matrix[i, j] == matrix[i, j]:
+                text = f"{matrix[i, j]:.2g}" + ("*" if matrix[i, j] < 0.05 else "")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if matrix[i, j] < 0.05 else "black")
+    ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(order)), order, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="Holm-adjusted p (log scale)")
+    return fig

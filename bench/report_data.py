@@ -29,6 +29,19 @@ class ReportData:
     extras: dict = field(default_factory=dict)  # flops / speed JSON found in the folder
 
     @property
+    def scoring(self) -> list[str]:
+        """Where the scores were computed, one line per distinct way (for every table's caption)."""
+        from bench.evaluate import describe_space
+
+        spaces = []
+        for c in self.configs.values():
+            text = describe_space(c.config.eval_space, c.config.profile.get("preprocess", {}).get("spacing_mm"))
+            text += f"; NSD at {c.config.nsd_tolerance_mm:g} mm"
+            if text not in spaces:
+                spaces.append(text)
+        return spaces
+
+    @property
     def synthetic(self) -> bool:
         return any(config.provenance.synthetic for config in self.configs.values()) or any("SYNTHETIC" in s for s in self.stamps)
 

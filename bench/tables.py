@@ -12,19 +12,19 @@ import pandas as pd
 from bench.config import FRACTIONS
 from bench.grid import describe
 from bench.report_data import ReportData
-from bench.results import TABLE_COLUMNS, organ_table
+from bench.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, organ_table
 from splits import load_splits
 
 COLUMNS = TABLE_COLUMNS
 FRACTION_TITLES = {f: load_splits().title(f) for f in FRACTIONS}
 
 
-def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] | None = None) -> pd.DataFrame:
-    """Long table: one row per (data, method) with mean/std over draws for every column and the draw count.
-
-    Grid cells with no finished draw (counts) get a row of NaN, so they are shown, not dropped.
+def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] | None = None, metric: str = "dice") -> pd.DataFrame:
+    """Long table of one metric: one row per (data, method) with mean/std over draws for every column
+    and the draw count. Grid cells with no finished draw (counts) get a row of NaN, so they are
+    shown, not dropped.
     """
-    rows = organ_table(results).to_dict("records") if not results.empty else []
+    rows = organ_table(results, metric).to_dict("records") if not results.empty else []
     have = {(r["data"], r["method"]) for r in rows}
     for data, method in counts or {}:
         if (data, method) not in have:
@@ -36,19 +36,20 @@ def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] |
     return table.sort_values(["_f", "_m"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
 
 
-def _ranks(values: list[float]) -> tuple[float | None, float | None]:
+def _ranks(values: list[float], lower_is_better: bool = False) -> tuple[float | None, float | None]:
     """Best and second-best of the values as printed (one decimal), so printed ties mark alike.
 
-    A printed 0.0 is never marked: where every method misses an organ, none of them is best at it.
+    A printed 0.0 Dice is never marked: where every method misses an organ, none of them is best at it.
     """
-    finite = sorted({round(v, 1) for v in values if v == v and round(v, 1) > 0}, reverse=True)
+    shown = {round(v, 1) for v in values if v == v}
+    finite = sorted(shown) if lower_is_better else sorted((v for v in shown if v > 0), reverse=True)
     return (finite[0] if finite else None, finite[1] if len(finite) > 1 else None)
 
 
-def marked_rows(table: pd.DataFrame, fraction: str, counts: dict) -> list[dict]:
+def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = "dice") -> list[dict]:
     """Rows of one fraction ready for any renderer: label, note, and per column (mean, std, mark)."""
     rows = table[table["data"] == fraction]
-    marks = {c: _ranks(rows[f"{c}_mean"].tolist()) for c in COLUMNS}
+    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), metric in LOWER_IS_BETTER) for c in COLUMNS}
     out = []
     for _, row in rows.iterrows():
         cells = []
@@ -96,12 +97,16 @@ def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " 
     return f"{value:.1f}" if compact or std != std else f"{value:.1f}{pm}{std:.1f}"
 
 
-def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False) -> str:
-    lines = ["# Table 1: Dice (%) on the test cases" + (", mean over draws" if compact else ", mean +/- std over draws"), ""]
-    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [""]
-    lines += ["Best per column in **bold**, second best <u>underlined</u>; a row that lacks draws says so.", ""]
+def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False, metric: str = "dice") -> str:
+    """Table 1 (Dice, with the paper's rows beside it) or the same table of another metric."""
+    name = "Table 1: " if metric == "dice" else ""
+    spread = ", mean over draws" if compact else ", mean +/- std over draws"
+    lines = [f"# {name}{METRIC_TITLES[metric]} on the test cases{spread}", ""]
+    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [f"Scores: {space}" for space in data.scoring] + [""]
+    direction = "lowest" if metric in LOWER_IS_BETTER else "best"
+    lines += [f"Best ({direction}) per column in **bold**, second <u>underlined</u>; a row that lacks draws says so.", ""]
     for fraction in FRACTIONS:
-        rows = marked_rows(table, fraction, counts)
+        rows = marked_rows(table, fraction, counts, metric)
         if not rows:
             continue
         lines += [f"### {FRACTION_TITLES[fraction]}", "", "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
@@ -116,7 +121,7 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
         if failed:
             lines += ["Failed runs: " + "; ".join(failed), ""]
-    beside = beside_paper(table, paper, counts)
+    beside = beside_paper(table, paper, counts) if metric == "dice" else []
     if beside:
         lines += ["## Beside the paper's Table 1", ""]
         if data.synthetic:
@@ -139,13 +144,17 @@ def latex_escape(text: str) -> str:
 
 def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: bool = False) -> str:
     """A booktabs tabular fragment (needs booktabs and xcolor), best red and second best blue."""
-    lines = [f"% runs: {stamp}" for stamp in data.stamps] + [
-        "% needs \\usepackage{booktabs,xcolor}",
-        f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
-        "\\toprule",
-        "Method & " + " & ".join(COLUMNS) + " \\\\",
-        "\\midrule",
-    ]
+    lines = (
+        [f"% runs: {stamp}" for stamp in data.stamps]
+        + [f"% scores: {space}" for space in data.scoring]
+        + [
+            "% needs \\usepackage{booktabs,xcolor}",
+            f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
+            "\\toprule",
+            "Method & " + " & ".join(COLUMNS) + " \\\\",
+            "\\midrule",
+        ]
+    )
     for fraction in FRACTIONS:
         rows = marked_rows(table, fraction, counts)
         if not rows:

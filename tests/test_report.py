@@ -8,13 +8,12 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from bench.grid import grid_counts, record_failure, scan_grid
 from bench.io import read_json, write_json
-from bench.results import load_results
 from bench.runfiles import CONFIG_FILE, SUMMARY_FILE, LogLine, RunSummary
-from bench.stats import paired_tests
 from bench.tables import table1
 from tests.conftest import invoke, write_finished_run
 
@@ -80,10 +79,21 @@ def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folde
     csv_text = (out / "table1.csv").read_text()
     assert "Liver_mean" in csv_text and "repeats" in csv_text
     assert len((out / "cases.csv").read_text().splitlines()) == 1 + 4 * 6 * 13
-    for png in ("fig4_convergence.png", "fig1a_dice_vs_data.png", "organs_25pct.png", "organs_12pct.png"):
+    pngs = ("fig4_convergence.png", "fig1a_dice_vs_data.png", "organs_25pct.png", "organs_12pct.png", "significance_25pct.png")
+    for png in pngs:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<script" not in html
+    assert html.count("data:image/png;base64,") == len(pngs) and "<script" not in html
+    assert "Scores: scored in the original label space (each label file's grid and voxel spacing); NSD at 1 mm" in md
+    hd95 = (out / "table_hd95.md").read_text()
+    # liver HD95: tpmamba 2 and 4 mm over its draws, masam 6 mm; lower is better, so tpmamba is bold
+    assert "# HD95 (mm) on the test cases" in hd95 and "**3.0 +/- 1.4**" in hd95 and "<u>6.0</u>" in hd95
+    assert "Best (lowest)" in hd95 and "paper" not in hd95
+    assert "# NSD (%) on the test cases" in (out / "table_nsd.md").read_text()
+    tests = pd.read_csv(out / "pairwise_tests.csv")
+    assert tests[["data", "first", "second", "pairs"]].values.tolist() == [["25pct", "tpmamba", "masam", 6]]
+    boot = pd.read_csv(out / "bootstrap.csv")
+    assert boot["method"].tolist() == ["tpmamba", "masam"] and (boot["ci_low"] <= boot["mean"]).all()
 
 
 def test_report_html_escapes_what_it_did_not_write(grid_folder):
@@ -93,18 +103,21 @@ def test_report_html_escapes_what_it_did_not_write(grid_folder):
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
 
 
-def test_paired_test_pairs_cases_of_the_same_draw_and_matches_the_exact_distribution(grid_folder):
-    results = load_results(grid_folder)
-    table = table1(results)
-    tests = {(t["data"], t["method"]): t for t in paired_tests(results, table)}
-    masam = tests[("25pct", "masam")]
+def test_every_pair_is_tested_on_cases_of_the_same_draw_with_the_exact_distribution(grid_folder):
+    from bench.report import statistics
+    from bench.report_data import load_report_data
+
+    data = load_report_data(grid_folder)
+    stats = {st["fraction"]: st for st in statistics(data, table1(data.results))}
+    assert set(stats) == {"25pct"}  # 12%: one method only, nothing to compare
+    (test,) = stats["25pct"]["tests"]
     # Only draw 0 exists for both: 6 case pairs. tpmamba is better on every case (liver 90 vs 70 and
-    # stomach +10), so all six signed ranks are positive: exact two-sided p = 2 / 2**6.
-    assert masam["best"] == "tpmamba" and masam["pairs"] == 6
-    assert masam["p_value"] == pytest.approx(2 / 2**6)
-    expected_diff = ((0.70 - 0.90) + (0.90 - 0.80) - 0.10) / 13 * 100  # liver, spleen, stomach; other organs tie
-    assert masam["mean_diff"] == pytest.approx(expected_diff)
-    assert ("12pct", "masam") not in tests  # nothing to compare against at 12%
+    # stomach +10), so all six signed ranks are positive: exact two-sided p = 2 / 2**6; one test, so Holm changes nothing.
+    assert (test["first"], test["second"], test["pairs"]) == ("tpmamba", "masam", 6)
+    assert test["p_value"] == pytest.approx(2 / 2**6) and test["p_holm"] == pytest.approx(2 / 2**6) and test["significant"]
+    expected_diff = ((0.90 - 0.70) + (0.80 - 0.90) + 0.10) / 13 * 100  # liver, spleen, stomach; other organs tie
+    assert test["mean_diff"] == pytest.approx(expected_diff)
+    assert stats["25pct"]["order"] == ["tpmamba", "masam"] and stats["25pct"]["power"] is None  # masam has one draw
 
 
 def test_compute_table_uses_flops_and_speed_json_saved_in_the_runs_folder(grid_folder):
@@ -264,7 +277,15 @@ def test_html_report_in_headless_chromium_shows_the_tables_and_images(grid_folde
     assert any("NaN at epoch 2" in line for line in dom.failed)
     states = [r[3]["text"] for r in dom.tables["grid-status"][1:]]
     assert states.count("done") == 4 and states.count("failed") == 1 and states.count("missing") == 15
-    assert len(dom.images) == 4
+    assert len(dom.images) == 5
+    hd95_liver = {dom.row_attrs[id(r)]["data-method"]: r[6] for r in dom.tables["hd95-25pct"][1:]}
+    assert hd95_liver["tpmamba"]["class"] == "best" and hd95_liver["tpmamba"]["text"].startswith("3.0")
+    assert "nsd-25pct" in dom.tables and "hd95-12pct" in dom.tables
+    boot = dom.tables["bootstrap-25pct"]
+    assert [c["text"] for c in boot[0]] == ["Method", "mean Dice", "95% CI", "P(rank 1)", "P(rank 2)"]
+    assert [r[0]["text"] for r in boot[1:]] == ["tpmamba", "masam"]
+    pair = dom.tables["pairwise-25pct"][1]
+    assert [c["text"] for c in pair[:3]] == ["tpmamba", "masam", "6"] and pair[-1]["text"].endswith("*")
     for img in dom.images:
         width, height = (int(v) for v in img["data-decoded"].split("x"))
         assert width > 200 and height > 100 and int(img["data-shown"]) > 200, img.get("alt")
