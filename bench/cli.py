@@ -56,6 +56,13 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Method option KEY=VALUE (repeatable), e.g. --set r=48 --set planes=dw for TP-Mamba's ablations."),
     ] = None,
+    eval_space: Annotated[
+        str, typer.Option(help="original: score on each label file's own grid and spacing; preprocessed: on the resampled, cropped grid.")
+    ] = "original",
+    nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
+    save_predictions: Annotated[
+        bool, typer.Option(help="Write each test case's label map as NIfTI on its label file's grid, in RUN/predictions/.")
+    ] = False,
     executor: Annotated[str, typer.Option(help="local (one run after another here) or slurm (one job per run, via submitit).")] = "local",
     slurm_partition: Annotated[str | None, typer.Option(help="SLURM partition (default: the cluster's).")] = None,
     slurm_gpus: Annotated[int, typer.Option(help="GPUs per job; with --device auto, > 0 means the jobs train on CUDA.")] = 0,
@@ -83,6 +90,9 @@ def run(
         sam_checkpoint=sam_checkpoint,
         allow_random_backbone=allow_random_backbone,
         options=parse_options(set_ or []),
+        eval_space=eval_space,
+        nsd_tolerance_mm=nsd_tolerance,
+        save_predictions=save_predictions,
         executor=executor,
     )
     if executor == "slurm":
@@ -116,6 +126,24 @@ def report(
     names = ", ".join(sorted(p.name for p in paths.values()))
     console.print(f"wrote {len(paths)} files to {plain(paths['report.html'].parent)}: {names}", soft_wrap=True)
     console.print(f"report: {plain(paths['report.html'])}")
+
+
+@app.command()
+@user_errors
+def score(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of label maps, one NIfTI per test case named by its id (label0035.nii.gz).")],
+    method: Annotated[str, typer.Option(help="Row label in the tables, e.g. tpmamba-official.")],
+    data: Annotated[str, typer.Option(help="Fraction the predicting model was trained on: 100pct, 25pct or 12pct.")],
+    repeat: Annotated[int, typer.Option(help="Draw of that fraction the model was trained on (0-based).")],
+    data_root: Annotated[Path | None, typer.Option(help="BTCV folder with the test labels; default as bench run.")] = None,
+    out: Annotated[Path, typer.Option(help="Runs folder to write <data>/<method>/repeat<k>/ into.")] = Path("runs"),
+    nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
+) -> None:
+    """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs."""
+    from bench.score import score_predictions
+
+    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root=data_root, nsd_tolerance_mm=nsd_tolerance)
+    console.print(f"scored run: {plain(folder)}")
 
 
 @app.command()

@@ -16,22 +16,25 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from bench import distributed
 from bench.config import FRACTIONS, Profile, cache_root, parse_repeats, resolve_profile
 from bench.console import plain, progress_bar
-from bench.data.btcv import Dataset
+from bench.data.btcv import Dataset, read_label
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.datasource import resolve_dataset
 from bench.device import resolve_device
 from bench.errors import UserError
+from bench.evaluate import Reference, check_scoring_options
 from bench.grid import clear_failure, marked_running, record_failure
-from bench.io import check_writable, is_storage_error
+from bench.io import atomic_write, check_writable, is_storage_error
+from bench.metrics import METRIC_CONVENTION
 from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import summarize, write_results_csv
-from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
+from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, PREDICTIONS_DIR, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
 from bench.weights import BackboneWeights, resolve_backbone_weights
 
 
@@ -121,6 +124,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
     if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
         raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
+    check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
     profile = profile.with_overrides(epochs=request.epochs, roi=request.roi, checkpoint_minutes=request.checkpoint_minutes)
     weights = None
     backbones = {info.backbone for info in infos if info.backbone is not None}
@@ -156,6 +160,24 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         distributed.barrier()
     console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))
+
+
+def reference_of(dataset: Dataset, case_id: str) -> Reference:
+    return Reference(*read_label(dataset.cases[case_id]))
+
+
+def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
+    """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
+    import gzip
+
+    import nibabel as nib
+
+    path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
+    image = nib.Nifti1Image(labels.astype(np.uint8), reference.affine)
+    image.set_data_dtype(np.uint8)
+    payload = gzip.compress(image.to_bytes(), compresslevel=1)
+    atomic_write(path, lambda fh: fh.write(payload))
+    return path
 
 
 def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSummary | None:
@@ -213,7 +235,20 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSum
         distributed.barrier()
         return None
     started = time.monotonic()
-    per_case = evaluate_cases(state.model, test_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
+    per_case = evaluate_cases(
+        state.model,
+        test_cases,
+        profile.roi,
+        profile.sw_overlap,
+        profile.sw_batch_size,
+        device,
+        space=run.config.eval_space,
+        references=lambda case_id: reference_of(grid.dataset, case_id),
+        tolerance_mm=run.config.nsd_tolerance_mm,
+        on_prediction=(lambda case_id, labels, ref: save_prediction(run.run_dir, case_id, labels, ref))
+        if grid.request.save_predictions
+        else None,
+    )
     summary = summarize(
         per_case,
         method=run.method,
@@ -225,8 +260,9 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSum
         profile=profile.name,
         weights=run.config.weights,
         spacing_mm=profile.preprocess.spacing_mm,
-        metric_convention="nnU-Net: organ absent in reference and prediction -> NaN (skipped in means); absent in reference only -> 0",
-        nsd_tolerance_mm=1.0,
+        eval_space=run.config.eval_space,
+        metric_convention=METRIC_CONVENTION,
+        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
         train_cases=list(run.train_ids),
         seconds={"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
         processes=distributed.world_size(),

@@ -38,6 +38,9 @@ class RunRequest:
     sam_checkpoint: Path | None = None
     allow_random_backbone: bool = False
     options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}
+    eval_space: str = "original"  # bench.evaluate.EVAL_SPACES
+    nsd_tolerance_mm: float = 1.0
+    save_predictions: bool = False  # label maps as NIfTI in RUN/predictions/ (not hashed: they do not change a score)
     executor: str = "local"  # local: runs one after another here; slurm: one SLURM job per run (bench.slurm)
     slurm: object = None  # bench.slurm.SlurmOptions for --executor slurm
 
@@ -144,6 +147,8 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
                 seed=run_seed(profile, name, request.data, repeat),
                 weights=weights.description if info.backbone and weights else info.weights,
                 weights_identity=weights.identity if info.backbone and weights else None,
+                eval_space=request.eval_space,
+                nsd_tolerance_mm=float(request.nsd_tolerance_mm),
             )
             run.hash = run.config.hash()
             check_existing(run)

@@ -13,9 +13,8 @@ import pandas as pd
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
 from bench.io import locked, write_text
 from bench.metrics import nanmean
-from bench.runfiles import RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
+from bench.runfiles import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
 
-METRICS = ("dice", "nsd")
 RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS)
 
 
@@ -74,11 +73,18 @@ def write_results_csv(runs_dir: Path) -> Path:
 
 
 TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")
+# How each metric is shown: Dice and NSD as percentages (higher is better), HD95 in mm (lower is better).
+METRIC_TITLES = {"dice": "Dice (%)", "nsd": "NSD (%)", "hd95": "HD95 (mm)"}
+LOWER_IS_BETTER = frozenset({"hd95"})
+
+
+def metric_scale(metric: str) -> float:
+    return 1.0 if metric == "hd95" else 100.0
 
 
 def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """One row per (data, method): mean and std over draws of every organ and of Avg, in percent,
-    and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
+    """One row per (data, method): mean and std over draws of every organ and of Avg (in percent, HD95
+    in mm) and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
 
     Per draw, each organ's mean over test cases (NaN skipped) and Avg, their mean over organs; then
     mean and standard deviation over draws, as the paper averages its five draws.
@@ -88,7 +94,7 @@ def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(ORGANS))
     per_repeat.columns = list(ORGAN_COLUMNS)
     per_repeat["Avg"] = per_repeat[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
-    grouped = (per_repeat * 100.0).groupby(["data", "method"])
+    grouped = (per_repeat * metric_scale(metric)).groupby(["data", "method"])
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
     out["repeats"] = grouped.size()
     return out.reset_index()

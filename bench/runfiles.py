@@ -6,6 +6,7 @@ through these names.
 RUNS_DIR/<data>/<method label>/repeat<k>/config.json     resolved configuration, its hash, provenance
                                          log.jsonl       one LogLine per epoch
                                          checkpoint.pt   latest training state (weights only once finished)
+                                         predictions/    --save-predictions: label<case>.nii.gz on each label file's grid
                                          summary.json    per case and organ: metrics; means
                                          failed.json     only after a failure: reason, traceback, epochs done
                                          running.json    while a process works on the run
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import config_hash
+from bench.data.labels import ORGANS
 from bench.io import read_json, write_json
 
 CONFIG_FILE = "config.json"
@@ -34,7 +36,10 @@ SUMMARY_FILE = "summary.json"
 FAILED_FILE = "failed.json"
 RUNNING_FILE = "running.json"
 SUBMITTED_FILE = "submitted.json"
+PREDICTIONS_DIR = "predictions"
 RESULTS_CSV = "results.csv"
+# What a summary holds per case and organ: Dice and NSD as fractions, HD95 in mm (bench.metrics).
+METRICS = ("dice", "nsd", "hd95")
 REPORT_DIR = "report"
 
 
@@ -139,6 +144,8 @@ class RunConfig:
     seed: int
     weights: str
     weights_identity: str | None
+    eval_space: str  # "original": each label file's grid; "preprocessed": the profile's grid
+    nsd_tolerance_mm: float
 
     def hash(self) -> str:
         return config_hash(asdict(self))
@@ -210,7 +217,8 @@ class RunSummary:
     synthetic: bool
     profile: str
     weights: str
-    spacing_mm: float
+    spacing_mm: float  # the profile's voxel size (the preprocessed grid)
+    eval_space: str
     metric_convention: str
     nsd_tolerance_mm: float
     train_cases: list[str]
@@ -228,6 +236,10 @@ class RunSummary:
         summary = _read_record(cls, path)
         cases = [_record(CaseScores, case, path) for case in summary.metric_per_case]
         cases = [CaseScores(c.case, _nan_for_null(c.metrics)) for c in cases]
+        for case in cases:
+            missing = [f"{organ} {metric}" for organ in ORGANS for metric in METRICS if metric not in case.metrics.get(organ, {})]
+            if missing:
+                raise RunFileError(f"{path}: case {case.case} lacks {', '.join(missing[:3])} (written by an older bench?)")
         means = {"mean": _nan_for_null(summary.mean), "foreground_mean": _nan_for_null(summary.foreground_mean)}
         return dataclasses.replace(summary, metric_per_case=cases, **means)
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from bench import distributed
 from bench.console import plain, print_dice_table
 from bench.errors import RunsFailed
+from bench.evaluate import describe_space
 from bench.execute import execute_locally, prepare_grid
 from bench.plan import RunRequest, method_label
 from bench.results import write_results_csv
@@ -41,7 +42,8 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     if not distributed.is_main():
         return out / RESULTS_CSV
     labels = [run.method for run in grid.runs] or [method_label(m, request.options) for m in request.methods]
-    print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, grid.provenance.stamp)
+    caption = f"{grid.provenance.stamp}; {describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)}"
+    print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, caption)
     if render_report:
         from bench.report import write_report
         from reports import paper_table1

@@ -96,3 +96,71 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
         "peak_memory_mib": round(peak, 1),
         "peak_memory_kind": peak_kind,
     }
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _scoring_cost(shape, spacing_mm, profile_spacing_mm, queue) -> None:
+    from bench.data.labels import NUM_CLASSES
+    from bench.data.preprocess import to_original_grid
+    from bench.metrics import score_case
+
+    nx, ny, nz = shape
+    # A body of 13 box-shaped organs filling the middle of the field of view, as in an abdominal CT.
+    reference = np.zeros(shape, np.uint8)
+    for organ in range(1, NUM_CLASSES):
+        x0, y0 = nx // 4 + (organ * 23) % (nx // 3), ny // 4 + (organ * 37) % (ny // 3)
+        reference[x0 : x0 + nx // 10, y0 : y0 + ny // 10, nz // 5 : nz // 5 + nz // 3] = organ
+    affine = np.diag([*spacing_mm, 1.0])
+    # The preprocessed grid: the body (3/4 of the field of view in-plane) at the profile's spacing.
+    body = [int(n * s / profile_spacing_mm * f) for n, s, f in zip(shape, spacing_mm, (0.75, 0.75, 1.0), strict=True)]
+    origin = [n * s * (1 - f) / 2 for n, s, f in zip(shape, spacing_mm, (0.75, 0.75, 1.0), strict=True)]
+    pre_affine = np.diag([profile_spacing_mm] * 3 + [1.0])
+    pre_affine[:3, 3] = origin
+    index = [
+        np.clip(((np.arange(b) * profile_spacing_mm + o) / s).astype(int), 0, n - 1)
+        for b, o, s, n in zip(body, origin, spacing_mm, shape, strict=True)
+    ]
+    labels = reference[np.ix_(*index)]
+    probabilities = torch.zeros((NUM_CLASSES, *body), dtype=torch.float32)
+    probabilities.scatter_(0, torch.as_tensor(labels, dtype=torch.int64)[None], 1.0)
+    del labels
+    before = _rss_mib()
+    started = time.perf_counter()
+    prediction = to_original_grid(probabilities, pre_affine, shape, affine)
+    restored = time.perf_counter() - started
+    started = time.perf_counter()
+    scores = score_case(prediction, reference, spacing_mm)
+    scored = time.perf_counter() - started
+    queue.put(
+        {
+            "case_shape": list(shape),
+            "case_spacing_mm": list(spacing_mm),
+            "preprocessed_shape": body,
+            "probabilities_mib": round(probabilities.numel() * 4 / 2**20, 1),
+            "rss_before_mib": round(before, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "to_original_grid_s": round(restored, 2),
+            "score_s": round(scored, 2),
+            "liver_dice": round(scores["liver"]["dice"], 4),
+        }
+    )
+
+
+def original_space_scoring_cost(shape=(512, 512, 150), spacing_mm=(0.78, 0.78, 2.5), profile_spacing_mm: float = 1.0) -> dict:
+    """Time and peak memory of scoring one full-size case in the original label space: class
+    probabilities on the preprocessed grid (the body at the profile's spacing) carried back to the
+    label file's grid (``to_original_grid``), then Dice, NSD and HD95 for 13 organs. Measured in a
+    fresh process, so its peak resident memory is this step's alone (plus the interpreter)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_scoring_cost, args=(tuple(shape), tuple(spacing_mm), profile_spacing_mm, queue))
+    process.start()
+    result = queue.get(timeout=1800)
+    process.join()
+    return result

@@ -52,7 +52,9 @@ def write_finished_run(
 ):
     """A finished run as bench run leaves it (config.json, log.jsonl, summary.json), written through
     the run-file records. Per case: liver and spleen Dice as given (NaN: the organ is in neither
-    volume), stomach rising from 0.4 by 0.05 per case plus ``shift``, every other organ 0.5."""
+    volume), stomach rising from 0.4 by 0.05 per case plus ``shift``, every other organ 0.5; NSD
+    alike, HD95 20 mm x (1 - Dice) for liver and spleen, 12 mm falling by 1 per case for stomach,
+    10 mm elsewhere."""
     from bench.data.labels import ORGANS
     from bench.results import summarize
     from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
@@ -60,10 +62,10 @@ def write_finished_run(
     run_dir = Path(runs) / data / method / f"repeat{repeat}"
     cases = []
     for i, case in enumerate(TEST_CASES):
-        metrics = {o: {"dice": 0.5, "nsd": 0.5} for o in ORGANS}
-        metrics["liver"] = {"dice": liver, "nsd": liver}
-        metrics["spleen"] = {"dice": spleen, "nsd": spleen}
-        metrics["stomach"] = {"dice": 0.4 + 0.05 * i + shift, "nsd": 0.4}
+        metrics = {o: {"dice": 0.5, "nsd": 0.5, "hd95": 10.0} for o in ORGANS}
+        metrics["liver"] = {"dice": liver, "nsd": liver, "hd95": 20.0 * (1 - liver)}
+        metrics["spleen"] = {"dice": spleen, "nsd": spleen, "hd95": 20.0 * (1 - spleen)}
+        metrics["stomach"] = {"dice": 0.4 + 0.05 * i + shift, "nsd": 0.4, "hd95": 12.0 - i}
         cases.append(CaseScores(case, metrics))
     stamp = "SYNTHETIC data (built-in abdomen, not BTCV); profile smoke"
     provenance = Provenance(
@@ -99,6 +101,8 @@ def write_finished_run(
         seed=repeat,
         weights="random init",
         weights_identity=None,
+        eval_space="original",
+        nsd_tolerance_mm=1.0,
     )
     ConfigFile(config, config.hash(), 1_500_000, 500_000, provenance, "2026-01-01T00:00:00+00:00").write(run_dir / CONFIG_FILE)
     lines = [LogLine(e, 1.0 / e, 1e-3, 1.0, val_dice=0.2 * e).to_json() for e in range(1, epochs + 1)]
@@ -114,6 +118,7 @@ def write_finished_run(
         profile="smoke",
         weights="random init",
         spacing_mm=1.5,
+        eval_space="original",
         metric_convention="test",
         nsd_tolerance_mm=1.0,
         train_cases=train,

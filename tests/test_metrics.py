@@ -10,7 +10,7 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 
 from bench.data.labels import ORGANS
-from bench.metrics import dice_per_organ, score_case, surface_dice
+from bench.metrics import dice_per_organ, score_case, surface_metrics
 from bench.results import organ_means
 from bench.runfiles import CaseScores
 
@@ -38,9 +38,9 @@ def test_nnunet_convention_for_absent_organs():
 
 def test_nan_is_left_out_of_means():
     def case(dice_liver, dice_spleen):
-        metrics = {o: {"dice": math.nan, "nsd": math.nan} for o in ORGANS}
-        metrics["liver"] = {"dice": dice_liver, "nsd": dice_liver}
-        metrics["spleen"] = {"dice": dice_spleen, "nsd": dice_spleen}
+        metrics = {o: {"dice": math.nan, "nsd": math.nan, "hd95": math.nan} for o in ORGANS}
+        metrics["liver"] = {"dice": dice_liver, "nsd": dice_liver, "hd95": 1.0}
+        metrics["spleen"] = {"dice": dice_spleen, "nsd": dice_spleen, "hd95": 1.0}
         return CaseScores("x", metrics)
 
     mean, foreground = organ_means([case(0.8, math.nan), case(0.6, 0.5)])
@@ -49,25 +49,43 @@ def test_nan_is_left_out_of_means():
     assert foreground["dice"] == pytest.approx(0.6)
 
 
-def test_surface_dice_on_a_crop_equals_the_full_volume():
+def test_surface_metrics_on_a_crop_equal_the_full_volume():
     rng = np.random.default_rng(1)
     ref = np.zeros((60, 50, 40), bool)
     ref[10:30, 12:33, 8:20] = True
     pred = np.roll(ref, 2, axis=0) & (rng.random(ref.shape) > 0.05)
     spacing = (0.8, 0.8, 2.5)
-    full = surface_distance.compute_surface_dice_at_tolerance(surface_distance.compute_surface_distances(ref, pred, spacing), 1.0)
-    assert surface_dice(pred, ref, spacing, 1.0) == pytest.approx(full, abs=1e-12)
-    assert surface_dice(ref, ref, spacing, 1.0) == pytest.approx(1.0)
-    assert 0.0 < full < 1.0
+    distances = surface_distance.compute_surface_distances(ref, pred, spacing)
+    full_nsd = surface_distance.compute_surface_dice_at_tolerance(distances, 1.0)
+    full_hd95 = surface_distance.compute_robust_hausdorff(distances, 95)
+    nsd, hd95 = surface_metrics(pred, ref, spacing, 1.0)
+    assert nsd == pytest.approx(full_nsd, abs=1e-12) and hd95 == pytest.approx(full_hd95, abs=1e-9)
+    assert surface_metrics(ref, ref, spacing, 1.0) == (pytest.approx(1.0), 0.0)
+    assert 0.0 < full_nsd < 1.0 and 0.0 < full_hd95 < 10.0
 
 
-def test_surface_dice_conventions():
-    empty = np.zeros((5, 5, 5), bool)
+def test_a_shift_along_the_coarse_axis_costs_its_spacing():
+    """A slab moved by one voxel along an axis of 2.5 mm: every surface point of its two big faces is
+    2.5 mm from the other slab's face, so HD95 is 2.5 mm; NSD at 1 mm counts only the side faces."""
+    ref = np.zeros((40, 40, 12), bool)
+    ref[5:35, 5:35, 4:6] = True
+    pred = np.roll(ref, 1, axis=2)
+    nsd, hd95 = surface_metrics(pred, ref, (1.0, 1.0, 2.5), 1.0)
+    assert hd95 == pytest.approx(2.5)
+    assert nsd < 0.5
+    assert surface_metrics(pred, ref, (1.0, 1.0, 2.5), 2.5)[0] == pytest.approx(1.0)
+
+
+def test_empty_mask_rules():
+    empty = np.zeros((5, 6, 7), bool)
     some = empty.copy()
     some[1:3, 1:3, 1:3] = True
-    assert math.isnan(surface_dice(empty, empty, (1, 1, 1), 1.0))
-    assert surface_dice(some, empty, (1, 1, 1), 1.0) == 0.0
-    assert surface_dice(empty, some, (1, 1, 1), 1.0) == 0.0
+    spacing = (1.0, 2.0, 3.0)
+    both_empty = surface_metrics(empty, empty, spacing, 1.0)
+    assert math.isnan(both_empty[0]) and math.isnan(both_empty[1])
+    diagonal = math.sqrt(5**2 + 12**2 + 21**2)
+    assert surface_metrics(some, empty, spacing, 1.0) == (0.0, pytest.approx(diagonal))
+    assert surface_metrics(empty, some, spacing, 1.0) == (0.0, pytest.approx(diagonal))
 
 
 def test_score_case_gives_every_organ():
@@ -75,8 +93,9 @@ def test_score_case_gives_every_organ():
     ref[2:6, 2:6, 2:6] = 6
     scores = score_case(ref, ref, 1.0)
     assert set(scores) == set(ORGANS)
-    assert scores["liver"]["dice"] == 1.0 and scores["liver"]["nsd"] == 1.0 and scores["liver"]["n_ref"] == 64
-    assert math.isnan(scores["spleen"]["dice"]) and math.isnan(scores["spleen"]["nsd"])
+    liver = scores["liver"]
+    assert liver["dice"] == 1.0 and liver["nsd"] == 1.0 and liver["hd95"] == 0.0 and liver["n_ref"] == 64
+    assert all(math.isnan(scores["spleen"][metric]) for metric in ("dice", "nsd", "hd95"))
 
 
 def test_predict_case_pads_small_volumes_and_restores_the_mode():

@@ -21,7 +21,7 @@ def toy_cases(n=3, seed=0):
         label[0, 4:12, 5:12, 3:10] = 6
         label[0, 13:17, 4:8, 8:14] = 1
         image = (0.3 + 0.4 * (label > 0) + 0.05 * rng.standard_normal(label.shape)).astype(np.float32)
-        cases.append(PreprocessedCase(f"{i:04d}", image, label, 8.0))
+        cases.append(PreprocessedCase(f"{i:04d}", image, label, 8.0, np.diag([8.0, 8.0, 8.0, 1.0])))
     return cases
 
 

@@ -147,6 +147,21 @@ def read_pair(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, label, affines[0]
 
 
+def read_label(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """The label array exactly as stored and its affine: what original-space scores compare against."""
+    import nibabel as nib
+
+    if case.label is None or not case.label.is_file():
+        raise DataError(f"case {case.case_id}: label file {case.label} is missing")
+    try:
+        nifti = nib.load(str(case.label))
+        label = np.asanyarray(nifti.dataobj)
+    except Exception as exc:  # nibabel raises many types for truncated/corrupt files
+        raise DataError(f"case {case.case_id}: cannot read {case.label} ({type(exc).__name__}: {exc})") from exc
+    check_label_values(case, label)
+    return np.rint(label).astype(np.uint8), np.asarray(nifti.affine, dtype=np.float64)
+
+
 def check_pair(case: Case, image_shape, label_shape, image_affine, label_affine) -> None:
     if tuple(image_shape) != tuple(label_shape):
         raise DataError(f"case {case.case_id}: image shape {tuple(image_shape)} != label shape {tuple(label_shape)} ({case.label})")

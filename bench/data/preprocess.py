@@ -1,7 +1,8 @@
 """The one deterministic preprocessing every method sees, computed once per dataset and settings.
 
 RAS orientation, isotropic resampling (image linear, label nearest), HU window scaled to [0, 1],
-crop to the body. Results are cached as ``<cache>/preprocessed/<key>/<case>.npz`` where the key
+crop to the body; each preprocessed case keeps the affine of its grid, so a prediction on it can be
+taken back to the original file's grid (``to_original_grid``). Results are cached as ``<cache>/preprocessed/<key>/<case>.npz`` where the key
 hashes the settings and a fingerprint of the source files, so a changed setting or a changed file
 gives a new entry instead of silently reusing a stale one. Every case file is written atomically.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from bench.data.btcv import Case, Dataset, read_pair
 from bench.io import atomic_write
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: the preprocessed grid's affine is kept
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class PreprocessedCase:
     image: np.ndarray  # (1, X, Y, Z) float32 in [0, 1], RAS, isotropic
     label: np.ndarray  # (1, X, Y, Z) uint8
     spacing_mm: float
+    affine: np.ndarray  # (4, 4) voxel index -> world (mm) of the preprocessed grid, crop included
 
 
 def dataset_fingerprint(dataset: Dataset, case_ids) -> str:
@@ -97,6 +99,7 @@ def preprocess_case(case: Case, settings: PreprocessSettings) -> PreprocessedCas
         image=out["image"].numpy().astype(np.float32),
         label=np.rint(out["label"].numpy()).astype(np.uint8),
         spacing_mm=settings.spacing_mm,
+        affine=np.asarray(out["image"].affine, dtype=np.float64),
     )
 
 
@@ -110,10 +113,49 @@ def load_or_preprocess(case: Case, settings: PreprocessSettings, cache_dir: Path
     if path.exists():
         try:
             with np.load(path) as npz:
-                return PreprocessedCase(case.case_id, npz["image"], npz["label"], float(npz["spacing_mm"])), True
+                return PreprocessedCase(case.case_id, npz["image"], npz["label"], float(npz["spacing_mm"]), npz["affine"]), True
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
     result = preprocess_case(case, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm))
+    _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm), affine=result.affine)
     return result, False
+
+
+def to_original_grid(
+    probabilities,
+    preprocessed_affine: np.ndarray,
+    original_shape: tuple[int, int, int],
+    original_affine: np.ndarray,
+    max_chunk_bytes: int = 256 << 20,
+) -> np.ndarray:
+    """Class probabilities (C, X, Y, Z) on a preprocessed grid -> label map on the original file's grid.
+
+    One affine map undoes the crop, the resampling and the reorientation together: each original
+    voxel centre is carried into the preprocessed grid (inverse(preprocessed affine) @ original
+    affine), the probabilities are interpolated there (trilinear, as nnU-Net resamples
+    probabilities, not labels) and the argmax taken; voxels outside the preprocessed grid (cropped
+    away as air) are background. The original grid is filled a slab of slices at a time, so the
+    memory beyond the probabilities themselves stays under ``max_chunk_bytes``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    probs = torch.as_tensor(probabilities, dtype=torch.float32)
+    classes, sizes = probs.shape[0], probs.shape[1:]
+    to_preprocessed = torch.as_tensor(np.linalg.inv(preprocessed_affine) @ np.asarray(original_affine, dtype=np.float64))
+    nx, ny, nz = (int(n) for n in original_shape)
+    # grid_sample's last grid axis indexes the input's last dimension first: (Z, Y, X) order.
+    scale = torch.tensor([2.0 / max(int(n) - 1, 1) for n in reversed(sizes)], dtype=torch.float64)
+    per_slice = nx * ny * (classes * 4 + 3 * 8)
+    chunk = max(1, min(nz, max_chunk_bytes // per_slice))
+    out = np.zeros((nx, ny, nz), dtype=np.uint8)
+    i, j = torch.meshgrid(torch.arange(nx, dtype=torch.float64), torch.arange(ny, dtype=torch.float64), indexing="ij")
+    for start in range(0, nz, chunk):
+        k = torch.arange(start, min(start + chunk, nz), dtype=torch.float64)
+        index = torch.stack([i[..., None].expand(-1, -1, len(k)), j[..., None].expand(-1, -1, len(k)), k.expand(nx, ny, -1)], dim=-1)
+        coords = index @ to_preprocessed[:3, :3].T + to_preprocessed[:3, 3]  # (nx, ny, nk, 3) in X, Y, Z
+        grid = (coords.flip(-1) * scale - 1.0).to(torch.float32)
+        sampled = F.grid_sample(probs[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+        out[:, :, start : start + len(k)] = sampled.argmax(dim=0).to(torch.uint8).numpy()
+    return out
