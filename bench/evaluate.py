@@ -57,8 +57,8 @@ class Reference:
 
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, image: np.ndarray, roi: int, overlap: float, sw_batch_size: int, device: str) -> torch.Tensor:
-    """Class probabilities (C, X, Y, Z), float32 on the CPU, for a (1, X, Y, Z) image: gaussian-weighted
-    sliding windows, then softmax. The model comes back in the mode it was in."""
+    """Class probabilities (C, X, Y, Z), float32 on ``device``, for a (1, X, Y, Z) image:
+    gaussian-weighted sliding windows, then softmax. The model comes back in the mode it was in."""
     from monai.inferers import sliding_window_inference
 
     was_training = model.training
@@ -74,14 +74,14 @@ def predict_probabilities(model: nn.Module, image: np.ndarray, roi: int, overlap
                 overlap=overlap,
                 mode="gaussian",
             )
-        return torch.softmax(logits[0].float(), dim=0).cpu()
+        return torch.softmax(logits[0].float(), dim=0)
     finally:
         model.train(was_training)
 
 
 def predict_case(model: nn.Module, image: np.ndarray, roi: int, overlap: float, sw_batch_size: int, device: str) -> np.ndarray:
     """Label map (X, Y, Z) on the preprocessed grid for a (1, X, Y, Z) image."""
-    return predict_probabilities(model, image, roi, overlap, sw_batch_size, device).argmax(dim=0).to(torch.uint8).numpy()
+    return predict_probabilities(model, image, roi, overlap, sw_batch_size, device).argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 
 def evaluate_cases(

@@ -119,6 +119,7 @@ def provenance(data: ReportData) -> list[tuple[str, str]]:
         ("data", values(dataset)),
         ("data folder", values(lambda c: c.provenance.data_root)),
         ("profile", values(lambda c: c.provenance.profile)),
+        ("scoring", "; ".join(data.scoring) or "n/a"),
         ("SAM backbone weights", values(lambda c: c.provenance.sam_weights or "none (no SAM method)")),
         ("weights per method", values(lambda c: f"{c.config.method}: {c.config.weights}")),
         ("code revision", values(lambda c: c.provenance.code_revision)),

@@ -1,6 +1,8 @@
-"""The runs folder, defined once: where a run's files are, what they are called, and what a log
-line holds. Every reader and writer (runner, trainer, grid and status, results, report, SLURM) goes
-through these names.
+"""The runs folder, defined once: where a run's files are, what they are called, and the typed
+records they hold (``RunConfig`` and ``ConfigFile`` with ``Provenance`` for config.json, ``LogLine``
+for log.jsonl, ``RunSummary`` of ``CaseScores`` for summary.json). Every reader and writer (runner,
+trainer, grid and status, results, report, SLURM, bench score) goes through these names; a file
+that lacks a field raises ``RunFileError`` naming it.
 
 ```
 RUNS_DIR/<data>/<method label>/repeat<k>/config.json     resolved configuration, its hash, provenance

@@ -89,6 +89,7 @@ def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folde
     # liver HD95: tpmamba 2 and 4 mm over its draws, masam 6 mm; lower is better, so tpmamba is bold
     assert "# HD95 (mm) on the test cases" in hd95 and "**3.0 +/- 1.4**" in hd95 and "<u>6.0</u>" in hd95
     assert "Best (lowest)" in hd95 and "paper" not in hd95
+    assert "<dt>scoring</dt>" in html and "NSD at 1 mm" in html
     assert "# NSD (%) on the test cases" in (out / "table_nsd.md").read_text()
     tests = pd.read_csv(out / "pairwise_tests.csv")
     assert tests[["data", "first", "second", "pairs"]].values.tolist() == [["25pct", "tpmamba", "masam", 6]]

@@ -60,6 +60,32 @@ def test_anisotropic_lps_case_comes_back_on_its_own_grid(tmp_path):
     np.testing.assert_allclose(np.argwhere(back == 1).mean(0), np.argwhere(label == 1).mean(0), atol=1.0)
 
 
+@pytest.mark.parametrize("oblique", [False, True])
+def test_the_way_back_interpolates_as_scipy_does(oblique):
+    """Both paths (axis by axis for permuted, flipped and scaled axes; 3-D sampling for an oblique
+    map) against scipy's trilinear map_coordinates, zero beyond the edges (grid-constant), class by
+    class, then argmax."""
+    from scipy.ndimage import map_coordinates
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((4, 9, 7, 6)).astype(np.float32)
+    preprocessed = np.array([[1.5, 0, 0, -3.0], [0, 1.5, 0, 2.0], [0, 0, 1.5, 1.0], [0, 0, 0, 1]])
+    original = np.array([[0, -0.8, 0, 10.0], [-0.9, 0, 0, 8.0], [0, 0, 2.5, -1.0], [0, 0, 0, 1]])  # x <-> y, flipped, anisotropic
+    if oblique:
+        turn = np.radians(10)
+        rotation = np.array([[np.cos(turn), -np.sin(turn), 0], [np.sin(turn), np.cos(turn), 0], [0, 0, 1]])
+        original[:3, :3] = rotation @ original[:3, :3]
+    shape = (16, 13, 7)  # reaches beyond the preprocessed grid on every side
+    got = to_original_grid(probabilities, preprocessed, shape, original, max_chunk_bytes=1)
+    to_preprocessed = np.linalg.inv(preprocessed) @ original
+    index = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    coords = (index @ to_preprocessed[:3, :3].T + to_preprocessed[:3, 3]).T
+    sampled = np.stack([map_coordinates(p, coords, order=1, mode="grid-constant", cval=0.0) for p in probabilities])
+    expected = sampled.argmax(axis=0).reshape(shape)
+    assert (got == expected).mean() > 0.999  # float32 against float64: a near-tie may flip
+    assert (got != 0).any() and (expected == 0).any()
+
+
 @pytest.fixture
 def label_dir(tiny_synthetic):
     return tiny_synthetic / "RawData" / "Training" / "label"
@@ -149,9 +175,35 @@ def test_bad_predictions_are_one_line_naming_the_file(tiny_synthetic, label_dir,
     assert not (tmp_path / "runs" / "12pct" / "external").exists()
 
 
+def test_a_one_voxel_shift_scores_what_an_independent_computation_gives(tiny_synthetic, label_dir, tmp_path):
+    """Every label moved one voxel along the coarse (27 mm) axis: Dice by counting voxels, NSD and
+    HD95 by surface-distance on the whole volume, without bench's crop."""
+    import surface_distance
+
+    preds = tmp_path / "preds"
+    for case in TEST_CASES:
+        nifti = nib.load(str(label_dir / f"label{case}.nii.gz"))
+        write_nifti(preds / f"label{case}.nii.gz", np.roll(np.asarray(nifti.dataobj), 1, axis=2), nifti.affine)
+    assert invoke(*score_args(preds, tiny_synthetic, tmp_path / "runs")).exit_code == 0
+    summary = json.loads((tmp_path / "runs" / "12pct" / "external" / "repeat0" / "summary.json").read_text())
+    nifti = nib.load(str(label_dir / f"label{TEST_CASES[0]}.nii.gz"))
+    reference = np.asarray(nifti.dataobj)
+    shifted = np.roll(reference, 1, axis=2)
+    spacing = tuple(float(z) for z in nifti.header.get_zooms())
+    got = summary["metric_per_case"][0]["metrics"]["liver"]
+    ref_mask, pred_mask = reference == 6, shifted == 6
+    assert got["dice"] == pytest.approx(2 * (ref_mask & pred_mask).sum() / (ref_mask.sum() + pred_mask.sum()))
+    distances = surface_distance.compute_surface_distances(ref_mask, pred_mask, spacing)
+    assert got["nsd"] == pytest.approx(surface_distance.compute_surface_dice_at_tolerance(distances, 1.0))
+    assert got["hd95"] == pytest.approx(surface_distance.compute_robust_hausdorff(distances, 95))
+    assert got["dice"] < 1.0 and got["hd95"] > 0.0
+
+
 def test_a_run_saves_predictions_on_the_label_grid_and_bench_score_agrees_with_it(tiny_synthetic, label_dir, tmp_path):
-    """--save-predictions: one NIfTI per test case with the label file's shape and affine; scoring
-    those files with bench score reproduces the run's own original-space scores exactly."""
+    """--save-predictions: one NIfTI per test case with the label file's shape and affine (the
+    synthetic abdomen is stored LPS with 5.2 x 5.2 x 27 mm voxels at the tests' scale, so this is the
+    anisotropic, non-RAS case); scoring those files with bench score reproduces the run's own
+    original-space scores exactly."""
     out = tmp_path / "runs"
     args = ["run", "--methods", "nnunet", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out]
     result = invoke(*args, "--profile", "smoke", "--device", "cpu", "--epochs", "1", "--save-predictions")
