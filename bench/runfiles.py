@@ -219,7 +219,7 @@ class RunSummary:
     synthetic: bool
     profile: str
     weights: str
-    spacing_mm: float  # the profile's voxel size (the preprocessed grid)
+    spacing_mm: float | None  # the profile's voxel size (the preprocessed grid); None for external predictions
     eval_space: str
     metric_convention: str
     nsd_tolerance_mm: float

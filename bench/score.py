@@ -163,7 +163,7 @@ def score_predictions(
         synthetic=dataset.synthetic,
         profile="external",
         weights=config.weights,
-        spacing_mm=float("nan"),
+        spacing_mm=None,  # no preprocessed grid: the predictions come on the label files' own
         eval_space="original",
         metric_convention=METRIC_CONVENTION,
         nsd_tolerance_mm=float(nsd_tolerance_mm),

@@ -91,22 +91,8 @@ def label_dir(tiny_synthetic):
     return tiny_synthetic / "RawData" / "Training" / "label"
 
 
-def score_args(pred_dir, tiny_synthetic, out, *extra):
-    return [
-        "score",
-        pred_dir,
-        "--method",
-        "external",
-        "--data",
-        "12pct",
-        "--repeat",
-        "0",
-        "--data-root",
-        tiny_synthetic,
-        "--out",
-        out,
-        *extra,
-    ]
+def score_args(pred_dir, tiny_synthetic, out, method="external"):
+    return ["score", pred_dir, "--method", method, "--data", "12pct", "--repeat", "0", "--data-root", tiny_synthetic, "--out", out]
 
 
 def test_scoring_the_reference_labels_gives_perfect_scores(tiny_synthetic, label_dir, tmp_path):
@@ -219,20 +205,7 @@ def test_a_run_saves_predictions_on_the_label_grid_and_bench_score_agrees_with_i
         )
         assert prediction.shape == reference.shape
         np.testing.assert_allclose(prediction.affine, reference.affine, atol=1e-5)
-    scored = invoke(
-        "score",
-        run_dir / "predictions",
-        "--method",
-        "rescored",
-        "--data",
-        "12pct",
-        "--repeat",
-        "0",
-        "--data-root",
-        tiny_synthetic,
-        "--out",
-        out,
-    )
+    scored = invoke(*score_args(run_dir / "predictions", tiny_synthetic, out, method="rescored"))
     assert scored.exit_code == 0, scored.output
     ours = json.loads((run_dir / "summary.json").read_text())
     theirs = json.loads((out / "12pct" / "rescored" / "repeat0" / "summary.json").read_text())

@@ -170,20 +170,23 @@ def _argmax_last(values):
 
 def _lerp_along(values, dim: int, coords: np.ndarray):
     """Linear interpolation of ``values`` along ``dim`` at fractional indices ``coords``, zero beyond
-    the edges (as grid_sample's zero padding with align_corners)."""
+    the edges (as grid_sample's zero padding with align_corners). Reads only the slices it needs."""
     import torch
-    import torch.nn.functional as F
 
     n = values.shape[dim]
-    padded = F.pad(values.movedim(dim, -1), (1, 1)).movedim(-1, dim)  # one zero slice on each side
-    base = np.floor(coords)
-    weight = torch.as_tensor(coords - base, dtype=values.dtype, device=values.device)
-    lower = torch.as_tensor(np.clip(base + 1, 0, n + 1), dtype=torch.long, device=values.device)
-    upper = torch.as_tensor(np.clip(base + 2, 0, n + 1), dtype=torch.long, device=values.device)
+    lower = np.floor(coords)
+    upper = lower + 1
+    fraction = coords - lower
+    # A neighbour outside the grid contributes zero: its weight goes, its index is clamped to any valid one.
+    weights = [(1 - fraction) * ((lower >= 0) & (lower <= n - 1)), fraction * ((upper >= 0) & (upper <= n - 1))]
     view = [1] * values.dim()
     view[dim] = -1
-    weight = weight.view(view)
-    return padded.index_select(dim, lower) * (1 - weight) + padded.index_select(dim, upper) * weight
+    out = None
+    for index, weight in zip((lower, upper), weights, strict=True):
+        taken = values.index_select(dim, torch.as_tensor(np.clip(index, 0, n - 1), dtype=torch.long, device=values.device))
+        term = taken * torch.as_tensor(weight, dtype=values.dtype, device=values.device).view(view)
+        out = term if out is None else out.add_(term)
+    return out
 
 
 def _separable_slab(probs, to_preprocessed: np.ndarray, shape: tuple[int, int, int], k: np.ndarray):
