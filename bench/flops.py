@@ -88,7 +88,8 @@ PUBLISHED = {
 
 
 def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict], dict[str, int]]:
-    """Params and one-forward GMACs of each method at a cubic input; merged uncounted ops."""
+    """Params and one-forward GMACs of each method at a cubic input (as it runs: SAM methods with
+    unpadded window attention, and their GMACs with timm's padded windows beside); merged uncounted ops."""
     from methods import count_parameters, create_model, get_method
 
     rows, uncounted = [], Counter()
@@ -99,6 +100,12 @@ def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict
         total, trainable = count_parameters(model)
         count = count_macs(model, x)
         uncounted.update(count.uncounted)
+        padded_gmacs = None
+        if "attention" in get_method(name).paper:  # SAM methods: also what timm's padded windows cost
+            del model
+            torch.manual_seed(0)
+            model = create_model(name, size=size, roi_size=(input_size,) * 3, attention="padded")
+            padded_gmacs = round(count_macs(model, x).gmacs, 3)
         published = PUBLISHED.get(name, {}) if input_size == 96 else {}  # published at 96^3 only
         rows.append(
             {
@@ -107,6 +114,7 @@ def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict
                 "params_total": total,
                 "params_trainable": trainable,
                 "gmacs": round(count.gmacs, 3),
+                "gmacs_padded_attention": padded_gmacs,
                 "published_params": published.get("params_m", None) and published["params_m"] * 1e6,
                 "published_gmacs": published.get("gmacs"),
             }

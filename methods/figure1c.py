@@ -70,8 +70,8 @@ class Figure1cSetup:
 
     tokens: torch.Tensor  # (D, h, w, C): D = input slices of h = w = input * slice_scale / 16 tokens
     adapters: dict[str, tuple[nn.Module, nn.Module | None, int]]
-    window_block: nn.Module
-    window_block_unpadded: nn.Module  # attends within the slice, no padding to SAM's 14 x 14 windows
+    window_block: nn.Module  # timm's computation: the slice's tokens padded to SAM's 14 x 14 window
+    window_block_unpadded: nn.Module  # the same block without padding tokens (methods.sam_windows), what runs by default
     global_block: nn.Module
     window_size: int
 
@@ -80,10 +80,10 @@ def figure1c_setup(input_size: int, rank: int, slice_scale: int = 1) -> Figure1c
     torch.manual_seed(0)
     grid = input_size * slice_scale // 16
     context = SliceContext(depth=input_size)
-    vit = build_sam_vit("paper")
+    vit = build_sam_vit("paper", attention="padded")
     window = vit.blocks[0]
     unpadded = copy.deepcopy(window)
-    unpadded.window_size = grid
+    unpadded.attention_mode = "unpadded"
     return Figure1cSetup(
         tokens=torch.randn(input_size, grid, grid, 768),
         adapters=figure1c_adapters(768, rank, context),

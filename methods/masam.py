@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.models.vision_transformer_sam import window_partition, window_unpartition
 from torch import nn
 
 from methods.registry import register_method
@@ -72,14 +71,8 @@ class AdaptedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         blk = self.block
-        b, h, w, _ = x.shape
         x = self.before_attention(x)
-        y = blk.norm1(x)
-        if blk.window_size > 0:
-            y, pad_hw = window_partition(y, blk.window_size)
-        y = blk.drop_path1(blk.ls1(blk.attn(y)))
-        if blk.window_size > 0:
-            y = window_unpartition(y, blk.window_size, (h, w), pad_hw)
+        y = blk.drop_path1(blk.ls1(blk.attention(blk.norm1(x))))
         x = self.before_mlp(x + y)
         return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
@@ -88,14 +81,17 @@ class AdaptedBlock(nn.Module):
     "masam",
     **SAM_ADAPTER_FACTS,
     reference="Chen et al., MA-SAM: Modality-agnostic SAM Adaptation for 3D Medical Image Segmentation, Medical Image Analysis 2024",
-    paper=dict(adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1),
+    paper=dict(
+        adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1, attention="unpadded"
+    ),
     smoke=dict(fact_rank=8),
     notes=(
         "adapters and FacT checked against cchen-cc/MA-SAM MA-SAM/sam_fact_tt_image_encoder.py and "
         "MA-SAM/segment_anything/modeling/image_encoder.py; the shared 3D decoder (xmed-lab/TP-Mamba "
         "networks/sam/sam_decoder.py) on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)"
+        "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
     ),
-    revision=2,
+    revision=3,
 )
 def build_masam(
     in_channels: int,
@@ -108,6 +104,7 @@ def build_masam(
     fact_dropout: float,
     zero_init_adapters: bool,
     slice_scale: int,
+    attention: str,
     backbone_state: dict | None = None,
 ) -> nn.Module:
 
@@ -123,4 +120,4 @@ def build_masam(
             adapters = [DepthAdapter3D(dim, hidden, encoder.context, depth_kernel, zero_init_adapters) for _ in range(2)]
             blocks[index] = AdaptedBlock(block, *adapters)
 
-    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention)

@@ -23,9 +23,12 @@ from timm.layers import resample_abs_pos_embed_nhwc
 from torch import nn
 
 from methods.registry import BackboneSpec
+from methods.sam_windows import SamBlock, set_attention
 
-# CPU profile: SAM's structure (windowed and global blocks, relative positions) at toy size.
-SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=2, img_size=64)
+# CPU profile: SAM's structure (windowed and global blocks, relative positions) at toy size. Its
+# window of 3 does not divide the 4 x 4 tokens of a 32^3 crop, so, as ViT-B's 14 and 6 x 6 tokens at
+# 96^3, its windowed blocks meet padding (partial edge windows).
+SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=3, img_size=64)
 # Decoder channels: the authors' 64. The CPU profile's 8 halves the time of a training step's
 # decoder against 16 (0.08 s vs 0.18 s forward + backward on two 32^3 crops, 2 cores): its
 # full-resolution 3x3x3 refinement dominates a SAM method's step.
@@ -92,8 +95,12 @@ class SliceContext:
     depth: int = 1
 
 
-def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = None, attention: str = "unpadded") -> nn.Module:
     """timm's SAM ViT without its neck: ViT-B for "paper", a toy of the same structure for "smoke".
+
+    Its blocks are ``methods.sam_windows.SamBlock`` (timm's block, same parameters): windowed
+    attention without padding tokens, exactly equal to timm's (``attention="unpadded"``), or timm's
+    own computation (``"padded"``).
 
     The neck (SAM's 768 -> 256 channel reduction for its mask decoder, 787,456 parameters in ViT-B)
     is replaced by an identity, as the TP-Mamba authors do: the 3D decoder reads block outputs, so
@@ -107,9 +114,10 @@ def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = No
     from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
 
     if size == "paper":
-        vit = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0)
+        vit = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0, block_fn=SamBlock)
     else:
-        vit = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None)
+        vit = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None, block_fn=SamBlock)
+    set_attention(vit, attention)
     vit.neck = nn.Identity()
     if backbone_state is not None:
         state = {k: v for k, v in checkpoint_filter_fn(backbone_state, vit).items() if not k.startswith("neck.")}
@@ -246,12 +254,13 @@ def build_sam_adapted(
     slice_scale: int,
     install_adapters: Callable[[SamSliceEncoder], None],
     backbone_state: dict[str, torch.Tensor] | None = None,
+    attention: str = "unpadded",
 ) -> SamAdapted3D:
     """Assemble a SAM method: build (and load) the ViT, record its parameters as frozen, let the
     method install its adapters, then attach the decoder sized for the crop."""
     if in_channels != 1:
         raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
-    vit = build_sam_vit(size, backbone_state)
+    vit = build_sam_vit(size, backbone_state, attention)
     encoder = SamSliceEncoder(vit, out_blocks=range(len(vit.blocks) - 4, len(vit.blocks)), slice_scale=slice_scale)
     frozen_ids = {id(p) for p in vit.parameters()}
     install_adapters(encoder)

@@ -179,14 +179,16 @@ class TriPlaneMambaAdapter(nn.Module):
         lora_rank=64,
         lora_gelu=True,
         slice_scale=1,
+        attention="unpadded",
     ),
     smoke=dict(r=16, d_state=8, lora_rank=8),
     notes=(
         "checked against xmed-lab/TP-Mamba networks/sam/{sam_ms.py, adapters.py, samunet_mamba.py, sam_decoder.py}: "
         "convolutions, norms and init of Adapter_MSConv; Mamba + LayerNorm + GELU per plane from the design code "
         "(released for one plane; three summed as the paper says); r = 96 as in the paper (the code's 192 via --set r=192)"
+        "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
     ),
-    revision=2,
+    revision=3,
 )
 def build_tpmamba(
     in_channels: int,
@@ -202,6 +204,7 @@ def build_tpmamba(
     lora_rank: int,
     lora_gelu: bool,
     slice_scale: int,
+    attention: str,
     backbone_state: dict | None = None,
 ) -> nn.Module:
     plane_list = parse_planes(planes)
@@ -213,4 +216,4 @@ def build_tpmamba(
             for _ in encoder.vit.blocks
         )
 
-    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention)
