@@ -161,9 +161,10 @@ def speed(
     from bench.config import resolve_profile
     from bench.device import resolve_device
     from bench.provenance import hardware, package_versions
-    from bench.speed import loader_crops_per_second, measure, original_space_scoring_cost
+    from bench.speed import ASSUMED_CASE_MM, loader_crops_per_second, measure, original_space_scoring_cost, paper_grid_hours
     from methods import get_method
     from methods.registry import check_input_size
+    from splits import load_splits
 
     dev = resolve_device(device)
     prof = resolve_profile(profile, has_cuda=dev == "cuda")
@@ -179,6 +180,11 @@ def speed(
     loader = loader_crops_per_second(roi, prof.crops_per_case)
     rows = [measure(name, prof.model_size, roi, prof.crops_per_case, dev, steps) for name in names]
     scoring_cost = original_space_scoring_cost(profile_spacing_mm=prof.preprocess.spacing_mm) if scoring else None
+    scoring_s = (scoring_cost["to_original_grid_s"] + scoring_cost["score_s"]) if scoring_cost else 0.0
+    if prof.name == "paper":  # smoke-size networks say nothing about the paper grid's cost
+        splits = load_splits()
+        for row in rows:
+            row["paper_grid"] = paper_grid_hours(row, prof, splits, len(splits.test), scoring_s)
     report = {
         "device": dev,
         "hardware": hardware(dev),
@@ -188,13 +194,18 @@ def speed(
         "loader_crops_per_s": round(loader, 1),
         "methods": rows,
     }
+    if prof.name == "paper" and rows:
+        report["paper_grid_hours_total"] = round(sum(r["paper_grid"]["hours"] for r in rows), 2)
+        report["paper_grid_assumes"] = f"a test case's body of {' x '.join(f'{mm:g}' for mm in ASSUMED_CASE_MM)} mm" + (
+            "; original-space scoring as measured by --scoring" if scoring_cost else "; original-space scoring not included (add --scoring)"
+        )
     if scoring_cost is not None:
         report["original_space_scoring"] = scoring_cost
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     table = Table(title=f"Costs on {dev} ({report['hardware'].get('gpu', report['hardware']['cpu'])}), profile {prof.name}, crop {roi}^3")
-    for column in ("method", "train step (s)", "crops/s trained", "sliding window (s)", "peak memory (MiB)"):
+    for column in ("method", "train step (s)", "crops/s trained", "sliding window (s)", "peak memory (MiB)", "paper grid (h)"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for r in rows:
         table.add_row(
@@ -203,8 +214,19 @@ def speed(
             f"{r['train_crops_per_s']:.1f}",
             f"{r['sliding_window_s']:.2f}",
             f"{r['peak_memory_mib']:.0f}",
+            f"{r['paper_grid']['hours']:,.1f}" if "paper_grid" in r else "-",
         )
     console.print(table)
+    if "paper_grid_hours_total" in report:
+        runs = rows[0]["paper_grid"]["runs"]
+        console.print(
+            f"paper grid on this device: {report['paper_grid_hours_total']:,.1f} device-hours for {len(rows)} "
+            f"method{'s' if len(rows) != 1 else ''} x {runs} runs each "
+            f"({report['paper_grid_assumes']})",
+            soft_wrap=True,
+        )
+    else:
+        console.print("paper grid hours: measured with --profile paper only (smoke-size networks say nothing about it)")
     console.print(
         f"data pipeline: {loader:.0f} crops/s per loader process (a step consumes {prof.crops_per_case}); "
         f"peak memory is {rows[0]['peak_memory_kind'] if rows else 'n/a'}",

@@ -96,6 +96,7 @@ def compute_table(data: ReportData, methods: list[str]) -> list[dict]:
                 "train_step_s": s.get("train_step_s"),
                 "sliding_window_s": s.get("sliding_window_s"),
                 "peak_memory_mib": s.get("peak_memory_mib"),
+                "paper_grid_hours": s.get("paper_grid", {}).get("hours"),
             }
         )
     return rows

@@ -12,6 +12,7 @@ can keep up with the steps. CUDA timings synchronise before reading the clock.
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import time
@@ -164,3 +165,24 @@ def original_space_scoring_cost(shape=(512, 512, 150), spacing_mm=(0.78, 0.78, 2
     result = queue.get(timeout=1800)
     process.join()
     return result
+
+
+# A test case's body after the crop, in mm (the built-in abdomen's at full size), for the time of
+# one sliding-window pass over a whole case; bench speed measures a smaller volume and scales.
+ASSUMED_CASE_MM = (330.0, 260.0, 220.0)
+
+
+def paper_grid_hours(row: dict, profile, splits, test_cases: int, scoring_s_per_case: float = 0.0) -> dict:
+    """Projected device-hours of one method over the whole grid the splits define (every draw of
+    every fraction) under ``profile``: its training steps (``epochs`` x steps per epoch, as the
+    trainer counts them) at the measured step time, plus the sliding-window passes over the test
+    cases at every validation epoch and at the final evaluation, scaled from the measured window
+    volume to ``ASSUMED_CASE_MM``, plus ``scoring_s_per_case`` for each finally scored case."""
+    draws = [len(draw) for fraction in splits.train.values() for draw in fraction]
+    steps = sum(profile.epochs * max(n, profile.min_iterations_per_epoch) for n in draws)
+    validations = profile.epochs // profile.val_every + (1 if profile.epochs % profile.val_every else 0)
+    passes = len(draws) * (validations + 1) * test_cases
+    case_voxels = math.prod(mm / profile.preprocess.spacing_mm for mm in ASSUMED_CASE_MM)
+    pass_s = row["sliding_window_s"] * case_voxels / math.prod(row["sliding_window_volume"])
+    seconds = steps * row["train_step_s"] + passes * pass_s + len(draws) * test_cases * scoring_s_per_case
+    return {"runs": len(draws), "train_steps": steps, "window_passes": passes, "hours": round(seconds / 3600, 2)}

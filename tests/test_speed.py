@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
@@ -48,3 +49,22 @@ def test_loader_throughput_counts_crops():
 def test_speed_refuses_a_crop_the_method_cannot_take():
     result = CliRunner().invoke(app, ["speed", "--methods", "swinunetr", "--input", "48", "--profile", "smoke", "--device", "cpu"])
     assert result.exit_code == 2 and "multiple of 32" in result.output
+
+
+def test_paper_grid_hours_by_hand():
+    """The paper profile over the committed splits: 1 draw of 24 cases and 5 draws each of 6 and 3,
+    1000 epochs: 1000 x (24 + 5 x 6 + 5 x 3) = 69,000 steps; validation every 50 epochs (20) plus the
+    final evaluation over 6 test cases in 11 runs: 1,386 window passes."""
+    import math
+
+    from bench.config import PROFILES
+    from bench.speed import ASSUMED_CASE_MM, paper_grid_hours
+    from splits import load_splits
+
+    profile = PROFILES["paper"]
+    case_voxels = math.prod(mm / profile.preprocess.spacing_mm for mm in ASSUMED_CASE_MM)
+    row = {"train_step_s": 0.5, "sliding_window_s": 2.0, "sliding_window_volume": [int(case_voxels), 1, 1]}
+    grid = paper_grid_hours(row, profile, load_splits(), 6, scoring_s_per_case=10.0)
+    assert (grid["runs"], grid["train_steps"], grid["window_passes"]) == (11, 69_000, 1_386)
+    expected_s = 69_000 * 0.5 + 1_386 * 2.0 * case_voxels / int(case_voxels) + 11 * 6 * 10.0
+    assert grid["hours"] == pytest.approx(expected_s / 3600, abs=0.01)
