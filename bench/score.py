@@ -5,6 +5,7 @@ them."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -177,6 +178,4 @@ def score_predictions(
 
 def sha256_file_list(paths: list[Path]) -> str:
     """One hash over several files' contents, in the given order."""
-    import hashlib
-
     return hashlib.sha256("".join(sha256_file(p) for p in paths).encode()).hexdigest()[:16]
