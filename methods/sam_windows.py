@@ -36,7 +36,12 @@ from torch import nn
 ATTENTION_MODES = ("unpadded", "padded")
 
 
-def _windowed_group(attn: nn.Module, tokens: torch.Tensor, window: int, virtual: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+def _windowed_group(
+    attn: nn.Module,
+    tokens: torch.Tensor,
+    rel_tables: tuple[torch.Tensor, torch.Tensor],
+    virtual: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
     """Attention of windows whose valid tokens are ``tokens`` (N, vh, vw, C) -> (N, vh, vw, C); with
     ``virtual`` (k, v of a zero token, (heads, d) each) the window's padding is represented by one key."""
     n_windows, vh, vw, channels = tokens.shape
@@ -45,8 +50,8 @@ def _windowed_group(attn: nn.Module, tokens: torch.Tensor, window: int, virtual:
     qkv = attn.qkv(tokens.reshape(n_windows, n, channels)).view(n_windows, n, 3, heads, d).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.reshape(3, n_windows * heads, n, d).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    rel_h_table = get_rel_pos(window, window, attn.rel_pos_h)[:vh]  # (vh, window, d): rows of the valid queries
-    rel_w_table = get_rel_pos(window, window, attn.rel_pos_w)[:vw]
+    rel_h_table = rel_tables[0][:vh]  # (vh, window, d): rows of the valid queries
+    rel_w_table = rel_tables[1][:vw]
     r_q = q.reshape(-1, vh, vw, d)
     rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rel_h_table)  # (., vh, vw, window): every key row of the window
     rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rel_w_table)
@@ -78,6 +83,8 @@ def unpadded_window_attention(attn: nn.Module, x: torch.Tensor, window: int) -> 
     if h % window or w % window:
         zero = attn.qkv(x.new_zeros(1, channels)).view(3, heads, d)
         virtual = (zero[1], zero[2])
+    # The window's relative-position tables, once for all its groups of windows.
+    rel_tables = (get_rel_pos(window, window, attn.rel_pos_h), get_rel_pos(window, window, attn.rel_pos_w))
     out = torch.empty_like(x)
     full_h, full_w = (h // window) * window, (w // window) * window
     for r0, r1 in ((0, full_h), (full_h, h)):
@@ -88,7 +95,7 @@ def unpadded_window_attention(attn: nn.Module, x: torch.Tensor, window: int) -> 
             rows, cols = (r1 - r0) // vh, (c1 - c0) // vw
             block = x[:, r0:r1, c0:c1].reshape(b, rows, vh, cols, vw, channels).permute(0, 1, 3, 2, 4, 5)
             padded = vh < window or vw < window
-            y = _windowed_group(attn, block.reshape(-1, vh, vw, channels), window, virtual if padded else None)
+            y = _windowed_group(attn, block.reshape(-1, vh, vw, channels), rel_tables, virtual if padded else None)
             out[:, r0:r1, c0:c1] = y.view(b, rows, cols, vh, vw, channels).permute(0, 1, 3, 2, 4, 5).reshape(b, r1 - r0, c1 - c0, channels)
     return out
 
