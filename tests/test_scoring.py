@@ -4,7 +4,6 @@ and ``bench score`` on anyone's label maps."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import nibabel as nib
@@ -232,4 +231,3 @@ def test_read_label_is_the_file_untouched(tiny_synthetic):
     nifti = nib.load(str(case.label))
     np.testing.assert_array_equal(label, np.asarray(nifti.dataobj))
     np.testing.assert_array_equal(affine, nifti.affine)
-    assert not math.isnan(float(label.sum()))
