@@ -1,6 +1,7 @@
 """Segmentation methods behind one interface; importing this package registers all of them."""
 
 from methods import masam, mednext, nnunet, samed, swinunetr, tpmamba, transbts, umamba, unetr, uxnet, vnet  # noqa: F401  (registration side effects)
+from methods.mamba import mamba_ssm_available, scan_parity
 from methods.registry import (
     MethodInfo,
     UnknownMethodError,
@@ -18,5 +19,7 @@ __all__ = [
     "create_model",
     "get_method",
     "list_methods",
+    "mamba_ssm_available",
     "register_method",
+    "scan_parity",
 ]

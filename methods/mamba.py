@@ -138,6 +138,77 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None) -> torch.Tensor:
     return y
 
 
+def fused_selective_scan(kernel, u, delta_raw, A, B, C, D, z, delta_bias) -> torch.Tensor:
+    """mamba-ssm's fused ``selective_scan_fn`` called in this module's (B, L, Din) layout.
+
+    The kernel wants (B, Din, L) and (B, N, L) and applies the delta bias and softplus itself, so it
+    takes ``delta_raw`` (before bias); :func:`selective_scan` takes delta after both.
+    """
+    return kernel(
+        u.transpose(1, 2).contiguous(),
+        delta_raw.transpose(1, 2).contiguous(),
+        A,
+        B.transpose(1, 2).contiguous(),
+        C.transpose(1, 2).contiguous(),
+        D,
+        z=z.transpose(1, 2).contiguous(),
+        delta_bias=delta_bias,
+        delta_softplus=True,
+    ).transpose(1, 2)
+
+
+# Largest error allowed between the fused kernel and the PyTorch scan, relative to the largest
+# magnitude of the compared tensor: both compute in float32 but sum in different orders, and the
+# gradients pass through longer chains of sums than the outputs.
+SCAN_PARITY_TOLERANCE = {"forward": 1e-3, "gradients": 5e-3}
+
+
+def scan_parity(kernel=None, device: str = "cuda", length: int = 512, seed: int = 0) -> dict:
+    """How far the fused selective scan (mamba-ssm's, or ``kernel`` in its calling convention) is
+    from this module's PyTorch scan on the same random inputs, forward and in the gradients of every
+    input. Returns the worst relative error of each, the tolerances and ``equal``.
+
+    The inputs are a Mamba block's: d_inner 192 (TP-Mamba's adapter at r = 96), state 16, positive
+    deltas through bias + softplus, A < 0 as mamba-ssm initialises it.
+    """
+    kernel = kernel or _cuda_selective_scan
+    if kernel is None:
+        raise RuntimeError("mamba-ssm's fused selective scan is not importable")
+    generator = torch.Generator().manual_seed(seed)
+    batch, d_inner, d_state = 2, 192, 16
+
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=generator) * scale).to(device).requires_grad_()
+
+    u, delta_raw, z = rand(batch, length, d_inner), rand(batch, length, d_inner, scale=0.5), rand(batch, length, d_inner)
+    B, C = rand(batch, length, d_state), rand(batch, length, d_state)
+    A = (-torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)).to(device).requires_grad_()
+    D, delta_bias = rand(d_inner), rand(d_inner, scale=0.5)
+    inputs = (u, delta_raw, A, B, C, D, z, delta_bias)
+    upstream = torch.randn(batch, length, d_inner, generator=generator).to(device)
+
+    def outputs_and_gradients(scan):
+        y = scan()
+        grads = torch.autograd.grad(y, inputs, upstream, allow_unused=True, materialize_grads=True)  # unused: zeros
+        return y.detach(), grads
+
+    fused, fused_grads = outputs_and_gradients(lambda: fused_selective_scan(kernel, *inputs))
+    ours, our_grads = outputs_and_gradients(lambda: selective_scan(u, F.softplus(delta_raw + delta_bias), A, B, C, D, z))
+
+    def relative(a, b):
+        error = ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+        return error if math.isfinite(error) else math.inf  # a NaN must not read as "no difference"
+
+    forward = relative(fused, ours)
+    gradients = max(relative(a, b) for a, b in zip(fused_grads, our_grads, strict=True))
+    return {
+        "forward_error": forward,
+        "gradient_error": gradients,
+        "tolerance": dict(SCAN_PARITY_TOLERANCE),
+        "equal": forward <= SCAN_PARITY_TOLERANCE["forward"] and gradients <= SCAN_PARITY_TOLERANCE["gradients"],
+    }
+
+
 class Mamba(nn.Module):
     """Mamba block: (B, L, d_model) -> (B, L, d_model).
 
@@ -201,18 +272,8 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         A = -torch.exp(self.A_log.float())
         if hidden.is_cuda and _cuda_selective_scan is not None:
-            # The kernel wants (B, D, L) / (B, N, L) and applies dt bias + softplus itself.
-            y = _cuda_selective_scan(
-                x.transpose(1, 2).contiguous(),
-                (dt @ self.dt_proj.weight.t()).transpose(1, 2).contiguous(),
-                A,
-                B.transpose(1, 2).contiguous(),
-                C.transpose(1, 2).contiguous(),
-                self.D.float(),
-                z=z.transpose(1, 2).contiguous(),
-                delta_bias=self.dt_proj.bias.float(),
-                delta_softplus=True,
-            ).transpose(1, 2)
+            delta_raw = dt @ self.dt_proj.weight.t()
+            y = fused_selective_scan(_cuda_selective_scan, x, delta_raw, A, B, C, self.D.float(), z, self.dt_proj.bias.float())
         else:
             # The recurrence multiplies hundreds of factors: keep it in fp32 even under autocast.
             dtype = torch.promote_types(hidden.dtype, torch.float32)

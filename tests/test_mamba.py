@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.mamba import Mamba, mamba_ssm_available, selective_scan, selective_scan_reference
+from methods.mamba import Mamba, mamba_ssm_available, scan_parity, selective_scan, selective_scan_reference
 
 
 def random_scan_inputs(batch=2, length=77, d_inner=6, d_state=4, dtype=torch.float64, seed=0):
@@ -87,3 +87,42 @@ def test_cuda_kernel_matches_the_pytorch_scan():
     fused = m(x)
     fallback = m.cpu()(x.cpu())
     torch.testing.assert_close(fused.cpu(), fallback, rtol=1e-3, atol=1e-4)
+
+
+def kernel_in_mamba_ssm_convention(skip_honoured: bool = True):
+    """mamba-ssm's ``selective_scan_fn`` calling convention ((B, Din, L) layout, delta bias and
+    softplus applied inside) over the step-by-step reference, so that the parity check can be
+    exercised without CUDA. ``skip_honoured=False`` is a kernel with a bug: it drops the D u term."""
+
+    def kernel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        delta = delta + delta_bias[:, None]
+        if delta_softplus:
+            delta = torch.nn.functional.softplus(delta)
+
+        def t(x):
+            return x.transpose(1, 2)
+
+        return t(selective_scan_reference(t(u), t(delta), A, t(B), t(C), D if skip_honoured else None, t(z)))
+
+    return kernel
+
+
+def test_scan_parity_passes_a_kernel_that_computes_the_same_scan():
+    result = scan_parity(kernel_in_mamba_ssm_convention(), device="cpu", length=64)
+    assert result["equal"]
+    assert result["forward_error"] < 1e-5 and result["gradient_error"] < 1e-5
+
+
+def test_scan_parity_fails_a_kernel_that_drops_the_skip_term():
+    result = scan_parity(kernel_in_mamba_ssm_convention(skip_honoured=False), device="cpu", length=64)
+    assert not result["equal"]
+    assert result["forward_error"] > result["tolerance"]["forward"]
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() and mamba_ssm_available()),
+    reason="needs a CUDA device and the mamba-ssm extra",
+)
+def test_mamba_ssm_kernel_passes_the_parity_check_bench_doctor_runs():
+    result = scan_parity(device="cuda")
+    assert result["equal"], result
