@@ -4,8 +4,8 @@ Per method: the median time of the trainer's own training step (``bench.train.tr
 forward, DiceCE loss, backward, AdamW step with its gradient scaler, on the profile's batch of crops,
 AMP on CUDA) after warm-up steps; the time of evaluation's own sliding-window call
 (``bench.evaluate.predict_case``, the profile's overlap and window batch) over a volume twice the
-crop in-plane; peak memory (CUDA: the allocator's peak for that method;
-CPU: the process's peak resident set so far, which only grows); and, once, the throughput of the
+crop in-plane; peak memory while both run (CUDA: the allocator's peak; CPU: the process's peak
+resident set, reset before each method where Linux allows it); and, once, the throughput of the
 training data pipeline (crops per second from a cached volume), so a user sees whether the loader
 can keep up with the steps. CUDA timings synchronise before reading the clock.
 """
@@ -16,6 +16,8 @@ import math
 import resource
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -48,7 +50,72 @@ def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0)
     return produced / (time.monotonic() - started)
 
 
-def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int = 5, warmup: int = 2) -> dict:
+def resident_mib() -> float:
+    """The process's resident set now."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's record of this process's peak resident set (Linux >= 4.0), so that the
+    next reading is the peak of what runs from now on, not of everything since start."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by earlier work back to the OS (glibc's malloc_trim), so that what the next
+    block allocates raises the resident set again instead of reusing pages the process still holds."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the resident set then undercounts reused memory
+        pass
+
+
+def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def peak_memory(device: str) -> Iterator[dict]:
+    """The peak memory of what runs inside the block, written into the yielded dict on exit:
+    ``peak_mib`` (CUDA: the allocator's peak; CPU: the process's peak resident set during the
+    block), ``base_mib`` (the same measure on entry, so ``peak_mib - base_mib`` is what the block
+    added) and ``kind``, which says which of them it is."""
+    record: dict = {}
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base, kind = torch.cuda.memory_allocated() / 2**20, "cuda_allocated"
+    else:
+        return_freed_memory()
+        base = resident_mib()
+        kind = "process_peak_rss" if _reset_peak_rss() else "process_max_rss"  # the latter: since start
+    yield record
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _peak_rss_mib()
+    record.update(peak_mib=round(peak, 1), base_mib=round(base, 1), kind=kind)
+
+
+def measure_training_step(
+    name: str, size: str, roi: int, crops: int, device: str, steps: int = 5, warmup: int = 2
+) -> tuple[torch.nn.Module, dict]:
+    """The method's network and the median time of ``steps`` training steps after ``warmup`` ones, on
+    random crops and labels (the step's cost does not depend on their values)."""
     from monai.losses import DiceCELoss
 
     from methods import count_parameters, create_model
@@ -60,8 +127,6 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     x = torch.rand(crops, 1, roi, roi, roi, device=device)
     y = torch.randint(0, 14, (crops, 1, roi, roi, roi), device=device).float()
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     scaler = grad_scaler_for(device)
     times = []
     model.train()
@@ -72,36 +137,35 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
         _sync(device)
         times.append(time.perf_counter() - started)
     step = statistics.median(times[warmup:])
-    volume = np.random.default_rng(0).random((1, 2 * roi, 2 * roi, roi), dtype=np.float32)
-    _sync(device)
-    started = time.perf_counter()
-    predict_case(model, volume, roi, profile.sw_overlap, profile.sw_batch_size, device)  # what evaluation runs
-    _sync(device)
-    infer = time.perf_counter() - started
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        peak_kind = "cuda_allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_kind = "process_max_rss"
     total, trainable = count_parameters(model)
-    return {
+    return model, {
         "name": name,
         "params_trainable": trainable,
         "params_total": total,
         "train_step_s": round(step, 4),
         "crops_per_step": crops,
         "train_crops_per_s": round(crops / step, 2),
-        "sliding_window_s": round(infer, 3),
-        "sliding_window_volume": [2 * roi, 2 * roi, roi],
-        "peak_memory_mib": round(peak, 1),
-        "peak_memory_kind": peak_kind,
     }
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int = 5, warmup: int = 2) -> dict:
+    """Training-step time, sliding-window time and the peak memory of both for one method."""
+    with peak_memory(device) as memory:
+        model, row = measure_training_step(name, size, roi, crops, device, steps, warmup)
+        profile = PROFILES[size]
+        volume = np.random.default_rng(0).random((1, 2 * roi, 2 * roi, roi), dtype=np.float32)
+        _sync(device)
+        started = time.perf_counter()
+        predict_case(model, volume, roi, profile.sw_overlap, profile.sw_batch_size, device)  # what evaluation runs
+        _sync(device)
+        infer = time.perf_counter() - started
+    return {
+        **row,
+        "sliding_window_s": round(infer, 3),
+        "sliding_window_volume": [2 * roi, 2 * roi, roi],
+        "peak_memory_mib": memory["peak_mib"],
+        "peak_memory_kind": memory["kind"],
+    }
 
 
 def _scoring_cost(shape, spacing_mm, profile_spacing_mm, queue) -> None:
@@ -129,7 +193,7 @@ def _scoring_cost(shape, spacing_mm, profile_spacing_mm, queue) -> None:
     probabilities = torch.zeros((NUM_CLASSES, *body), dtype=torch.float32)
     probabilities.scatter_(0, torch.as_tensor(labels, dtype=torch.int64)[None], 1.0)
     del labels
-    before = _rss_mib()
+    before = resident_mib()
     started = time.perf_counter()
     prediction = to_original_grid(probabilities, pre_affine, shape, affine)
     restored = time.perf_counter() - started
