@@ -81,13 +81,21 @@ def hub_weights_file(spec: BackboneSpec) -> Path:
     """
     import socket
 
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub import hf_hub_download
 
-    cached = try_to_load_from_cache(spec.hub_repo, spec.hub_file)
-    if isinstance(cached, str):
-        return Path(cached)
+    cached = cached_hub_weights(spec)
+    if cached is not None:
+        return cached
     try:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()
     except OSError as exc:
         raise OSError(f"huggingface.co unreachable and {spec.hub_repo} not in the local cache") from exc
     return Path(hf_hub_download(spec.hub_repo, spec.hub_file))
+
+
+def cached_hub_weights(spec: BackboneSpec) -> Path | None:
+    """The hosted copy of a backbone if the local Hugging Face cache holds it; never downloads."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec.hub_repo, spec.hub_file)
+    return Path(cached) if isinstance(cached, str) else None

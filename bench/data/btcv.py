@@ -147,6 +147,14 @@ def read_pair(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return image, label, affines[0]
 
 
+def read_grid(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """(shape, voxel size in mm) from a NIfTI header, without reading the voxels."""
+    import nibabel as nib
+
+    header = nib.load(str(path)).header
+    return tuple(int(n) for n in header.get_data_shape()[:3]), tuple(float(z) for z in header.get_zooms()[:3])
+
+
 def read_label(case: Case) -> tuple[np.ndarray, np.ndarray]:
     """The label array exactly as stored and its affine: what original-space scores compare against."""
     import nibabel as nib

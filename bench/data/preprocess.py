@@ -2,15 +2,18 @@
 
 RAS orientation, isotropic resampling (image linear, label nearest), HU window scaled to [0, 1],
 crop to the body; each preprocessed case keeps the affine of its grid, so a prediction on it can be
-taken back to the original file's grid (``to_original_grid``). Results are cached as ``<cache>/preprocessed/<key>/<case>.npz`` where the key
-hashes the settings and a fingerprint of the source files, so a changed setting or a changed file
-gives a new entry instead of silently reusing a stale one. Every case file is written atomically.
+taken back to the original file's grid (``to_original_grid``). Results are cached as
+``<cache>/preprocessed/<key>/<case>.npz`` where the key hashes the settings and a fingerprint of
+the source files, so a changed setting or a changed file gives a new entry instead of silently
+reusing a stale one. Every case file is written atomically.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,6 +104,19 @@ def preprocess_case(case: Case, settings: PreprocessSettings) -> PreprocessedCas
         spacing_mm=settings.spacing_mm,
         affine=np.asarray(out["image"].affine, dtype=np.float64),
     )
+
+
+# A cache entry is np.savez, uncompressed: the float32 image and the uint8 label of every voxel.
+CACHED_BYTES_PER_VOXEL = 5
+
+
+def cache_bytes_upper_bound(grids: Iterable[tuple[Sequence[int], Sequence[float]]], settings: PreprocessSettings) -> int:
+    """At most how many bytes the preprocessing cache takes for volumes of these (shape, voxel size
+    in mm): every voxel resampled to the settings' spacing, before the body crop removes the air."""
+    total = 0
+    for shape, zooms in grids:
+        total += math.prod(math.ceil(n * mm / settings.spacing_mm) for n, mm in zip(shape, zooms, strict=True))
+    return total * CACHED_BYTES_PER_VOXEL
 
 
 def _savez(path: Path, **arrays) -> None:

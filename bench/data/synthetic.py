@@ -173,15 +173,9 @@ def _case_seed(case_id: str) -> int:
     return BASE_SEED * 1000 + int(case_id)
 
 
-def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Make one synthetic CT: (HU image int16, label uint8, affine 4x4), deterministic in case_id.
-
-    ``spacing_scale`` multiplies the voxel size (and so shrinks the matrix); 1.0 gives BTCV-like
-    spacing (in-plane 0.70-0.95 mm, slices 2.5-5.0 mm). Tests use larger values for tiny volumes.
-    """
-    rng = np.random.default_rng(_case_seed(case_id))
+def _body_and_grid(rng: np.random.Generator, spacing_scale: float):
+    """The first draws of a case: body habitus and ellipse, voxel size, and the image matrix."""
     size = rng.uniform(0.9, 1.1)  # body habitus scales every organ's place and size
-
     half_width = rng.uniform(150, 172) * size  # body ellipse, x
     half_depth = rng.uniform(105, 122) * size  # body ellipse, y
     inplane = rng.uniform(0.70, 0.95) * spacing_scale
@@ -190,6 +184,23 @@ def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarra
     n_xy = int(math.ceil(fov / inplane))
     z_lo, z_hi = -105 * size + rng.uniform(-10, 10), 110 * size + rng.uniform(-10, 10)
     n_z = int(math.ceil((z_hi - z_lo) / thickness))
+    return size, half_width, half_depth, inplane, thickness, (z_lo, z_hi), n_xy, n_z
+
+
+def case_grid(case_id: str, spacing_scale: float = 1.0) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """(shape, voxel size in mm) that :func:`synthesize_case` will give the case, without painting it."""
+    _, _, _, inplane, thickness, _, n_xy, n_z = _body_and_grid(np.random.default_rng(_case_seed(case_id)), spacing_scale)
+    return (n_xy, n_xy, n_z), (inplane, inplane, thickness)
+
+
+def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make one synthetic CT: (HU image int16, label uint8, affine 4x4), deterministic in case_id.
+
+    ``spacing_scale`` multiplies the voxel size (and so shrinks the matrix); 1.0 gives BTCV-like
+    spacing (in-plane 0.70-0.95 mm, slices 2.5-5.0 mm). Tests use larger values for tiny volumes.
+    """
+    rng = np.random.default_rng(_case_seed(case_id))
+    size, half_width, half_depth, inplane, thickness, (z_lo, z_hi), n_xy, n_z = _body_and_grid(rng, spacing_scale)
     grid = Grid(
         x=(np.arange(n_xy) - (n_xy - 1) / 2) * inplane,
         y=(np.arange(n_xy) - (n_xy - 1) / 2) * inplane,
