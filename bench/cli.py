@@ -1,5 +1,5 @@
 """The ``bench`` command line: run, report, status and data here; list, flops and speed in
-``bench.cli_costs``. User errors print one line and exit with code 2, never a traceback
+``bench.cli_costs``; doctor in ``bench.cli_doctor``. User errors print one line and exit with code 2, never a traceback
 (``bench.cli_common.user_errors``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench import cli_costs
+from bench import cli_costs, cli_doctor
 from bench.cli_common import console, err_console, method_names, user_errors
 from bench.console import plain
 from bench.errors import UserError
@@ -221,9 +221,15 @@ def data_synth(
 app.command("list")(cli_costs.list_)
 app.command()(cli_costs.flops)
 app.command()(cli_costs.speed)
+app.command()(cli_doctor.doctor)
 
 
 def main() -> None:
+    import warnings
+
+    # timm's hrnet module declares a torch.jit.interface at import, which torch >= 2.10 marks as
+    # deprecated: a line on every command about code the harness never runs.
+    warnings.filterwarnings("ignore", message="`torch.jit.interface` is deprecated", category=FutureWarning)
     app()
 
 

@@ -23,7 +23,7 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _half_dtype():
+def autocast_dtype():
     import torch
 
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -35,11 +35,11 @@ def autocast_for(device: str):
         return nullcontext()
     import torch
 
-    return torch.autocast(device_type="cuda", dtype=_half_dtype())
+    return torch.autocast(device_type="cuda", dtype=autocast_dtype())
 
 
 def grad_scaler_for(device: str):
     """A gradient scaler that is active exactly when :func:`autocast_for` computes in float16."""
     import torch
 
-    return torch.amp.GradScaler("cuda", enabled=device == "cuda" and _half_dtype() == torch.float16)
+    return torch.amp.GradScaler("cuda", enabled=device == "cuda" and autocast_dtype() == torch.float16)

@@ -87,3 +87,32 @@ def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
     assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "smoke", allow_random=False).random
     with pytest.raises(UserError, match="paper-size"):
         resolve_backbone_weights(SAM_VIT_B_WEIGHTS, __file__, "smoke", allow_random=False)
+
+
+def test_doctor_loads_the_users_checkpoint_and_names_what_does_not_fit(tmp_path, reference_vit):
+    from bench.doctor import sam_weights_checks
+
+    good = tmp_path / "sam_vit_b_01ec64.pth"
+    torch.save(to_meta_format(reference_vit.state_dict()), good)
+    (check,) = sam_weights_checks(["tpmamba", "samed", "unetr"], good)  # one backbone, checked once
+    assert check.status == "ok" and "no missing or unexpected keys" in check.detail
+    assert str(len(to_meta_format(reference_vit.state_dict()))) in check.detail
+
+    incomplete = tmp_path / "incomplete.pth"
+    state = to_meta_format(reference_vit.state_dict())
+    del state["image_encoder.blocks.11.mlp.lin2.weight"]
+    torch.save(state, incomplete)
+    (check,) = sam_weights_checks(["masam"], incomplete)
+    assert check.status == "fail" and "1 missing" in check.detail and "blocks.11.mlp.fc2.weight" in check.detail
+
+    assert sam_weights_checks(["unetr", "vnet"], incomplete)[0].detail.startswith("not needed")
+
+
+def test_doctor_exits_1_on_an_unreadable_checkpoint(tmp_path):
+    from tests.conftest import invoke
+
+    truncated = tmp_path / "sam_vit_b_01ec64.pth"
+    truncated.write_bytes(b"PK\x03\x04 not really a zip")
+    result = invoke("doctor", "--sam-checkpoint", truncated, "--methods", "samed", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "fail SAM weights" in result.output and "cannot read SAM checkpoint" in result.output
