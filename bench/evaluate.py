@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 from bench.data.preprocess import PreprocessedCase, to_original_grid
 from bench.device import autocast_for
 from bench.metrics import dice_per_organ, score_case
-from bench.runfiles import CaseScores
+from bench.runfiles import PREDICTIONS_DIR, CaseScores
 
 EVAL_SPACES = ("original", "preprocessed")
 
@@ -53,6 +54,29 @@ class Reference:
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
         return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def reference_of(dataset, case_id: str) -> Reference:
+    """A dataset case's label file as the reference its scores compare against."""
+    from bench.data.btcv import read_label
+
+    return Reference(*read_label(dataset.cases[case_id]))
+
+
+def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
+    """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
+    import gzip
+
+    import nibabel as nib
+
+    from bench.io import atomic_write
+
+    path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
+    image = nib.Nifti1Image(labels.astype(np.uint8), reference.affine)
+    image.set_data_dtype(np.uint8)
+    payload = gzip.compress(image.to_bytes(), compresslevel=1)
+    atomic_write(path, lambda fh: fh.write(payload))
+    return path
 
 
 @torch.no_grad()

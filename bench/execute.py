@@ -16,25 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from bench import distributed
 from bench.config import FRACTIONS, Profile, cache_root, parse_repeats, resolve_profile
 from bench.console import plain, progress_bar
-from bench.data.btcv import Dataset, read_label
+from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.datasource import resolve_dataset
 from bench.device import resolve_device
 from bench.errors import UserError
-from bench.evaluate import Reference, check_scoring_options
+from bench.evaluate import check_scoring_options, reference_of, save_prediction
 from bench.grid import clear_failure, marked_running, record_failure
-from bench.io import atomic_write, check_writable, is_storage_error
+from bench.io import check_writable, is_storage_error
 from bench.metrics import METRIC_CONVENTION
 from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
 from bench.results import summarize, write_results_csv
-from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, PREDICTIONS_DIR, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
+from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
 from bench.weights import BackboneWeights, resolve_backbone_weights
 
 
@@ -162,24 +161,6 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
     return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))
 
 
-def reference_of(dataset: Dataset, case_id: str) -> Reference:
-    return Reference(*read_label(dataset.cases[case_id]))
-
-
-def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
-    """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
-    import gzip
-
-    import nibabel as nib
-
-    path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
-    image = nib.Nifti1Image(labels.astype(np.uint8), reference.affine)
-    image.set_data_dtype(np.uint8)
-    payload = gzip.compress(image.to_bytes(), compresslevel=1)
-    atomic_write(path, lambda fh: fh.write(payload))
-    return path
-
-
 def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSummary | None:
     """Train, evaluate and summarise one run; returns its summary (read back if it finished earlier),
     None on a rank other than the first."""
@@ -189,6 +170,10 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSum
     from bench.train import steps_per_epoch, train
     from methods import count_parameters, create_model, get_method
 
+    if get_method(run.base_method).pipeline == "nnunetv2":  # nnU-Net trains and predicts itself
+        from bench.nnunet_run import execute_nnunet_run
+
+        return execute_nnunet_run(run, grid, console)
     profile, device, weights = grid.profile, grid.device, grid.weights
     summary_path = run.run_dir / SUMMARY_FILE
     if summary_path.exists():

@@ -7,7 +7,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("sam3d-bench", "torch", "monai", "timm", "numpy", "nibabel", "surface-distance", "fvcore")
+PACKAGES = ("sam3d-bench", "torch", "monai", "timm", "numpy", "nibabel", "surface-distance", "fvcore", "nnunetv2")
 
 
 def package_versions() -> dict[str, str]:

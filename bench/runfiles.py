@@ -123,6 +123,8 @@ class Provenance:
     preprocess_cache: str | None
     sam_weights: str | None  # None: no method of the grid has a SAM backbone
     stamp: str  # one line that says what kind of numbers these are (synthetic, smoke, random backbone)
+    # What a method with its own pipeline decided for this run (nnU-Net: its plan); None otherwise.
+    pipeline: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

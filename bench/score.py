@@ -14,11 +14,11 @@ from rich.console import Console
 
 from bench.config import FRACTIONS
 from bench.console import plain
-from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name, read_label
+from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name
 from bench.data.labels import LABEL_VALUES
 from bench.datasource import data_identity, resolve_dataset
 from bench.errors import UserError
-from bench.evaluate import Reference, check_scoring_options
+from bench.evaluate import Reference, check_scoring_options, reference_of
 from bench.io import sha256_file
 from bench.metrics import METRIC_CONVENTION, score_case
 from bench.provenance import code_revision, hardware, package_versions
@@ -132,7 +132,7 @@ def score_predictions(
 
     scores = []
     for case_id in test_ids:
-        reference = Reference(*read_label(dataset.cases[case_id]))
+        reference = reference_of(dataset, case_id)
         prediction = read_prediction(files[case_id], reference)
         scores.append(CaseScores(case_id, score_case(prediction, reference.label, reference.spacing_mm, nsd_tolerance_mm)))
         console.print(f"scored {plain(files[case_id].name)}", highlight=False)

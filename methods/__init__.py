@@ -1,7 +1,8 @@
 """Segmentation methods behind one interface; importing this package registers all of them."""
 
-from methods import masam, mednext, nnunet, samed, swinunetr, tpmamba, transbts, umamba, unetr, uxnet, vnet  # noqa: F401  (registration side effects)
+from methods import masam, mednext, nnunet, nnunetv2, samed, swinunetr, tpmamba, transbts, umamba, unetr, uxnet, vnet  # noqa: F401  (registration side effects)
 from methods.mamba import mamba_ssm_available, scan_parity
+from methods.nnunetv2 import PLANNERS as NNUNET_PLANNERS
 from methods.registry import (
     MethodInfo,
     UnknownMethodError,
@@ -13,6 +14,7 @@ from methods.registry import (
 )
 
 __all__ = [
+    "NNUNET_PLANNERS",
     "MethodInfo",
     "UnknownMethodError",
     "count_parameters",

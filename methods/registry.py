@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.errors import UnknownMethodError
 
-Family = Literal["sam-adapter", "3d-net"]
+Family = Literal["sam-adapter", "3d-net", "own pipeline"]
 ModelSize = Literal["paper", "smoke"]
 Builder = Callable[..., nn.Module]
 TrainableRule = Callable[[nn.Module], Iterable[str]]
@@ -62,6 +62,10 @@ class MethodInfo:
     # Raised whenever the network or its initialisation changes what it computes; part of every run's
     # configuration, so a run trained by an earlier revision is never taken for a current one.
     revision: int = 1
+    # A method that brings its own pipeline (planning, preprocessing, training, inference) names it
+    # here; the harness then drives that pipeline on the run's cases instead of its own trainer, and
+    # the builder gives the network the pipeline would plan for a patch of the crop's size (counts).
+    pipeline: str | None = None
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -88,6 +92,7 @@ def register_method(
     backbone: BackboneSpec | None = None,
     notes: str = "",
     revision: int = 1,
+    pipeline: str | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
 
@@ -108,6 +113,7 @@ def register_method(
             backbone=backbone,
             notes=notes,
             revision=revision,
+            pipeline=pipeline,
         )
         return builder
 

@@ -10,7 +10,8 @@ from reports import paper_table1
 def test_paper_table1_is_complete_and_named_like_our_methods():
     table = paper_table1()
     methods = {info.name for info in list_methods()}
-    assert {m for _, m in table} == methods and len(methods) == 11
+    # The paper's eleven rows, plus nnU-Net's own pipeline, which the paper did not run.
+    assert {m for _, m in table} == methods - {"nnunetv2"} and len(methods) == 12
     assert {d for d, _ in table} == {"100pct", "25pct", "12pct"} and len(table) == 33
     assert table[("100pct", "tpmamba")]["Avg"] == 84.8 and table[("12pct", "vnet")]["Avg"] == 15.5
 

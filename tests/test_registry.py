@@ -68,8 +68,9 @@ def test_methods_all_is_every_registered_method():
     from bench.cli_common import method_names
 
     names = method_names("all")
-    assert names == [info.name for info in list_methods()] and len(names) == 11
-    assert set(names) == {"tpmamba", "samed", "masam", "unetr", "swinunetr", "nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"}
+    assert names == [info.name for info in list_methods()] and len(names) == 12
+    paper = {"tpmamba", "samed", "masam", "unetr", "swinunetr", "nnunet", "vnet", "mednext", "uxnet", "umamba", "transbts"}
+    assert set(names) == paper | {"nnunetv2"}
     assert method_names("none") == [] and method_names("unetr, nnunet") == ["unetr", "nnunet"]
 
 

@@ -1,0 +1,171 @@
+"""One run of a method whose pipeline is nnU-Net v2 (``bench.nnunet_pipeline`` drives nnU-Net's
+steps): the draw's folders, nnU-Net's training resumed from its own checkpoint, the predictions
+scored in the original label space, and the run files every run has (config.json with nnU-Net's
+plan and version in its provenance, log.jsonl from nnU-Net's per-epoch log, summary.json)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bench.nnunet_pipeline import (
+    CONFIGURATION,
+    DATASET_NAME,
+    NNUNET_DIR,
+    case_name,
+    export_raw_dataset,
+    nnunet_folders,
+    nnunet_log_lines,
+    plan_and_preprocess,
+    plan_summary,
+    predict_test_images,
+    quiet,
+    trainer_class,
+)
+
+
+def predictions_on_reference(prediction_dir: Path, case, reference, coarse) -> np.ndarray:
+    """nnU-Net's prediction of a test case as a label map on its label file's grid."""
+    import nibabel as nib
+    import torch
+
+    from bench.data.preprocess import to_original_grid
+
+    name = case_name(case.case_id)
+    if coarse is None:  # predicted on the original image's grid by nnU-Net itself
+        return np.asarray(nib.load(str(Path(prediction_dir) / f"{name}.nii.gz")).dataobj).astype(np.uint8)
+    with np.load(Path(prediction_dir) / f"{name}.npz") as npz:
+        probabilities = npz["probabilities"]  # (C, z, y, x): SimpleITK's order of the coarse image
+    probabilities = torch.from_numpy(np.ascontiguousarray(probabilities.transpose(0, 3, 2, 1)))
+    return to_original_grid(probabilities, coarse[case.case_id].affine, reference.label.shape, reference.affine)
+
+
+def draw_key(run, grid, planner: str) -> str:
+    coarse = grid.profile.name != "paper"
+    payload = {
+        "data": run.config.data_identity,
+        "train": list(run.train_ids),
+        "test": list(run.test_ids),
+        "raw": grid.profile.preprocess.key() if coarse else "original files",
+        "planner": planner,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def execute_nnunet_run(run, grid, console):
+    """One run of nnU-Net's own pipeline: export, plan, preprocess, train (resuming from nnU-Net's
+    latest checkpoint), predict, score; writes config.json, log.jsonl and summary.json."""
+    import torch
+
+    from bench.config import cache_root
+    from bench.console import plain
+    from bench.evaluate import reference_of, save_prediction
+    from bench.metrics import METRIC_CONVENTION, score_case
+    from bench.results import summarize
+    from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary
+    from methods import NNUNET_PLANNERS, count_parameters
+
+    summary_path = run.run_dir / SUMMARY_FILE
+    if summary_path.exists():
+        console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
+        return RunSummary.read(summary_path)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    hyper = run.config.hyperparameters
+    planner = hyper["planner"]
+    # --epochs shortens every method's training, nnU-Net's too; its own schedule otherwise.
+    epochs = grid.request.epochs or hyper["epochs"]
+    coarse_profile = grid.profile.name != "paper"
+    root = cache_root() / "nnunetv2" / draw_key(run, grid, planner)
+    raw, preprocessed, results = root / "raw", root / "preprocessed", run.run_dir / NNUNET_DIR
+    dataset = grid.dataset
+    train_cases = [dataset.cases[c] for c in run.train_ids]
+    test_cases = [dataset.cases[c] for c in run.test_ids]
+    # The grid has preprocessed every case at the profile's spacing already.
+    coarse = {c.case_id: grid.cases[c.case_id] for c in train_cases + test_cases} if coarse_profile else None
+    device = torch.device(grid.device)
+    started = time.monotonic()
+    console.print(f"{plain(run.method)} {run.data} #{run.repeat}: nnU-Net plans and preprocesses the draw's {len(train_cases)} cases")
+    with nnunet_folders(raw, preprocessed, results, augmentation_workers=1):
+        export_raw_dataset(raw, train_cases, test_cases, coarse)
+        plans = plan_and_preprocess(preprocessed, planner)
+    workers = 0 if coarse_profile else int(os.environ.get("nnUNet_n_proc_DA", "8"))
+    with nnunet_folders(raw, preprocessed, results, augmentation_workers=workers):
+        from batchgenerators.utilities.file_and_folder_operations import load_json
+
+        plans = load_json(str(preprocessed / DATASET_NAME / f"{NNUNET_PLANNERS[planner][1]}.json"))
+        dataset_json = load_json(str(preprocessed / DATASET_NAME / "dataset.json"))
+        plans["continue_training"] = False
+        checkpoint_every = 1 if coarse_profile else 50
+        with quiet():
+            trainer = trainer_class(epochs, hyper["iterations_per_epoch"], checkpoint_every)(
+                plans, CONFIGURATION, "all", dataset_json, device
+            )
+        final = Path(trainer.output_folder) / "checkpoint_final.pth"
+        latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
+        with quiet():
+            trainer.initialize()  # builds the planned network, its optimiser and loss
+            if final.exists():
+                trainer.load_checkpoint(str(final))
+            elif latest.exists():
+                trainer.load_checkpoint(str(latest))  # nnU-Net's continue_training
+        config_path = run.run_dir / CONFIG_FILE
+        if not config_path.exists():
+            total, trainable = count_parameters(trainer.network)
+            # nnU-Net's version is in every run's provenance (bench.provenance.PACKAGES); its plan here.
+            provenance = replace(grid.provenance, pipeline={"nnunetv2": plan_summary(plans), "data": str(root)})
+            created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
+        if not final.exists():
+            console.print(f"  nnU-Net trains: {epochs} epochs of {hyper['iterations_per_epoch']} iterations on {device.type}")
+            with quiet():
+                trainer.run_training()
+        _write_log(run.run_dir / LOG_FILE, nnunet_log_lines(trainer))
+        train_seconds = time.monotonic() - started
+        started = time.monotonic()
+        prediction_dir = results / "test_predictions"
+        predict_test_images(trainer, raw / DATASET_NAME / "imagesTs", prediction_dir, save_probabilities=coarse is not None)
+    per_case = []
+    for case in test_cases:
+        reference = reference_of(dataset, case.case_id)
+        prediction = predictions_on_reference(prediction_dir, case, reference, coarse)
+        if prediction.shape != reference.label.shape:
+            raise ValueError(f"nnU-Net's prediction of case {case.case_id} has shape {prediction.shape}, its label {reference.label.shape}")
+        if grid.request.save_predictions:
+            save_prediction(run.run_dir, case.case_id, prediction, reference)
+        per_case.append(
+            CaseScores(case.case_id, score_case(prediction, reference.label, reference.spacing_mm, run.config.nsd_tolerance_mm))
+        )
+    summary = summarize(
+        per_case,
+        method=run.method,
+        data=run.data,
+        repeat=run.repeat,
+        config_hash=run.hash,
+        stamp=grid.provenance.stamp,
+        synthetic=grid.provenance.synthetic,
+        profile=grid.profile.name,
+        weights=run.config.weights,
+        spacing_mm=float(plans["configurations"][CONFIGURATION]["spacing"][0]),
+        eval_space="original",
+        metric_convention=METRIC_CONVENTION,
+        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
+        train_cases=list(run.train_ids),
+        seconds={"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
+        processes=1,
+    )
+    summary.write(summary_path)
+    return summary
+
+
+def _write_log(path: Path, lines) -> None:
+    from bench.io import atomic_write
+
+    text = "".join(line.to_json() + "\n" for line in lines)
+    atomic_write(path, lambda fh: fh.write(text.encode()))

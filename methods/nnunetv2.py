@@ -1,0 +1,95 @@
+"""nnU-Net v2 as nnU-Net: its own pipeline (fingerprint, plan, preprocessing, trainer, predictor),
+driven by the harness on each run's cases (``bench.nnunet_pipeline``), with nnU-Net's default planner
+or its residual-encoder presets (Isensee et al., nnU-Net Revisited, MICCAI 2024).
+
+What a run trains is the network in nnU-Net's plan for the run's data; the builder here gives the
+network nnU-Net's planners configure for a patch of the crop's size at isotropic spacing, for
+parameter and MAC counts: the topology from nnunetv2's ``get_pool_and_conv_props`` (pooling until a
+feature map edge would fall below 4 voxels, 3^3 kernels), features 32 doubling up to 320; the
+default planner's ``PlainConvUNet`` with two convolutions per stage, the ResEnc presets'
+``ResidualEncoderUNet`` with (1, 3, 4, 6, 6, 6) residual blocks per encoder stage and one
+convolution per decoder stage (ResEncM and ResEncL differ in the patch and batch their memory
+targets plan, not in the network at a given patch).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from methods.registry import register_method
+
+# nnU-Net's planner class per preset (nnunetv2.experiment_planning), and its plans identifier.
+PLANNERS = {
+    "default": ("ExperimentPlanner", "nnUNetPlans"),
+    "ResEncM": ("nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans"),
+    "ResEncL": ("nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans"),
+}
+_BASE_FEATURES, _MAX_FEATURES = 32, 320
+_RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
+
+
+@register_method(
+    "nnunetv2",
+    family="own pipeline",
+    pipeline="nnunetv2",
+    reference="Isensee et al., nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation, "
+    "Nat. Methods 2021; nnU-Net Revisited, MICCAI 2024 (ResEnc presets)",
+    paper=dict(planner="default", configuration="3d_fullres", epochs=1000, iterations_per_epoch=250),
+    # CPU-sized: the same pipeline on the smoke profile's coarse volumes, few short epochs.
+    smoke=dict(epochs=6, iterations_per_epoch=20),
+    size_multiple=16,
+    weights="random init (trained from scratch by nnU-Net's trainer)",
+    notes=(
+        "checked against MIC-DKFZ/nnUNet nnunetv2/experiment_planning/experiment_planners/{default_experiment_planner.py, "
+        "network_topology.py, residual_unets/residual_encoder_unet_planners.py} for the counted network; "
+        "nnU-Net v2's own pipeline on each run's training cases (fold 'all') through nnunetv2's Python API: its "
+        "fingerprint, plan, preprocessing, trainer (SGD, poly schedule, deep supervision, its augmentation) and "
+        "predictor (test-time mirroring); scored by bench in the original label space. --set planner=ResEncM|ResEncL "
+        "for the residual-encoder presets. Smoke profile: the raw data handed to nnU-Net are the profile's "
+        "preprocessed volumes (8 mm, HU window scaled to [0, 1]), training runs without background workers"
+    ),
+)
+def build_nnunetv2(
+    in_channels: int,
+    out_channels: int,
+    roi_size: tuple[int, int, int],
+    planner: str,
+    configuration: str,
+    epochs: int,
+    iterations_per_epoch: int,
+) -> nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+    from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+    from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
+
+    if planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {', '.join(PLANNERS)}, got {planner!r}")
+    if configuration != "3d_fullres":
+        raise ValueError(f"only nnU-Net's 3d_fullres configuration is run here, got {configuration!r}")
+    if epochs < 1 or iterations_per_epoch < 1:
+        raise ValueError(f"epochs and iterations_per_epoch must be positive, got {epochs} and {iterations_per_epoch}")
+    _, strides, kernels, _, _ = get_pool_and_conv_props((1.0, 1.0, 1.0), tuple(roi_size), 4, 999999)
+    stages = len(kernels)
+    common = dict(
+        input_channels=in_channels,
+        n_stages=stages,
+        features_per_stage=[min(_MAX_FEATURES, _BASE_FEATURES * 2**i) for i in range(stages)],
+        conv_op=nn.Conv3d,
+        kernel_sizes=kernels,
+        strides=strides,
+        num_classes=out_channels,
+        conv_bias=True,
+        norm_op=nn.InstanceNorm3d,
+        norm_op_kwargs={"eps": 1e-5, "affine": True},
+        nonlin=nn.LeakyReLU,
+        nonlin_kwargs={"inplace": True},
+        deep_supervision=False,
+    )
+    if planner == "default":
+        network = PlainConvUNet(**common, n_conv_per_stage=[2] * stages, n_conv_per_stage_decoder=[2] * (stages - 1))
+    else:
+        network = ResidualEncoderUNet(
+            **common, n_blocks_per_stage=list(_RESENC_BLOCKS[:stages]), n_conv_per_stage_decoder=[1] * (stages - 1)
+        )
+    network.apply(InitWeights_He(1e-2))
+    return network

@@ -1,0 +1,84 @@
+"""nnU-Net v2's own pipeline as a method: the network its planners configure, and one run end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from bench.runfiles import ConfigFile, RunSummary
+from methods import count_parameters
+from methods.registry import build_on_meta
+from splits import load_splits
+from tests.conftest import TEST_CASES, invoke
+
+
+def test_the_default_plan_at_96_is_the_nnunet_rows_network():
+    # Two independent routes to nnU-Net's 96^3 network: this method asks nnunetv2's topology
+    # function, the 'nnunet' method writes the plan out by hand.
+    assert count_parameters(build_on_meta("nnunetv2", roi_size=(96,) * 3)) == count_parameters(build_on_meta("nnunet", roi_size=(96,) * 3))
+
+
+def test_resenc_presets_build_residual_encoders_with_nnunets_block_counts():
+    from dynamic_network_architectures.building_blocks.residual import BasicBlockD
+
+    network = build_on_meta("nnunetv2", roi_size=(96,) * 3, planner="ResEncM")
+    blocks = [sum(isinstance(m, BasicBlockD) for m in stage.modules()) for stage in network.encoder.stages]
+    assert blocks == [1, 3, 4, 6, 6]
+    convs = [m for m in network.encoder.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert {m.kernel_size for m in convs} <= {(3, 3, 3), (1, 1, 1)}  # 1^3: the residual projections
+    assert {m.stride for m in convs if m.stride != (1, 1, 1)} == {(2, 2, 2)}
+
+
+def test_an_unknown_planner_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="ResEncM, ResEncL"):
+        build_on_meta("nnunetv2", planner="ResEncXXL")
+
+
+def test_nnunetv2_run_exports_the_draw_plans_trains_predicts_and_scores(tiny_synthetic, tmp_path, isolated_cache):
+    out = tmp_path / "runs"
+    args = ("run", "--methods", "nnunetv2", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out)
+    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "1", "--set", "iterations_per_epoch=2")
+    result = invoke(*args, *fast)
+    assert result.exit_code == 0, result.output
+    train = load_splits().train["12pct"][0]
+
+    (raw,) = (isolated_cache / "nnunetv2").glob("*/raw/Dataset501_BTCVbench")
+    assert sorted(p.name for p in (raw / "labelsTr").iterdir()) == [f"BTCV_{c}.nii.gz" for c in sorted(train)]
+    assert sorted(p.name for p in (raw / "imagesTr").iterdir()) == [f"BTCV_{c}_0000.nii.gz" for c in sorted(train)]
+    assert sorted(p.name for p in (raw / "imagesTs").iterdir()) == [f"BTCV_{c}_0000.nii.gz" for c in TEST_CASES]
+    assert json.loads((raw / "dataset.json").read_text())["labels"]["liver"] == 6
+    (plans,) = (isolated_cache / "nnunetv2").glob("*/preprocessed/Dataset501_BTCVbench/nnUNetPlans.json")
+
+    run_dir = out / "12pct" / "nnunetv2[iterations_per_epoch=2]" / "repeat0"
+    config = ConfigFile.read(run_dir / "config.json")
+    assert config.config.family == "own pipeline" and config.provenance.versions["nnunetv2"]
+    plan = config.provenance.pipeline["nnunetv2"]
+    assert plan["patch_size"] == json.loads(plans.read_text())["configurations"]["3d_fullres"]["patch_size"]
+    # The network trained is the one nnU-Net planned: its size is in the config.
+    assert config.params_total == config.params_trainable > 0
+    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1]
+    assert (run_dir / "nnunet").is_dir()
+
+    summary = RunSummary.read(run_dir / "summary.json")
+    assert [c.case for c in summary.metric_per_case] == list(TEST_CASES)
+    assert all(len(c.metrics) == 13 for c in summary.metric_per_case) and summary.eval_space == "original"
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 * 13 and {r["method"] for r in rows} == {"nnunetv2[iterations_per_epoch=2]"}
+    assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows if r["dice"])  # empty: organ absent from both
+
+    again = invoke(*args, *fast)
+    assert again.exit_code == 0 and "finished earlier, skipped" in again.output
+
+
+def test_a_planner_nnunet_does_not_have_is_one_line_before_nnunet_starts(tiny_synthetic, tmp_path):
+    result = invoke(
+        "run", "--methods", "nnunetv2", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", tmp_path,
+        "--profile", "smoke", "--device", "cpu", "--set", "planner=ResEncXXL",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "planner must be one of default, ResEncM, ResEncL" in result.output
+    assert not (tmp_path / "12pct").exists()
