@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,10 +29,9 @@ from bench.errors import UserError
 from bench.evaluate import check_scoring_options, reference_of, save_prediction
 from bench.grid import clear_failure, marked_running, record_failure
 from bench.io import check_writable, is_storage_error
-from bench.metrics import METRIC_CONVENTION
 from bench.plan import PlannedRun, RunRequest, plan_runs
 from bench.provenance import code_revision, hardware, package_versions
-from bench.results import summarize, write_results_csv
+from bench.results import run_summary, write_results_csv
 from bench.runfiles import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, ConfigFile, Provenance, RunSummary
 from bench.weights import BackboneWeights, resolve_backbone_weights
 
@@ -191,7 +190,8 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSum
     config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        ConfigFile(run.config, run.hash, total, trainable, grid.provenance, created).write(config_path)
+        provenance = replace(grid.provenance, method_title=get_method(run.base_method).title or None)
+        ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
     train_cases = [grid.cases[c] for c in run.train_ids]
     test_cases = [grid.cases[c] for c in run.test_ids]
     per_epoch = steps_per_epoch(len(train_cases), profile)
@@ -234,23 +234,10 @@ def execute_run(run: PlannedRun, grid: PreparedGrid, console: Console) -> RunSum
         if grid.request.save_predictions
         else None,
     )
-    summary = summarize(
-        per_case,
-        method=run.method,
-        data=run.data,
-        repeat=run.repeat,
-        config_hash=run.hash,
-        stamp=grid.provenance.stamp,
-        synthetic=grid.provenance.synthetic,
-        profile=profile.name,
-        weights=run.config.weights,
-        spacing_mm=profile.preprocess.spacing_mm,
-        eval_space=run.config.eval_space,
-        metric_convention=METRIC_CONVENTION,
-        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
-        train_cases=list(run.train_ids),
-        seconds={"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
-        processes=distributed.world_size(),
+    seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
+    spacing = profile.preprocess.spacing_mm
+    summary = run_summary(
+        run, grid.provenance, profile.name, per_case, spacing_mm=spacing, seconds=seconds, processes=distributed.world_size()
     )
     state.save(run.run_dir / CHECKPOINT_FILE, run.hash, finished=True)
     summary.write(summary_path)

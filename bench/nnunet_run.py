@@ -66,16 +66,19 @@ def execute_nnunet_run(run, grid, console):
 
     from bench.config import cache_root
     from bench.console import plain
+    from bench.errors import UserError
     from bench.evaluate import reference_of, save_prediction
-    from bench.metrics import METRIC_CONVENTION, score_case
-    from bench.results import summarize
+    from bench.metrics import score_case
+    from bench.results import run_summary
     from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary
-    from methods import NNUNET_PLANNERS, count_parameters
+    from methods import NNUNET_PLANNERS, count_parameters, get_method
 
     summary_path = run.run_dir / SUMMARY_FILE
     if summary_path.exists():
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
         return RunSummary.read(summary_path)
+    if run.config.eval_space != "original":
+        raise UserError(f"{run.method} is scored in the original label space only (nnU-Net predicts on its own grid); drop --eval-space")
     run.run_dir.mkdir(parents=True, exist_ok=True)
     hyper = run.config.hyperparameters
     planner = hyper["planner"]
@@ -119,7 +122,8 @@ def execute_nnunet_run(run, grid, console):
         if not config_path.exists():
             total, trainable = count_parameters(trainer.network)
             # nnU-Net's version is in every run's provenance (bench.provenance.PACKAGES); its plan here.
-            provenance = replace(grid.provenance, pipeline={"nnunetv2": plan_summary(plans), "data": str(root)})
+            title = get_method(run.base_method).title
+            provenance = replace(grid.provenance, pipeline={"nnunetv2": plan_summary(plans), "data": str(root)}, method_title=title)
             created = datetime.now(timezone.utc).isoformat(timespec="seconds")
             ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
         if not final.exists():
@@ -142,24 +146,9 @@ def execute_nnunet_run(run, grid, console):
         per_case.append(
             CaseScores(case.case_id, score_case(prediction, reference.label, reference.spacing_mm, run.config.nsd_tolerance_mm))
         )
-    summary = summarize(
-        per_case,
-        method=run.method,
-        data=run.data,
-        repeat=run.repeat,
-        config_hash=run.hash,
-        stamp=grid.provenance.stamp,
-        synthetic=grid.provenance.synthetic,
-        profile=grid.profile.name,
-        weights=run.config.weights,
-        spacing_mm=float(plans["configurations"][CONFIGURATION]["spacing"][0]),
-        eval_space="original",
-        metric_convention=METRIC_CONVENTION,
-        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
-        train_cases=list(run.train_ids),
-        seconds={"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)},
-        processes=1,
-    )
+    seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
+    spacing = float(plans["configurations"][CONFIGURATION]["spacing"][0])  # nnU-Net's own (z) spacing
+    summary = run_summary(run, grid.provenance, grid.profile.name, per_case, spacing_mm=spacing, seconds=seconds, processes=1)
     summary.write(summary_path)
     return summary
 

@@ -35,6 +35,32 @@ def summarize(per_case: list[CaseScores], **header) -> RunSummary:
     return RunSummary(metric_per_case=list(per_case), mean=mean, foreground_mean=foreground, **header)
 
 
+def run_summary(
+    run, provenance, profile_name: str, per_case: list[CaseScores], *, spacing_mm: float, seconds: dict, processes: int
+) -> RunSummary:
+    """A planned run's summary: its identity from the plan, how it was scored, its per-case metrics."""
+    from bench.metrics import METRIC_CONVENTION
+
+    return summarize(
+        per_case,
+        method=run.method,
+        data=run.data,
+        repeat=run.repeat,
+        config_hash=run.hash,
+        stamp=provenance.stamp,
+        synthetic=provenance.synthetic,
+        profile=profile_name,
+        weights=run.config.weights,
+        spacing_mm=spacing_mm,
+        eval_space=run.config.eval_space,
+        metric_convention=METRIC_CONVENTION,
+        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
+        train_cases=list(run.train_ids),
+        seconds=seconds,
+        processes=processes,
+    )
+
+
 def collect_rows(runs_dir: Path) -> list[dict]:
     """Long-format rows from every summary.json under runs_dir/<data>/<method>/repeat<k>/."""
     rows = []

@@ -125,6 +125,7 @@ class Provenance:
     stamp: str  # one line that says what kind of numbers these are (synthetic, smoke, random backbone)
     # What a method with its own pipeline decided for this run (nnU-Net: its plan); None otherwise.
     pipeline: dict[str, Any] | None = None
+    method_title: str | None = None  # the method's title (methods.registry.MethodInfo), for report rows
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = 
             {
                 "method": row["method"],
                 "repeats": int(row["repeats"]),
-                "note": describe(entry) if entry else "",
+                "note": "; ".join(part for part in (entry.get("title", ""), describe(entry)) if part) if entry else "",
                 "reasons": entry["reasons"] if entry else [],
                 "cells": cells,
             }

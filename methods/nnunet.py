@@ -40,6 +40,7 @@ class TrainingDeepSupervisionUNet(PlainConvUNet):
 @register_method(
     "nnunet",
     family="3d-net",
+    title="nnU-Net architecture, uniform protocol",
     reference="Isensee et al., nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation, Nat. Methods 2021",
     paper=dict(features=(32, 64, 128, 256, 320), convs_per_stage=2, decoder_convs_per_stage=2, deep_supervision=False),
     smoke=dict(features=(8, 16, 32, 64, 64)),

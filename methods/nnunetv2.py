@@ -32,6 +32,7 @@ _RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
     "nnunetv2",
     family="own pipeline",
     pipeline="nnunetv2",
+    title="nnU-Net v2, own pipeline",
     reference="Isensee et al., nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation, "
     "Nat. Methods 2021; nnU-Net Revisited, MICCAI 2024 (ResEnc presets)",
     paper=dict(planner="default", configuration="3d_fullres", epochs=1000, iterations_per_epoch=250),

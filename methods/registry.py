@@ -66,6 +66,8 @@ class MethodInfo:
     # here; the harness then drives that pipeline on the run's cases instead of its own trainer, and
     # the builder gives the network the pipeline would plan for a patch of the crop's size (counts).
     pipeline: str | None = None
+    # What a row of this method is, where the name alone could mislead (reports show it beside the name).
+    title: str = ""
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -93,6 +95,7 @@ def register_method(
     notes: str = "",
     revision: int = 1,
     pipeline: str | None = None,
+    title: str = "",
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
 
@@ -114,6 +117,7 @@ def register_method(
             notes=notes,
             revision=revision,
             pipeline=pipeline,
+            title=title,
         )
         return builder
 

@@ -202,6 +202,9 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     assert f"report: {out / 'report' / 'report.html'}" in result.output.replace("\n", "")
     html = (out / "report" / "report.html").read_text()
     assert all(f'data-method="{name}"' in html for name in ("nnunet", "umamba", "transbts"))
+    # The nnunet row says what it is, beside nnU-Net's own pipeline (nnunetv2) in a report.
+    assert "| nnunet (nnU-Net architecture, uniform protocol; 1 of 5 draws" in (out / "report" / "table1.md").read_text()
+    assert "| umamba (1 of 5 draws" in (out / "report" / "table1.md").read_text()  # no title: its name says it
 
 
 def test_a_failing_run_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(tiny_synthetic, tmp_path, monkeypatch):

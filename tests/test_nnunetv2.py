@@ -71,6 +71,9 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_predicts_and_scores(tiny_syn
     assert len(rows) == 6 * 13 and {r["method"] for r in rows} == {"nnunetv2[iterations_per_epoch=2]"}
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows if r["dice"])  # empty: organ absent from both
 
+    table = (out / "report" / "table1.md").read_text()
+    assert "| nnunetv2[iterations_per_epoch=2] (nnU-Net v2, own pipeline; 1 of 5 draws" in table
+
     again = invoke(*args, *fast)
     assert again.exit_code == 0 and "finished earlier, skipped" in again.output
 
