@@ -68,6 +68,7 @@ def execute_nnunet_run(run, grid, console):
     from bench.console import plain
     from bench.errors import UserError
     from bench.evaluate import reference_of, save_prediction
+    from bench.grid import clear_failure
     from bench.metrics import score_case
     from bench.results import run_summary
     from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary
@@ -80,6 +81,7 @@ def execute_nnunet_run(run, grid, console):
     if run.config.eval_space != "original":
         raise UserError(f"{run.method} is scored in the original label space only (nnU-Net predicts on its own grid); drop --eval-space")
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
     hyper = run.config.hyperparameters
     planner = hyper["planner"]
     # --epochs shortens every method's training, nnU-Net's too; its own schedule otherwise.
