@@ -38,12 +38,32 @@ def test_an_unknown_planner_is_refused():
         build_on_meta("nnunetv2", planner="ResEncXXL")
 
 
-def test_nnunetv2_run_exports_the_draw_plans_trains_predicts_and_scores(tiny_synthetic, tmp_path, isolated_cache):
+def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(tiny_synthetic, tmp_path, isolated_cache, monkeypatch):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
     out = tmp_path / "runs"
     args = ("run", "--methods", "nnunetv2", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out)
-    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "1", "--set", "iterations_per_epoch=2")
+    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "2", "--set", "iterations_per_epoch=2")
+
+    # Killed after its first epoch (nnU-Net has saved checkpoint_latest): the rerun must train the
+    # second epoch only, from nnU-Net's own checkpoint.
+    epoch_end, epoch_start, started = nnUNetTrainer.on_epoch_end, nnUNetTrainer.on_epoch_start, []
+
+    def interrupted_after_the_first_epoch(self):
+        epoch_end(self)
+        raise KeyboardInterrupt
+
+    def counted(self):
+        started.append(self.current_epoch)
+        epoch_start(self)
+
+    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", interrupted_after_the_first_epoch)
+    assert invoke(*args, *fast).exit_code == 130
+    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", epoch_end)
+    monkeypatch.setattr(nnUNetTrainer, "on_epoch_start", counted)
     result = invoke(*args, *fast)
     assert result.exit_code == 0, result.output
+    assert started == [1]  # epoch index 1: the first was not trained again
     train = load_splits().train["12pct"][0]
 
     (raw,) = (isolated_cache / "nnunetv2").glob("*/raw/Dataset501_BTCVbench")
@@ -60,7 +80,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_predicts_and_scores(tiny_syn
     assert plan["patch_size"] == json.loads(plans.read_text())["configurations"]["3d_fullres"]["patch_size"]
     # The network trained is the one nnU-Net planned: its size is in the config.
     assert config.params_total == config.params_trainable > 0
-    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1]
+    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert (run_dir / "nnunet").is_dir()
 
     summary = RunSummary.read(run_dir / "summary.json")
