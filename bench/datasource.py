@@ -46,9 +46,14 @@ def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: floa
     return root
 
 
+def given_data_root(data_root: Path | None) -> Path | None:
+    """``--data-root``, else ``$BENCH_DATA_ROOT``; None means the synthetic abdomen."""
+    return data_root or (Path(os.environ["BENCH_DATA_ROOT"]) if os.environ.get("BENCH_DATA_ROOT") else None)
+
+
 def resolve_dataset(data_root: Path | None, case_ids, console: Console) -> Dataset:
     """``--data-root``, else ``$BENCH_DATA_ROOT``, else the synthetic abdomen (written on first use)."""
-    root = data_root or (Path(os.environ["BENCH_DATA_ROOT"]) if os.environ.get("BENCH_DATA_ROOT") else None)
+    root = given_data_root(data_root)
     if root is not None:
         # A folder written by `bench data synth` stays stamped synthetic wherever it is passed in.
         return locate_dataset(root, synthetic=(Path(root) / COMPLETE_MARKER).exists())

@@ -99,14 +99,15 @@ def package_check() -> Check:
 
     from packaging.requirements import Requirement
 
+    from bench.provenance import installed_version
+
     met, problems = {}, []
     for text in metadata.requires("sam3d-bench") or []:
         requirement = Requirement(text)
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue  # optional extras ([test], [cuda]) are checked where they matter
-        try:
-            version = metadata.version(requirement.name)
-        except metadata.PackageNotFoundError:
+        version = installed_version(requirement.name)
+        if version is None:
             problems.append(f"{requirement.name} is missing")
             continue
         if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
@@ -118,20 +119,12 @@ def package_check() -> Check:
     return Check("packages", "ok", f"all {len(met)} requirements met ({shown}, ...)", data={"versions": met})
 
 
-def _installed(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def mamba_check(device: str) -> Check:
     """mamba-ssm's fused selective scan, where it would run, against the harness's PyTorch scan."""
+    from bench.provenance import installed_version
     from methods import mamba_ssm_available, scan_parity
 
-    versions = {"mamba-ssm": _installed("mamba-ssm"), "causal-conv1d": _installed("causal-conv1d")}
+    versions = {"mamba-ssm": installed_version("mamba-ssm"), "causal-conv1d": installed_version("causal-conv1d")}
     conv = "causal-conv1d is not used (the block's convolution runs in PyTorch)"
     if device != "cuda":
         return Check("mamba-ssm", "ok", "not used without CUDA: the PyTorch selective scan runs", data=versions)

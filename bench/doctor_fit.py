@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import _thread
 import gc
-import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -26,10 +25,10 @@ def data_checks(data_root: Path | None, settings, case_ids: Sequence[str]) -> li
     from bench.data.btcv import check_dataset, locate_dataset, read_grid
     from bench.data.preprocess import cache_bytes_upper_bound, cache_dir_for
     from bench.data.synthetic import COMPLETE_MARKER, case_grid
-    from bench.datasource import synthetic_root
+    from bench.datasource import given_data_root, synthetic_root
     from bench.errors import DataError
 
-    root = data_root or (Path(os.environ["BENCH_DATA_ROOT"]) if os.environ.get("BENCH_DATA_ROOT") else None)
+    root = given_data_root(data_root)
     raw_bytes, dataset = 0, None
     if root is None:
         written = (synthetic_root() / COMPLETE_MARKER).exists()

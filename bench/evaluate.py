@@ -65,17 +65,10 @@ def reference_of(dataset, case_id: str) -> Reference:
 
 def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
     """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
-    import gzip
-
-    import nibabel as nib
-
-    from bench.io import atomic_write
+    from bench.io import write_nifti_gz
 
     path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
-    image = nib.Nifti1Image(labels.astype(np.uint8), reference.affine)
-    image.set_data_dtype(np.uint8)
-    payload = gzip.compress(image.to_bytes(), compresslevel=1)
-    atomic_write(path, lambda fh: fh.write(payload))
+    write_nifti_gz(path, labels.astype(np.uint8), reference.affine)
     return path
 
 

@@ -68,6 +68,17 @@ def write_text(path: Path, text: str) -> None:
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
+def write_nifti_gz(path: Path, array, affine) -> None:
+    """``array`` as a gzipped NIfTI with ``affine`` and the array's own data type, written atomically
+    (gzip level 1: these files are written often and read once)."""
+    import gzip
+
+    import nibabel as nib
+
+    payload = gzip.compress(nib.Nifti1Image(array, affine).to_bytes(), compresslevel=1)
+    atomic_write(path, lambda fh: fh.write(payload))
+
+
 def is_storage_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
 

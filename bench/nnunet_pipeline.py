@@ -69,22 +69,12 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    import gzip
-
-    import nibabel as nib
-
-    from bench.io import atomic_write
-
-    payload = gzip.compress(nib.Nifti1Image(array, affine).to_bytes(), compresslevel=1)
-    atomic_write(path, lambda fh: fh.write(payload))
-
-
 def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict | None) -> Path:
     """An nnU-Net raw dataset of the draw: imagesTr + labelsTr (the training cases), imagesTs (the
     test cases), dataset.json with the 13 organs. ``train``/``test``: dataset cases; ``coarse``:
     case id -> PreprocessedCase to write instead of linking the original files (smoke profile)."""
     from bench.data.labels import ORGANS
+    from bench.io import write_nifti_gz
 
     folder = Path(root) / DATASET_NAME
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
@@ -98,9 +88,9 @@ def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict
                 _link_or_copy(case.label, label)
         else:
             pre = coarse[case.case_id]
-            _write_nifti(image, pre.image[0].astype(np.float32), pre.affine)
+            write_nifti_gz(image, pre.image[0].astype(np.float32), pre.affine)
             if images == "imagesTr":
-                _write_nifti(label, pre.label[0].astype(np.uint8), pre.affine)
+                write_nifti_gz(label, pre.label[0].astype(np.uint8), pre.affine)
     dataset = {
         "channel_names": {"0": "CT"},
         "labels": {"background": 0, **{organ: i + 1 for i, organ in enumerate(ORGANS)}},

@@ -47,8 +47,14 @@ def predictions_on_reference(prediction_dir: Path, case, reference, coarse) -> n
     return to_original_grid(probabilities, coarse[case.case_id].affine, reference.label.shape, reference.affine)
 
 
+def hands_over_coarse_volumes(profile) -> bool:
+    """Whether nnU-Net's raw data are the profile's preprocessed volumes (smoke) rather than the
+    original files (paper)."""
+    return profile.name != "paper"
+
+
 def draw_key(run, grid, planner: str) -> str:
-    coarse = grid.profile.name != "paper"
+    coarse = hands_over_coarse_volumes(grid.profile)
     payload = {
         "data": run.config.data_identity,
         "train": list(run.train_ids),
@@ -72,7 +78,7 @@ def execute_nnunet_run(run, grid, console):
     from bench.metrics import score_case
     from bench.results import run_summary
     from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary
-    from methods import NNUNET_PLANNERS, count_parameters, get_method
+    from methods import count_parameters, get_method
 
     summary_path = run.run_dir / SUMMARY_FILE
     if summary_path.exists():
@@ -86,7 +92,7 @@ def execute_nnunet_run(run, grid, console):
     planner = hyper["planner"]
     # --epochs shortens every method's training, nnU-Net's too; its own schedule otherwise.
     epochs = grid.request.epochs or hyper["epochs"]
-    coarse_profile = grid.profile.name != "paper"
+    coarse_profile = hands_over_coarse_volumes(grid.profile)
     root = cache_root() / "nnunetv2" / draw_key(run, grid, planner)
     raw, preprocessed, results = root / "raw", root / "preprocessed", run.run_dir / NNUNET_DIR
     dataset = grid.dataset
@@ -102,11 +108,8 @@ def execute_nnunet_run(run, grid, console):
         plans = plan_and_preprocess(preprocessed, planner)
     workers = 0 if coarse_profile else int(os.environ.get("nnUNet_n_proc_DA", "8"))
     with nnunet_folders(raw, preprocessed, results, augmentation_workers=workers):
-        from batchgenerators.utilities.file_and_folder_operations import load_json
-
-        plans = load_json(str(preprocessed / DATASET_NAME / f"{NNUNET_PLANNERS[planner][1]}.json"))
-        dataset_json = load_json(str(preprocessed / DATASET_NAME / "dataset.json"))
-        plans["continue_training"] = False
+        dataset_json = json.loads((preprocessed / DATASET_NAME / "dataset.json").read_text())
+        plans["continue_training"] = False  # nnU-Net's trainer takes this flag out of the plans
         checkpoint_every = 1 if coarse_profile else 50
         with quiet():
             trainer = trainer_class(epochs, hyper["iterations_per_epoch"], checkpoint_every)(

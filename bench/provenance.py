@@ -10,13 +10,17 @@ from pathlib import Path
 PACKAGES = ("sam3d-bench", "torch", "monai", "timm", "numpy", "nibabel", "surface-distance", "fvcore", "nnunetv2")
 
 
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+        versions[name] = installed_version(name) or "not installed"
     return versions
 
 

@@ -74,7 +74,9 @@ def test_an_unmet_requirement_fails_the_package_check(monkeypatch):
 
 
 def test_mamba_ssm_not_installed_on_cuda_is_a_warning_not_a_failure():
-    if doctor._installed("mamba-ssm") is not None:
+    from bench.provenance import installed_version
+
+    if installed_version("mamba-ssm") is not None:
         pytest.skip("mamba-ssm is installed here")
     check = doctor.mamba_check("cuda")
     assert check.status == "warn" and "pip install -e '.[cuda]'" in check.action
