@@ -21,7 +21,8 @@ def by_name(payload: dict) -> dict:
     return {c["name"]: c for c in payload["checks"]}
 
 
-def test_cpu_doctor_passes_and_times_one_step_per_method():
+def test_cpu_doctor_passes_and_times_one_step_per_method(monkeypatch):
+    monkeypatch.setattr("bench.weights.cached_hub_weights", lambda spec: None)  # as on a machine without them
     result = invoke("doctor", "--device", "cpu", "--methods", "unetr,tpmamba", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
