@@ -7,6 +7,7 @@ from __future__ import annotations
 import _thread
 import gc
 import shutil
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -117,6 +118,10 @@ def _rss_limit(limit_mib: float | None, poll_s: float = 0.05) -> Iterator[None]:
                 _thread.interrupt_main()
                 return
 
+    # interrupt_main() runs whatever SIGINT handler is installed; a library that installed its own
+    # (found: one left behind by an earlier run in the same process) would swallow the interrupt.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
@@ -128,6 +133,10 @@ def _rss_limit(limit_mib: float | None, poll_s: float = 0.05) -> Iterator[None]:
     finally:
         done.set()
         watcher.join()
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+    if reached.is_set():  # the step ended before the interrupt reached it; it still passed the limit
+        raise MemoryLimitReached
 
 
 def memory_verdict(used_mib: float, capacity_mib: float) -> Status:
