@@ -184,14 +184,15 @@ def nnunet_log_lines(trainer) -> list:
     return lines
 
 
-def predict_test_images(trainer, images: Path, out: Path, save_probabilities: bool) -> None:
-    """nnU-Net's predictor with the trained network, its default overlap and test-time mirroring."""
+def predict_test_images(trainer, images: Path, out: Path, save_probabilities: bool, mirroring: bool) -> None:
+    """nnU-Net's predictor with the trained network and its default overlap; test-time mirroring
+    along the axes the trainer allows unless ``mirroring`` is false."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     trainer.set_deep_supervision_enabled(False)
     trainer.network.eval()
     with quiet():
-        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=trainer.device, allow_tqdm=False)
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring, device=trainer.device, allow_tqdm=False)
     predictor.manual_initialization(
         trainer.network,
         trainer.plans_manager,

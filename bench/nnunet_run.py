@@ -139,7 +139,9 @@ def execute_nnunet_run(run, grid, console):
         train_seconds = time.monotonic() - started
         started = time.monotonic()
         prediction_dir = results / "test_predictions"
-        predict_test_images(trainer, raw / DATASET_NAME / "imagesTs", prediction_dir, save_probabilities=coarse is not None)
+        predict_test_images(
+            trainer, raw / DATASET_NAME / "imagesTs", prediction_dir, save_probabilities=coarse is not None, mirroring=hyper["mirroring"]
+        )
     per_case = []
     for case in test_cases:
         reference = reference_of(dataset, case.case_id)

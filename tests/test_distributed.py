@@ -76,7 +76,7 @@ def test_ddp_all_reduces_the_adapters_but_never_the_frozen_backbone(tmp_path):
 def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    args += ["-m", "bench.cli", "run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--epochs", "2"]
+    args += ["-m", "bench.cli", "run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--epochs", "1"]
     args += ["--profile", "smoke", "--device", "cpu", "--data-root", str(tiny_synthetic), "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -85,7 +85,7 @@ def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthe
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert config["processes"] == 2 and summary["processes"] == 2
-    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1]
     assert [c["case"] for c in summary["metric_per_case"]] == ["0035", "0036", "0037", "0038", "0039", "0040"]
     assert set(summary["mean"]) == set(summary["metric_per_case"][0]["metrics"]) and (out / "report" / "report.html").exists()
 

@@ -78,25 +78,25 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_
     args = [sys.executable, "-m", "bench.cli", *grid_args(tiny_synthetic, out, "nnunet")]
     # Checkpoints at validation epochs only (every 5 in smoke), however slow the machine: the
     # checkpoint the kill leaves is known.
-    args = [str(a) for a in args] + ["--profile", "smoke", "--device", "cpu", "--epochs", "12", "--checkpoint-minutes", "1000"]
+    args = [str(a) for a in args] + ["--profile", "smoke", "--device", "cpu", "--epochs", "8", "--checkpoint-minutes", "1000"]
     run_dir = out / "12pct" / "nnunet" / "repeat0"
     log = run_dir / "log.jsonl"
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     # smoke checkpoints every 5 epochs: kill after the first checkpoint, part-way to the next
-    while (not log.exists() or len(log.read_text().splitlines()) < 7) and time.monotonic() < deadline and process.poll() is None:
+    while (not log.exists() or len(log.read_text().splitlines()) < 6) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     logged = len(log.read_text().splitlines())
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"]
-    assert process.returncode == -signal.SIGKILL and saved == 5 and 7 <= logged < 10
+    assert process.returncode == -signal.SIGKILL and saved == 5 and 6 <= logged < 8
     state = {s.repeat: s.state for s in scan_grid(out)}[0]
     assert state == "incomplete"  # running.json is left behind, but its process is gone
     again = invoke(*args[3:])  # the same command, in this process: a Python start-up less
     assert again.exit_code == 0, again.output
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
-    assert epochs == list(range(1, 13))  # the lost epochs were redone once, not logged twice
+    assert epochs == list(range(1, 9))  # the lost epochs were redone once, not logged twice
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == 6 and not (run_dir / RUNNING_FILE).exists()
 
@@ -159,7 +159,7 @@ def test_two_processes_writing_one_runs_folder_leave_a_complete_results_csv(tmp_
 def test_the_same_seed_on_the_same_cpu_gives_identical_dice(tiny_synthetic, tmp_path):
     summaries = []
     for out in (tmp_path / "first", tmp_path / "second"):
-        result = invoke(*grid_args(tiny_synthetic, out, "unetr"), "--profile", "smoke", "--device", "cpu", "--epochs", "2")
+        result = invoke(*grid_args(tiny_synthetic, out, "unetr"), "--profile", "smoke", "--device", "cpu", "--epochs", "1")
         assert result.exit_code == 0, result.output
         summaries.append(json.loads((out / "12pct" / "unetr" / "repeat0" / "summary.json").read_text()))
     first, second = ([c["metrics"] for c in s["metric_per_case"]] for s in summaries)

@@ -43,7 +43,17 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
 
     out = tmp_path / "runs"
     args = ("run", "--methods", "nnunetv2", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out)
-    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "2", "--set", "iterations_per_epoch=2")
+    # Without test-time mirroring: 8x fewer forwards (the option is nnU-Net's --disable_tta).
+    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "2", "--set", "iterations_per_epoch=2", "--set", "mirroring=false")
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    predictor_init, mirrored = nnUNetPredictor.__init__, []
+
+    def recorded(self, *args, **kwargs):
+        mirrored.append(kwargs["use_mirroring"])
+        predictor_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(nnUNetPredictor, "__init__", recorded)
 
     # Killed after its first epoch (nnU-Net has saved checkpoint_latest): the rerun must train the
     # second epoch only, from nnU-Net's own checkpoint.
@@ -64,6 +74,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     result = invoke(*args, *fast)
     assert result.exit_code == 0, result.output
     assert started == [1]  # epoch index 1: the first was not trained again
+    assert mirrored == [False]
     train = load_splits().train["12pct"][0]
 
     (raw,) = (isolated_cache / "nnunetv2").glob("*/raw/Dataset501_BTCVbench")
@@ -73,7 +84,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     assert json.loads((raw / "dataset.json").read_text())["labels"]["liver"] == 6
     (plans,) = (isolated_cache / "nnunetv2").glob("*/preprocessed/Dataset501_BTCVbench/nnUNetPlans.json")
 
-    run_dir = out / "12pct" / "nnunetv2[iterations_per_epoch=2]" / "repeat0"
+    run_dir = out / "12pct" / "nnunetv2[iterations_per_epoch=2,mirroring=False]" / "repeat0"
     config = ConfigFile.read(run_dir / "config.json")
     assert config.config.family == "own pipeline" and config.provenance.versions["nnunetv2"]
     plan = config.provenance.pipeline["nnunetv2"]
@@ -88,11 +99,11 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     assert all(len(c.metrics) == 13 for c in summary.metric_per_case) and summary.eval_space == "original"
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 * 13 and {r["method"] for r in rows} == {"nnunetv2[iterations_per_epoch=2]"}
+    assert len(rows) == 6 * 13 and {r["method"] for r in rows} == {"nnunetv2[iterations_per_epoch=2,mirroring=False]"}
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows if r["dice"])  # empty: organ absent from both
 
     table = (out / "report" / "table1.md").read_text()
-    assert "| nnunetv2[iterations_per_epoch=2] (nnU-Net v2, own pipeline; 1 of 5 draws" in table
+    assert "| nnunetv2[iterations_per_epoch=2,mirroring=False] (nnU-Net v2, own pipeline; 1 of 5 draws" in table
 
     again = invoke(*args, *fast)
     assert again.exit_code == 0 and "finished earlier, skipped" in again.output
