@@ -18,20 +18,24 @@ from bench.errors import UserError
 
 @user_errors
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False) -> None:
-    """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes)."""
+    """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes; a
+    method that plans its own patch at that patch)."""
     from methods import count_parameters, list_methods
-    from methods.registry import build_on_meta
+    from methods.registry import build_on_meta, counted_at
 
     rows = []
     for info in list_methods():
+        roi, options, label = counted_at(info, 96)
         # Counted on the meta device: nothing is allocated or initialised.
-        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=(96, 96, 96)))
+        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=roi, **options))
         rows.append(
             {
                 "name": info.name,
                 "family": info.family,
                 "params_total": total,
                 "params_trainable": trainable,
+                "counted_input": label,
+                "counted_input_what": info.counted_input.what if info.counted_input else "",
                 "reference": info.reference,
                 "weights": info.weights,
                 "notes": info.notes,
@@ -48,6 +52,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
         total, trainable = f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}"
         table.add_row(row["name"], row["family"], total, trainable, plain(row["notes"]))
     console.print(table)
+    for row in rows:
+        if row["counted_input_what"]:
+            console.print(f"{row['name']} is counted at {plain(row['counted_input_what'])}.", soft_wrap=True)
 
 
 @user_errors
@@ -62,7 +69,7 @@ def flops(
     """GMACs (fvcore multiply-accumulates): what each adapter adds to a SAM block, and each method's forward."""
     from bench.flops import adapter_table, method_costs, save_adapter_chart
     from methods import get_method
-    from methods.registry import check_input_size
+    from methods.registry import check_input_size, counted_at
 
     names = method_names(methods)
     if input < 16 or input % 16:
@@ -73,7 +80,7 @@ def flops(
         raise UserError(f"--slice-scale must be 1 or 2, got {slice_scale}")
     for name in names:
         try:
-            check_input_size(get_method(name), (input,) * 3)
+            check_input_size(get_method(name), counted_at(get_method(name), input)[0])
         except ValueError as exc:
             raise UserError(str(exc)) from None
     adapters, blocks, uncounted = adapter_table(input, rank, slice_scale)
@@ -115,6 +122,7 @@ def flops(
         columns = (
             "method",
             "family",
+            "input",
             "params (M)",
             "trainable (M)",
             "GMACs",
@@ -130,6 +138,7 @@ def flops(
             table.add_row(
                 r["name"],
                 r["family"],
+                r["input"],
                 f"{r['params_total'] / 1e6:.2f}",
                 f"{r['params_trainable'] / 1e6:.2f}",
                 f"{r['gmacs']:.1f}",
@@ -138,6 +147,9 @@ def flops(
                 pub_g,
             )
         console.print(table)
+        for r in rows:
+            if r["input_what"]:
+                console.print(f"{r['name']} is counted at {plain(r['input_what'])}: its own pipeline plans its patch.", soft_wrap=True)
     if uncounted:
         listed = ", ".join(f"{op} x{n}" for op, n in sorted(uncounted.items()))
         console.print(f"not counted (no handle; element-wise ops are left out by convention): {listed}", soft_wrap=True)

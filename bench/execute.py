@@ -92,6 +92,14 @@ def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console
     return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
 
 
+def uses_harness_preprocessing(infos, profile: Profile) -> bool:
+    """Whether any run of the grid reads the harness's preprocessed volumes: every method trained by
+    the harness does, and nnU-Net's pipeline does where it is handed them instead of the originals."""
+    from bench.nnunet_run import hands_over_coarse_volumes
+
+    return any(info.pipeline is None for info in infos) or hands_over_coarse_volumes(profile)
+
+
 def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
     """Check the request, find the data, plan the runs and preprocess the cases they need."""
     from methods import get_method
@@ -153,10 +161,14 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(
             f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
         )
-    cases, prep = prepare_cases(dataset, needed, profile, console)
+    if uses_harness_preprocessing(infos, profile):
+        cases, prep = prepare_cases(dataset, needed, profile, console)
+        console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
+    else:
+        cases, prep = {}, {"seconds": 0.0, "from_cache": 0}
+        console.print("preprocessing: none by the harness (these methods' own pipelines preprocess the original files)")
     if distributed.is_main():
         distributed.barrier()
-    console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))
 
 

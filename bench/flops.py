@@ -88,15 +88,18 @@ PUBLISHED = {
 
 
 def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict], dict[str, int]]:
-    """Params and one-forward GMACs of each method at a cubic input (as it runs: SAM methods with
-    unpadded window attention, and their GMACs with timm's padded windows beside); merged uncounted ops."""
+    """Params and one-forward GMACs of each method at a cubic input, or at the patch its own pipeline
+    plans (as it runs: SAM methods with unpadded window attention, and their GMACs with timm's padded
+    windows beside); merged uncounted ops."""
     from methods import count_parameters, create_model, get_method
+    from methods.registry import counted_at
 
     rows, uncounted = [], Counter()
-    x = torch.rand(1, 1, input_size, input_size, input_size)
     for name in names:
+        roi, options, label = counted_at(get_method(name), input_size)
+        x = torch.rand(1, 1, *roi)
         torch.manual_seed(0)
-        model = create_model(name, size=size, roi_size=(input_size,) * 3)
+        model = create_model(name, size=size, roi_size=roi, **options)
         total, trainable = count_parameters(model)
         count = count_macs(model, x)
         uncounted.update(count.uncounted)
@@ -104,13 +107,16 @@ def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict
         if "attention" in get_method(name).paper:  # SAM methods: also what timm's padded windows cost
             del model
             torch.manual_seed(0)
-            model = create_model(name, size=size, roi_size=(input_size,) * 3, attention="padded")
+            model = create_model(name, size=size, roi_size=roi, attention="padded", **options)
             padded_gmacs = round(count_macs(model, x).gmacs, 3)
-        published = PUBLISHED.get(name, {}) if input_size == 96 else {}  # published at 96^3 only
+        published = PUBLISHED.get(name, {}) if roi == (96,) * 3 else {}  # published at 96^3 only
+        info = get_method(name)
         rows.append(
             {
                 "name": name,
-                "family": get_method(name).family,
+                "family": info.family,
+                "input": label,
+                "input_what": info.counted_input.what if info.counted_input else "",
                 "params_total": total,
                 "params_trainable": trainable,
                 "gmacs": round(count.gmacs, 3),

@@ -92,6 +92,8 @@ def compute_table(data: ReportData, methods: list[str]) -> list[dict]:
                 "params_paper_size": f.get("params_total"),
                 "trainable_paper_size": f.get("params_trainable"),
                 "gmacs": f.get("gmacs"),
+                # a method counted at the patch its own pipeline plans, not at the common cube
+                "counted_input": f.get("input") if f.get("input_what") else None,
                 "published_gmacs": f.get("published_gmacs"),
                 "train_step_s": s.get("train_step_s"),
                 "sliding_window_s": s.get("sliding_window_s"),

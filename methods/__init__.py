@@ -4,6 +4,7 @@ from methods import masam, mednext, nnunet, nnunetv2, samed, swinunetr, tpmamba,
 from methods.mamba import mamba_ssm_available, scan_parity
 from methods.nnunetv2 import PLANNERS as NNUNET_PLANNERS
 from methods.registry import (
+    CountedInput,
     MethodInfo,
     UnknownMethodError,
     count_parameters,
@@ -15,6 +16,7 @@ from methods.registry import (
 
 __all__ = [
     "NNUNET_PLANNERS",
+    "CountedInput",
     "MethodInfo",
     "UnknownMethodError",
     "count_parameters",

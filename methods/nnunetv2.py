@@ -3,20 +3,22 @@ driven by the harness on each run's cases (``bench.nnunet_pipeline``), with nnU-
 or its residual-encoder presets (Isensee et al., nnU-Net Revisited, MICCAI 2024).
 
 What a run trains is the network in nnU-Net's plan for the run's data; the builder here gives the
-network nnU-Net's planners configure for a patch of the crop's size at isotropic spacing, for
-parameter and MAC counts: the topology from nnunetv2's ``get_pool_and_conv_props`` (pooling until a
-feature map edge would fall below 4 voxels, 3^3 kernels), features 32 doubling up to 320; the
-default planner's ``PlainConvUNet`` with two convolutions per stage, the ResEnc presets'
-``ResidualEncoderUNet`` with (1, 3, 4, 6, 6, 6) residual blocks per encoder stage and one
-convolution per decoder stage (ResEncM and ResEncL differ in the patch and batch their memory
-targets plan, not in the network at a given patch).
+network nnU-Net's planners configure for a patch of the crop's size at a given spacing (isotropic
+unless told), for parameter and MAC counts: the topology from nnunetv2's ``get_pool_and_conv_props``
+(pooling an axis while its edge stays >= 4 voxels and its spacing is within 2x of the finest; 3-wide
+kernels along an axis once its spacing is), features 32 doubling up to 320; the default planner's
+``PlainConvUNet`` with two convolutions per stage, the ResEnc presets' ``ResidualEncoderUNet`` with
+(1, 3, 4, 6, 6, 6) residual blocks per encoder stage and one convolution per decoder stage (ResEncM
+and ResEncL differ in the patch and batch their memory targets plan, not in the network at a given
+patch). bench list and bench flops count it at the plan for the default data
+(``PLANNED_FOR_DEFAULT_DATA``).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from methods.registry import register_method
+from methods.registry import CountedInput, register_method
 
 # nnU-Net's planner class per preset (nnunetv2.experiment_planning), and its plans identifier.
 PLANNERS = {
@@ -26,6 +28,16 @@ PLANNERS = {
 }
 _BASE_FEATURES, _MAX_FEATURES = 32, 320
 _RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
+
+# nnU-Net's 3d_fullres plan (default planner, nnunetv2 2.6) for the default data, the built-in
+# synthetic abdomen's original files: what bench list and bench flops count. Measured on draw 12pct/0
+# by nnunetv2's extract_fingerprints and plan_experiments (the same plan is in a paper-profile run's
+# config.json, provenance.pipeline); BTCV's own plan differs and is in the run files of a BTCV run.
+PLANNED_FOR_DEFAULT_DATA = CountedInput(
+    roi_size=(32, 224, 224),
+    options={"spacing": (3.1, 0.861, 0.861)},
+    what="nnU-Net's plan for the built-in synthetic abdomen: patch 32x224x224 at 3.1x0.861x0.861 mm (z, y, x)",
+)
 
 
 @register_method(
@@ -40,6 +52,7 @@ _RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
     # CPU-sized: the same pipeline on the smoke profile's coarse volumes, few short epochs.
     smoke=dict(epochs=6, iterations_per_epoch=20),
     size_multiple=16,
+    counted_input=PLANNED_FOR_DEFAULT_DATA,
     weights="random init (trained from scratch by nnU-Net's trainer)",
     notes=(
         "checked against MIC-DKFZ/nnUNet nnunetv2/experiment_planning/experiment_planners/{default_experiment_planner.py, "
@@ -61,6 +74,7 @@ def build_nnunetv2(
     epochs: int,
     iterations_per_epoch: int,
     mirroring: bool,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> nn.Module:
     from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
     from dynamic_network_architectures.initialization.weight_init import InitWeights_He
@@ -72,7 +86,7 @@ def build_nnunetv2(
         raise ValueError(f"only nnU-Net's 3d_fullres configuration is run here, got {configuration!r}")
     if epochs < 1 or iterations_per_epoch < 1:
         raise ValueError(f"epochs and iterations_per_epoch must be positive, got {epochs} and {iterations_per_epoch}")
-    _, strides, kernels, _, _ = get_pool_and_conv_props((1.0, 1.0, 1.0), tuple(roi_size), 4, 999999)
+    _, strides, kernels, _, _ = get_pool_and_conv_props(tuple(spacing), tuple(roi_size), 4, 999999)
     stages = len(kernels)
     common = dict(
         input_channels=in_channels,

@@ -39,6 +39,20 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
+class CountedInput:
+    """Where a method's parameters and MACs are counted when not on the common cube: the patch its
+    own pipeline plans (``roi_size``, z y x), builder options that describe it, and what it is."""
+
+    roi_size: tuple[int, int, int]
+    options: Mapping[str, Any]
+    what: str
+
+    @property
+    def label(self) -> str:
+        return "x".join(map(str, self.roi_size))
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """What the harness may know about a method."""
 
@@ -68,6 +82,8 @@ class MethodInfo:
     pipeline: str | None = None
     # What a row of this method is, where the name alone could mislead (reports show it beside the name).
     title: str = ""
+    # Where bench list and bench flops count it, when that is not the cube every other method gets.
+    counted_input: CountedInput | None = None
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -96,6 +112,7 @@ def register_method(
     revision: int = 1,
     pipeline: str | None = None,
     title: str = "",
+    counted_input: CountedInput | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
 
@@ -118,6 +135,7 @@ def register_method(
             revision=revision,
             pipeline=pipeline,
             title=title,
+            counted_input=counted_input,
         )
         return builder
 
@@ -214,6 +232,14 @@ def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int], size: Mod
             raise ValueError(
                 f"method {info.name!r} is defined for {crop}^3 crops only; this run's crop is {tuple(roi_size)}: use --roi {crop}"
             )
+
+
+def counted_at(info: MethodInfo, cube: int) -> tuple[tuple[int, int, int], dict[str, Any], str]:
+    """Where the method's parameters and MACs are counted: the input size, the builder options that go
+    with it and a label (``96^3``); a method that plans its own patch is counted at that patch."""
+    if info.counted_input is not None:
+        return tuple(info.counted_input.roi_size), dict(info.counted_input.options), info.counted_input.label
+    return (cube,) * 3, {}, f"{cube}^3"
 
 
 def create_model(

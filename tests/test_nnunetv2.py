@@ -8,7 +8,7 @@ import json
 import torch
 
 from bench.runfiles import ConfigFile, RunSummary
-from methods import count_parameters
+from methods import count_parameters, get_method
 from methods.registry import build_on_meta
 from splits import load_splits
 from tests.conftest import TEST_CASES, invoke
@@ -29,6 +29,41 @@ def test_resenc_presets_build_residual_encoders_with_nnunets_block_counts():
     convs = [m for m in network.encoder.modules() if isinstance(m, torch.nn.Conv3d)]
     assert {m.kernel_size for m in convs} <= {(3, 3, 3), (1, 1, 1)}  # 1^3: the residual projections
     assert {m.stride for m in convs if m.stride != (1, 1, 1)} == {(2, 2, 2)}
+
+
+def test_an_anisotropic_plan_keeps_in_plane_kernels_until_the_spacing_catches_up():
+    from methods.nnunetv2 import PLANNED_FOR_DEFAULT_DATA as plan
+
+    network = build_on_meta("nnunetv2", roi_size=plan.roi_size, **plan.options)
+    first = [m for m in network.encoder.stages[0].modules() if isinstance(m, torch.nn.Conv3d)]
+    # 3.1 mm slices against 0.861 mm pixels: nnU-Net neither convolves nor pools along z at first
+    assert {m.kernel_size for m in first} == {(1, 3, 3)}
+    assert network.encoder.stages[1][0].convs[0].conv.stride == (1, 2, 2)
+    assert len(network.encoder.stages) == 6  # as nnU-Net planned for the synthetic abdomen
+
+
+def test_bench_list_and_flops_count_nnunetv2_at_its_planned_patch(monkeypatch):
+    from dataclasses import replace
+
+    import methods.registry
+    from methods import CountedInput
+
+    listed = {r["name"]: r for r in json.loads(invoke("list", "--json").stdout)}
+    plan = get_method("nnunetv2").counted_input
+    at_plan = count_parameters(build_on_meta("nnunetv2", roi_size=plan.roi_size, **plan.options))
+    assert listed["nnunetv2"]["counted_input"] == "32x224x224" and listed["nnunetv2"]["params_total"] == at_plan[0]
+    assert listed["nnunet"]["counted_input"] == "96^3" and listed["nnunet"]["counted_input_what"] == ""
+    assert at_plan != count_parameters(build_on_meta("nnunetv2", roi_size=(96,) * 3))  # 6 stages with 1x3x3 kernels, not 5
+
+    # fvcore's forward at a CPU-sized stand-in for the plan: counted at the method's patch, not --input's cube
+    small = CountedInput((16, 64, 64), {"spacing": (3.0, 1.0, 1.0)}, "a test plan")
+    monkeypatch.setitem(methods.registry._REGISTRY, "nnunetv2", replace(get_method("nnunetv2"), counted_input=small))
+    result = invoke("flops", "--methods", "nnunetv2,nnunet", "--input", "32", "--json")
+    rows = {r["name"]: r for r in json.loads(result.stdout)["methods"]}
+    assert rows["nnunetv2"]["input"] == "16x64x64" and rows["nnunetv2"]["input_what"] == "a test plan"
+    assert rows["nnunet"]["input"] == "32^3" and rows["nnunet"]["input_what"] == ""
+    expected = count_parameters(build_on_meta("nnunetv2", roi_size=(16, 64, 64), spacing=(3.0, 1.0, 1.0)))[0]
+    assert rows["nnunetv2"]["params_total"] == expected and rows["nnunetv2"]["published_gmacs"] is None
 
 
 def test_an_unknown_planner_is_refused():
@@ -89,8 +124,12 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     assert config.config.family == "own pipeline" and config.provenance.versions["nnunetv2"]
     plan = config.provenance.pipeline["nnunetv2"]
     assert plan["patch_size"] == json.loads(plans.read_text())["configurations"]["3d_fullres"]["patch_size"]
-    # The network trained is the one nnU-Net planned: its size is in the config.
+    # The network trained is the one nnU-Net planned, and the builder that bench list and bench flops
+    # count gives the same network for that plan's patch and spacing.
     assert config.params_total == config.params_trainable > 0
+    info = get_method("nnunetv2")  # its builder directly: nnU-Net's patch need not be a multiple of 16
+    planned = info.builder(1, 14, tuple(plan["patch_size"]), **info.hyperparameters("smoke"), spacing=tuple(plan["spacing_mm"]))
+    assert count_parameters(planned)[0] == config.params_total
     assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2]
     assert (run_dir / "nnunet").is_dir()
 
@@ -116,3 +155,24 @@ def test_a_planner_nnunet_does_not_have_is_one_line_before_nnunet_starts(tiny_sy
     )  # fmt: skip
     assert result.exit_code == 2 and "planner must be one of default, ResEncM, ResEncL" in result.output
     assert not (tmp_path / "12pct").exists()
+
+
+def test_a_paper_grid_of_nnunetv2_alone_leaves_the_preprocessing_to_nnunet(tiny_synthetic, tmp_path, isolated_cache):
+    from rich.console import Console
+
+    from bench.config import PROFILES
+    from bench.execute import prepare_grid, uses_harness_preprocessing
+    from bench.plan import RunRequest
+
+    def grid_of(methods):
+        request = RunRequest(
+            methods=methods, data="12pct", repeats="0", data_root=tiny_synthetic, profile="paper", device="cpu", out=tmp_path
+        )
+        return prepare_grid(request, Console(quiet=True))
+
+    alone = grid_of(["nnunetv2"])
+    assert alone.cases == {} and not (isolated_cache / "preprocessed").exists()
+    assert alone.provenance.preprocess_cache is None
+    # beside a method the harness trains, or in the smoke profile (nnU-Net gets our 8 mm volumes), they are
+    nnunetv2, unetr = get_method("nnunetv2"), get_method("unetr")
+    assert uses_harness_preprocessing([nnunetv2, unetr], PROFILES["paper"]) and uses_harness_preprocessing([nnunetv2], PROFILES["smoke"])
