@@ -89,3 +89,16 @@ def test_written_dataset_is_readable_nifti(tiny_synthetic):
     assert img.shape == lab.shape and np.allclose(img.affine, lab.affine)
     assert b"synthetic" in img.header["descrip"].tobytes()
     assert len(list((tiny_synthetic / "RawData" / "Training" / "img").glob("*.nii.gz"))) == 30
+
+
+def test_cases_painted_in_parallel_are_the_same_files(tmp_path):
+    from bench.data.synthetic import write_synthetic_dataset
+
+    ids = ["0001", "0002", "0035"]
+    serial = write_synthetic_dataset(tmp_path / "serial", ids, spacing_scale=6.0, workers=1)
+    done = []
+    parallel = write_synthetic_dataset(tmp_path / "parallel", ids, spacing_scale=6.0, progress=done.append, workers=2)
+    assert sorted(done) == ids
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*.nii.gz"))
+    assert len(files) == 6
+    assert all((serial / f).read_bytes() == (parallel / f).read_bytes() for f in files)
