@@ -29,7 +29,7 @@ PLANNERS = {
 _BASE_FEATURES, _MAX_FEATURES = 32, 320
 _RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
 
-# nnU-Net's 3d_fullres plan (default planner, nnunetv2 2.6) for the default data, the built-in
+# nnU-Net's 3d_fullres plan (default planner, nnunetv2 2.8.1) for the default data, the built-in
 # synthetic abdomen's original files: what bench list and bench flops count. Measured on draw 12pct/0
 # by nnunetv2's extract_fingerprints and plan_experiments (the same plan is in a paper-profile run's
 # config.json, provenance.pipeline); BTCV's own plan differs and is in the run files of a BTCV run.
