@@ -118,8 +118,8 @@ def _rss_limit(limit_mib: float | None, poll_s: float = 0.05) -> Iterator[None]:
                 _thread.interrupt_main()
                 return
 
-    # interrupt_main() runs whatever SIGINT handler is installed; a library that installed its own
-    # (found: one left behind by an earlier run in the same process) would swallow the interrupt.
+    # interrupt_main() runs whatever SIGINT handler is installed and does nothing while SIGINT is
+    # ignored, as it is in a background job or under nohup; Python's default handler raises.
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None
     watcher = threading.Thread(target=watch, daemon=True)

@@ -139,6 +139,21 @@ def test_a_cpu_step_past_the_memory_available_is_stopped_not_killed(monkeypatch)
     assert "needs more than 90% of the 20 MiB available" in checks[0].detail and "smaller --roi" in checks[0].action
 
 
+def test_the_memory_limit_holds_where_sigint_is_ignored(monkeypatch):
+    # A background job or nohup starts with SIGINT ignored; the watcher's interrupt must still stop
+    # the step (it once came back "warn" there, the step having run on past the limit).
+    import signal
+
+    monkeypatch.setattr(doctor_fit, "memory_capacity_mib", lambda device: 20.0)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        checks = doctor_fit.training_step_checks(["unetr"], PROFILES["smoke"], "cpu")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # what the caller had is put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [c.status for c in checks] == ["fail"] and "needs more than 90% of the 20 MiB available" in checks[0].detail
+
+
 def test_memory_verdict_keeps_headroom():
     assert doctor_fit.memory_verdict(800, 1000) == "ok"
     assert doctor_fit.memory_verdict(950, 1000) == "warn"
