@@ -25,17 +25,17 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
 
     rows = []
     for info in list_methods():
-        roi, options, label = counted_at(info, 96)
+        at = counted_at(info, 96)
         # Counted on the meta device: nothing is allocated or initialised.
-        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=roi, **options))
+        total, trainable = count_parameters(build_on_meta(info.name, size="paper", roi_size=at.roi_size, **at.options))
         rows.append(
             {
                 "name": info.name,
                 "family": info.family,
                 "params_total": total,
                 "params_trainable": trainable,
-                "counted_input": label,
-                "counted_input_what": info.counted_input.what if info.counted_input else "",
+                "counted_input": at.label,
+                "counted_input_what": at.what,
                 "reference": info.reference,
                 "weights": info.weights,
                 "notes": info.notes,
@@ -80,7 +80,7 @@ def flops(
         raise UserError(f"--slice-scale must be 1 or 2, got {slice_scale}")
     for name in names:
         try:
-            check_input_size(get_method(name), counted_at(get_method(name), input)[0])
+            check_input_size(get_method(name), counted_at(get_method(name), input).roi_size)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     adapters, blocks, uncounted = adapter_table(input, rank, slice_scale)

@@ -96,27 +96,27 @@ def method_costs(names, input_size: int, size: str = "paper") -> tuple[list[dict
 
     rows, uncounted = [], Counter()
     for name in names:
-        roi, options, label = counted_at(get_method(name), input_size)
-        x = torch.rand(1, 1, *roi)
+        info = get_method(name)
+        at = counted_at(info, input_size)
+        x = torch.rand(1, 1, *at.roi_size)
         torch.manual_seed(0)
-        model = create_model(name, size=size, roi_size=roi, **options)
+        model = create_model(name, size=size, roi_size=at.roi_size, **at.options)
         total, trainable = count_parameters(model)
         count = count_macs(model, x)
         uncounted.update(count.uncounted)
         padded_gmacs = None
-        if "attention" in get_method(name).paper:  # SAM methods: also what timm's padded windows cost
+        if "attention" in info.paper:  # SAM methods: also what timm's padded windows cost
             del model
             torch.manual_seed(0)
-            model = create_model(name, size=size, roi_size=roi, attention="padded", **options)
+            model = create_model(name, size=size, roi_size=at.roi_size, attention="padded", **at.options)
             padded_gmacs = round(count_macs(model, x).gmacs, 3)
-        published = PUBLISHED.get(name, {}) if roi == (96,) * 3 else {}  # published at 96^3 only
-        info = get_method(name)
+        published = PUBLISHED.get(name, {}) if tuple(at.roi_size) == (96,) * 3 else {}  # published at 96^3 only
         rows.append(
             {
                 "name": name,
                 "family": info.family,
-                "input": label,
-                "input_what": info.counted_input.what if info.counted_input else "",
+                "input": at.label,
+                "input_what": at.what,
                 "params_total": total,
                 "params_trainable": trainable,
                 "gmacs": round(count.gmacs, 3),

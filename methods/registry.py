@@ -40,16 +40,17 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class CountedInput:
-    """Where a method's parameters and MACs are counted when not on the common cube: the patch its
-    own pipeline plans (``roi_size``, z y x), builder options that describe it, and what it is."""
+    """Where a method's parameters and MACs are counted: the common cube, or the patch its own
+    pipeline plans (``roi_size``, z y x) with the builder options that describe it and what it is."""
 
     roi_size: tuple[int, int, int]
-    options: Mapping[str, Any]
-    what: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    what: str = ""  # empty for the common cube
 
     @property
     def label(self) -> str:
-        return "x".join(map(str, self.roi_size))
+        size = tuple(self.roi_size)
+        return f"{size[0]}^3" if len(set(size)) == 1 else "x".join(map(str, size))
 
 
 @dataclass(frozen=True)
@@ -234,12 +235,10 @@ def check_input_size(info: MethodInfo, roi_size: tuple[int, int, int], size: Mod
             )
 
 
-def counted_at(info: MethodInfo, cube: int) -> tuple[tuple[int, int, int], dict[str, Any], str]:
-    """Where the method's parameters and MACs are counted: the input size, the builder options that go
-    with it and a label (``96^3``); a method that plans its own patch is counted at that patch."""
-    if info.counted_input is not None:
-        return tuple(info.counted_input.roi_size), dict(info.counted_input.options), info.counted_input.label
-    return (cube,) * 3, {}, f"{cube}^3"
+def counted_at(info: MethodInfo, cube: int) -> CountedInput:
+    """Where the method's parameters and MACs are counted: the cube every method gets, unless it
+    plans its own patch."""
+    return info.counted_input or CountedInput((cube,) * 3)
 
 
 def create_model(
