@@ -49,19 +49,30 @@ def test_nan_is_left_out_of_means():
     assert foreground["dice"] == pytest.approx(0.6)
 
 
-def test_surface_metrics_on_a_crop_equal_the_full_volume():
+def test_score_case_on_organ_boxes_equals_the_full_volume():
+    """score_case measures each organ in a box around it; the figures must be those of the whole
+    volume: surface distances on the full masks, and the whole volume's diagonal as HD95 for an
+    organ that only one map has."""
     rng = np.random.default_rng(1)
-    ref = np.zeros((60, 50, 40), bool)
-    ref[10:30, 12:33, 8:20] = True
-    pred = np.roll(ref, 2, axis=0) & (rng.random(ref.shape) > 0.05)
+    ref = np.zeros((60, 50, 40), np.uint8)
+    ref[10:30, 12:33, 8:20] = 6  # liver
+    ref[40:52, 5:15, 25:36] = 1  # spleen
+    ref[2:6, 40:46, 2:5] = 4  # gallbladder, which the prediction misses
+    pred = np.roll(ref, 2, axis=0) * (rng.random(ref.shape) > 0.05)
+    pred[pred == 4] = 0
+    pred[55:58, 44:48, 30:34] = 12  # a right adrenal gland the reference does not have
     spacing = (0.8, 0.8, 2.5)
-    distances = surface_distance.compute_surface_distances(ref, pred, spacing)
-    full_nsd = surface_distance.compute_surface_dice_at_tolerance(distances, 1.0)
-    full_hd95 = surface_distance.compute_robust_hausdorff(distances, 95)
-    nsd, hd95 = surface_metrics(pred, ref, spacing, 1.0)
-    assert nsd == pytest.approx(full_nsd, abs=1e-12) and hd95 == pytest.approx(full_hd95, abs=1e-9)
-    assert surface_metrics(ref, ref, spacing, 1.0) == (pytest.approx(1.0), 0.0)
-    assert 0.0 < full_nsd < 1.0 and 0.0 < full_hd95 < 10.0
+    scores = score_case(pred, ref, spacing)
+    for organ in ("liver", "spleen"):
+        label = ORGANS.index(organ) + 1
+        distances = surface_distance.compute_surface_distances(ref == label, pred == label, spacing)
+        assert scores[organ]["nsd"] == pytest.approx(surface_distance.compute_surface_dice_at_tolerance(distances, 1.0), abs=1e-12)
+        assert scores[organ]["hd95"] == pytest.approx(surface_distance.compute_robust_hausdorff(distances, 95), abs=1e-9)
+        assert scores[organ]["n_ref"] == (ref == label).sum() and scores[organ]["n_pred"] == (pred == label).sum()
+        assert 0.0 < scores[organ]["nsd"] < 1.0
+    diagonal = math.sqrt(sum((n * s) ** 2 for n, s in zip(ref.shape, spacing, strict=True)))
+    for organ in ("gallbladder", "right adrenal gland"):
+        assert scores[organ]["nsd"] == 0.0 and scores[organ]["hd95"] == pytest.approx(diagonal) and scores[organ]["dice"] == 0.0
 
 
 def test_a_shift_along_the_coarse_axis_costs_its_spacing():

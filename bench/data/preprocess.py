@@ -168,12 +168,40 @@ def to_original_grid(
     linear = to_preprocessed[:3, :3]
     axis_aligned = all(np.count_nonzero(np.abs(linear[:, a]) > 1e-9 * np.abs(linear).max()) == 1 for a in range(3))
     axis_aligned = axis_aligned and sorted(int(np.argmax(np.abs(linear[:, a]))) for a in range(3)) == [0, 1, 2]
-    slab = _separable_slab if axis_aligned else _sampled_slab
     out = np.zeros(shape, dtype=np.uint8)
+    if axis_aligned:
+        # Beyond the preprocessed grid every probability is zero and the argmax background, so
+        # only the box of original voxels it reaches (the body, about half of a scan) is computed.
+        box = _reached_box(to_preprocessed, shape, probs.shape[1:])
+        if box is None:
+            return out
+        offset = np.array([box[0].start, box[1].start, box[2].start, 0.0])
+        shifted = to_preprocessed.copy()
+        shifted[:3, 3] = to_preprocessed[:3, :] @ offset + to_preprocessed[:3, 3]
+        inner = tuple(b.stop - b.start for b in box)
+        for start in range(0, inner[2], chunk):
+            k = np.arange(start, min(start + chunk, inner[2]))
+            slab = _argmax_last(_separable_slab(probs, shifted, inner, k)).numpy()
+            out[box[0], box[1], box[2].start + k[0] : box[2].start + k[-1] + 1] = slab
+        return out
     for start in range(0, shape[2], chunk):
         k = np.arange(start, min(start + chunk, shape[2]))
-        out[:, :, k[0] : k[-1] + 1] = _argmax_last(slab(probs, to_preprocessed, shape, k)).numpy()
+        out[:, :, k[0] : k[-1] + 1] = _argmax_last(_sampled_slab(probs, to_preprocessed, shape, k)).numpy()
     return out
+
+
+def _reached_box(to_preprocessed: np.ndarray, shape: tuple[int, int, int], sizes) -> tuple[slice, slice, slice] | None:
+    """Index ranges of the original axes whose voxels lie within one voxel of the preprocessed grid
+    (an axis-permuting map), where interpolation can give a non-zero value; None if there are none."""
+    box = []
+    for a in range(3):
+        source = int(np.argmax(np.abs(to_preprocessed[:3, a])))
+        coords = to_preprocessed[source, a] * np.arange(shape[a]) + to_preprocessed[source, 3]
+        inside = np.flatnonzero((coords > -1) & (coords < int(sizes[source])))
+        if inside.size == 0:
+            return None
+        box.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    return tuple(box)  # type: ignore[return-value]
 
 
 def _argmax_last(values):
