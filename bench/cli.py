@@ -32,7 +32,9 @@ app.add_typer(data_app, name="data")
 def run(
     methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them), or 'all'.")] = "tpmamba,masam",
     data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
-    repeats: Annotated[str, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1'.")] = "all",
+    repeats: Annotated[
+        str | None, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1' (default: the profile's; smoke: 0).")
+    ] = None,
     data_root: Annotated[
         Path | None, typer.Option(help="BTCV folder (RawData or Decathlon layout); default $BENCH_DATA_ROOT, else the synthetic abdomen.")
     ] = None,

@@ -140,7 +140,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
 
     splits = load_splits()
-    parse_repeats(request.repeats, len(splits.train[request.data]))
+    parse_repeats(request.repeats or profile.repeats, len(splits.train[request.data]))
     check_writable(Path(request.out))
     if not distributed.is_main():
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first

@@ -1,7 +1,8 @@
 """The paper's training protocol, identical for every method, with atomic checkpoints and resume.
 
 DiceCE loss, AdamW, cosine decay of the learning rate to 0 over all iterations, random crops
-balanced between foreground and background centres, flips and intensity/contrast augmentation,
+balanced between foreground and background centres, flips and intensity/contrast augmentation
+(the paper profile; the smoke profile's 300 steps go without),
 one training volume per step whose ``crops_per_case`` crops form the batch (1 in the paper
 profile, 2 in the smoke profile), mixed precision on CUDA. Validation Dice is computed on the test
 cases only to draw convergence curves: the model that is scored is always the last epoch's, never
@@ -115,7 +116,7 @@ def train(
     main = distributed.is_main()
     rank_seed = seed + 7919 * distributed.rank()
     set_determinism(seed=rank_seed)
-    transform = train_transforms(profile.roi, profile.crops_per_case)
+    transform = train_transforms(profile.roi, profile.crops_per_case, profile.augment)
     transform.set_random_state(seed=rank_seed)
     data = [{"image": c.image, "label": c.label} for c in train_cases]
     dataset = CacheDataset(data, transform=transform, cache_rate=1.0, num_workers=0, progress=False)

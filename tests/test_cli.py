@@ -76,6 +76,21 @@ def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, messag
     assert not (tmp_path / "results.csv").exists()
 
 
+def test_smoke_runs_one_draw_unless_told_and_paper_every_draw(tiny_synthetic, tmp_path, isolated_cache):
+    from rich.console import Console
+
+    from bench.execute import prepare_grid
+    from bench.plan import RunRequest
+
+    def draws(profile, repeats=None):
+        request = RunRequest(["nnunetv2"], "12pct", repeats, tiny_synthetic, profile, "cpu", tmp_path / profile)
+        return [run.repeat for run in prepare_grid(request, Console(quiet=True)).runs]
+
+    assert draws("paper") == [0, 1, 2, 3, 4]
+    assert draws("smoke") == [0]
+    assert draws("smoke", "all") == [0, 1, 2, 3, 4] and draws("smoke", "2,3") == [2, 3]
+
+
 def test_bad_data_roots_exit_2(tmp_path):
     assert "no BTCV layout" in one_error_line(invoke("run", "--data-root", tmp_path, "--out", tmp_path / "r", *FAST))
     assert "does not exist" in one_error_line(invoke("run", "--data-root", tmp_path / "missing", *FAST))
@@ -123,7 +138,22 @@ def test_data_root_from_the_environment(tiny_synthetic, monkeypatch):
 
 def test_sam_method_runs_in_smoke_on_a_stamped_random_backbone(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
-    result = invoke("run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "1", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    result = invoke(
+        "run",
+        "--methods",
+        "tpmamba",
+        "--data",
+        "12pct",
+        "--repeats",
+        "1",
+        "--data-root",
+        tiny_synthetic,
+        "--out",
+        out,
+        *FAST,
+        "--roi",
+        "16",
+    )
     assert result.exit_code == 0, result.output
     assert "random backbone" in result.output
     config = json.loads((out / "12pct" / "tpmamba" / "repeat1" / "config.json").read_text())
@@ -144,7 +174,22 @@ def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_pa
 
 def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
-    args = ["run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
+    args = [
+        "run",
+        "--methods",
+        "tpmamba",
+        "--data",
+        "12pct",
+        "--repeats",
+        "0",
+        "--data-root",
+        tiny_synthetic,
+        "--out",
+        out,
+        *FAST,
+        "--roi",
+        "16",
+    ]
     result = invoke(*args, "--set", "planes=dw", "--set", "r=16", "--set", "multiscale=false")
     assert result.exit_code == 0, result.output
     run_dir = out / "12pct" / "tpmamba[multiscale=False,planes=dw,r=16]" / "repeat0"

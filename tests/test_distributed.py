@@ -29,10 +29,10 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     distributed.init("cpu")
     torch.manual_seed(0)
-    model = create_model("tpmamba", size="smoke", roi_size=(32, 32, 32))
+    model = create_model("tpmamba", size="smoke", roi_size=(16, 16, 16))  # the smallest crop it takes: DDP is the subject
     frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    network = distributed.wrap(model, "cpu", (1, 1, 32, 32, 8))
+    network = distributed.wrap(model, "cpu", (1, 1, 16, 16, 8))
     synced = []
 
     def counting_hook(state, bucket):  # every gradient element DDP all-reduces passes through here
@@ -43,8 +43,8 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     generator = torch.Generator().manual_seed(100 + rank)  # each rank its own batch
     for _ in range(2):
-        image = torch.randn(1, 1, 32, 32, 32, generator=generator)
-        label = torch.randint(0, 14, (1, 32, 32, 32), generator=generator)
+        image = torch.randn(1, 1, 16, 16, 16, generator=generator)
+        label = torch.randint(0, 14, (1, 16, 16, 16), generator=generator)
         loss = torch.nn.functional.cross_entropy(network(image), label)
         optimizer.zero_grad()
         loss.backward()
