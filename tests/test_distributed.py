@@ -76,12 +76,12 @@ def test_ddp_all_reduces_the_adapters_but_never_the_frozen_backbone(tmp_path):
 def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
-    args += ["-m", "bench.cli", "run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--epochs", "1"]
+    args += ["-m", "bench.cli", "run", "--methods", "masam", "--data", "12pct", "--repeats", "0", "--epochs", "1"]
     args += ["--profile", "smoke", "--device", "cpu", "--data-root", str(tiny_synthetic), "--out", str(out)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("results:") == 1  # rank 0 speaks for the run
-    run_dir = out / "12pct" / "tpmamba" / "repeat0"
+    run_dir = out / "12pct" / "masam" / "repeat0"
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert config["processes"] == 2 and summary["processes"] == 2
