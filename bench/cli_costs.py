@@ -189,7 +189,7 @@ def speed(
             check_input_size(get_method(name), (roi,) * 3, prof.model_size)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    loader = loader_crops_per_second(roi, prof.crops_per_case)
+    loader = loader_crops_per_second(roi, prof.crops_per_case, prof.augment)
     rows = [measure(name, prof.model_size, roi, prof.crops_per_case, dev, steps) for name in names]
     scoring_cost = original_space_scoring_cost(profile_spacing_mm=prof.preprocess.spacing_mm) if scoring else None
     scoring_s = (scoring_cost["to_original_grid_s"] + scoring_cost["score_s"]) if scoring_cost else 0.0

@@ -19,8 +19,9 @@ from bench.errors import UserError
 from bench.runfiles import CONFIG_FILE, RunConfig, config_hash_in, run_dir
 from bench.weights import BackboneWeights
 
-# Settings that change how fast a run goes, not what it computes: left out of the config hash.
-_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size")
+# Settings that change how fast a run goes or which runs a command makes, not what a run computes:
+# left out of the config hash.
+_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats")
 
 
 @dataclass

@@ -33,8 +33,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0) -> float:
-    """Crops per second of the training transforms on one cached body-sized volume."""
+def loader_crops_per_second(roi: int, crops_per_case: int, augment: bool = True, seconds: float = 2.0) -> float:
+    """Crops per second of the training transforms (with or without augmentation, as the profile
+    trains) on one cached body-sized volume."""
     from bench.augment import train_transforms
 
     rng = np.random.default_rng(0)
@@ -42,7 +43,7 @@ def loader_crops_per_second(roi: int, crops_per_case: int, seconds: float = 2.0)
     label = np.zeros(shape, np.uint8)
     label[0, roi // 2 : roi, roi // 2 : roi, roi // 4 : roi // 2] = 6
     case = {"image": rng.random(shape, dtype=np.float32), "label": label}
-    transform = train_transforms(roi, crops_per_case)
+    transform = train_transforms(roi, crops_per_case, augment)
     cached = transform(case, end=2)  # pad + foreground/background indices: the cached stage
     produced, started = 0, time.monotonic()
     while time.monotonic() - started < seconds:
