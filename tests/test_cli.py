@@ -138,22 +138,7 @@ def test_data_root_from_the_environment(tiny_synthetic, monkeypatch):
 
 def test_sam_method_runs_in_smoke_on_a_stamped_random_backbone(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
-    result = invoke(
-        "run",
-        "--methods",
-        "tpmamba",
-        "--data",
-        "12pct",
-        "--repeats",
-        "1",
-        "--data-root",
-        tiny_synthetic,
-        "--out",
-        out,
-        *FAST,
-        "--roi",
-        "16",
-    )
+    result = invoke("run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "1", "--data-root", tiny_synthetic, "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     assert "random backbone" in result.output
     config = json.loads((out / "12pct" / "tpmamba" / "repeat1" / "config.json").read_text())
@@ -174,22 +159,7 @@ def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_pa
 
 def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
-    args = [
-        "run",
-        "--methods",
-        "tpmamba",
-        "--data",
-        "12pct",
-        "--repeats",
-        "0",
-        "--data-root",
-        tiny_synthetic,
-        "--out",
-        out,
-        *FAST,
-        "--roi",
-        "16",
-    ]
+    args = ["run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
     result = invoke(*args, "--set", "planes=dw", "--set", "r=16", "--set", "multiscale=false")
     assert result.exit_code == 0, result.output
     run_dir = out / "12pct" / "tpmamba[multiscale=False,planes=dw,r=16]" / "repeat0"
