@@ -31,9 +31,9 @@ from methods.sam_windows import SamBlock, set_attention
 SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=3, img_size=64)
 # Decoder channels: the authors' 64. On the CPU profile's random frozen toy ViT the decoder does
 # almost all of the learning, and its width decides how much it learns in 300 steps: masam, one
-# draw, reached 11.8 / 33.7 (400 steps) / 37.5 % Avg Dice at widths 8 / 16 / 32, for 0.23 / 0.30 /
-# 0.54 s a step (two 32^3 crops, 2 cores). Narrowing it after each x2 step instead (32-16-8) kept
-# the cost of 16 and learnt less (11.0 %).
+# draw, reached 11.8 / 33.7 (400 steps) / 37.5 % Avg Dice at widths 8 / 16 / 32, for 0.23 / about
+# 0.31 / 0.54 s a step (two 32^3 crops, 2 cores). Narrowing it after each x2 step instead (32-16-8)
+# cost about as much as 16 and learnt less (11.0 %).
 DECODER_WIDTH = {"paper": 64, "smoke": 32}
 
 
