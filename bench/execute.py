@@ -124,6 +124,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
             raise UserError("--executor slurm submits jobs; run it once, not under torchrun (ask for GPUs with --slurm-gpus)")
         distributed.init(device)
     profile = resolve_profile(request.profile, has_cuda=device == "cuda")
+    request = replace(request, repeats=request.repeats or profile.repeats)  # no --repeats: the profile's draws
     if request.epochs is not None and request.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
     if request.roi is not None and request.roi < 8:
@@ -140,7 +141,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
 
     splits = load_splits()
-    parse_repeats(request.repeats or profile.repeats, len(splits.train[request.data]))
+    parse_repeats(request.repeats, len(splits.train[request.data]))
     check_writable(Path(request.out))
     if not distributed.is_main():
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first

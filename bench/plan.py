@@ -28,7 +28,7 @@ _NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats")
 class RunRequest:
     methods: list[str]
     data: str = "25pct"
-    repeats: str | None = None  # None: the profile's (Profile.repeats)
+    repeats: str | None = None  # None: the profile's (Profile.repeats), filled in by prepare_grid
     data_root: Path | None = None
     profile: str = "auto"
     device: str = "auto"
@@ -119,7 +119,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
 
     splits = load_splits()
     draws = splits.train[request.data]
-    repeats = parse_repeats(request.repeats or profile.repeats, len(draws))
+    repeats = parse_repeats(request.repeats, len(draws))
     identity = data_identity(dataset, splits.all_ids())
     planned = []
     for name in request.methods:
