@@ -1,6 +1,7 @@
 """The paper's training protocol, identical for every method, with atomic checkpoints and resume.
 
-DiceCE loss, AdamW, cosine decay of the learning rate to 0 over all iterations, random crops
+DiceCE loss, AdamW, cosine decay of the learning rate to 0 over all iterations (after a linear
+warm-up over the first tenth in the smoke profile, none in the paper's), random crops
 balanced between foreground and background centres, flips and intensity/contrast augmentation
 (the paper profile; the smoke profile's 300 steps go without),
 one training volume per step whose ``crops_per_case`` crops form the batch (1 in the paper
@@ -74,8 +75,15 @@ def training_step(
     return value
 
 
-def cosine_to_zero(total_steps: int) -> Callable[[int], float]:
-    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+def cosine_to_zero(total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    """Learning-rate factor of each step: a linear rise over ``warmup_steps`` (1/w, 2/w, ... 1) times a
+    cosine from 1 at step 0 to 0 at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return cosine * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cosine
+
+    return factor
 
 
 def _truncate_log(log_path: Path, epochs_kept: int) -> None:
@@ -128,7 +136,8 @@ def train(
     model.to(device)
     optimizer = torch.optim.AdamW(optimizer_groups(model, profile.weight_decay), lr=profile.lr)
     total_steps = profile.epochs * per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_to_zero(total_steps))
+    warmup_steps = round(profile.warmup_fraction * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_to_zero(total_steps, warmup_steps))
     scaler = grad_scaler_for(device)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = TrainState(model, optimizer, scheduler, scaler, generator, transform)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -75,6 +76,22 @@ def test_training_reduces_the_loss(tmp_path):
 def test_cosine_schedule_runs_from_one_to_zero():
     f = cosine_to_zero(100)
     assert f(0) == 1.0 and f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0) and f(150) == pytest.approx(0.0)
+
+
+def test_warmup_rises_linearly_into_the_cosine():
+    f = cosine_to_zero(100, warmup_steps=10)
+    assert f(0) == pytest.approx(0.1) and f(4) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.04)))
+    assert f(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.09))) and f(50) == pytest.approx(0.5)
+
+
+def test_training_warms_up_over_the_profiles_share_of_steps(tmp_path):
+    # 3 cases -> 3 steps an epoch, 12 in all, the first 6 warming up: after epoch 1 the scheduler
+    # stands at step 3, i.e. 4/6 of the way up, times the cosine at 3/12.
+    profile = dataclasses.replace(PROFILE, epochs=4, lr=1e-2, warmup_fraction=0.5)
+    train(toy_model(), toy_cases(), [], profile, "cpu", tmp_path, "h", seed=3)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lrs[0] == pytest.approx(1e-2 * 4 / 6 * 0.5 * (1 + math.cos(math.pi * 3 / 12)))
+    assert lrs[1] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 6 / 12)))
 
 
 def partly_frozen_model():
