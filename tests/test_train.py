@@ -36,7 +36,9 @@ PROFILE = dataclasses.replace(PROFILES["smoke"], roi=16, epochs=3, val_every=2, 
 
 def test_resumed_training_equals_uninterrupted(tmp_path):
     cases = toy_cases()
-    straight = train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "a", "h", seed=7)
+    # 9 steps, 8 of them warming up: the resumed run picks the rate up half-way through its rise.
+    profile = dataclasses.replace(PROFILE, warmup_fraction=0.9)
+    straight = train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "a", "h", seed=7)
     # Interrupt the same run inside its third epoch (an exception, as a crash would); the checkpoint
     # of epoch 2 (a validation epoch) is what the rerun resumes from.
     (tmp_path / "c").mkdir()
@@ -49,8 +51,8 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "c", "h", seed=7, on_step=stop_after_two)
-    resumed = train(toy_model(), cases, cases[:1], PROFILE, "cpu", tmp_path / "c", "h", seed=7)
+        train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "c", "h", seed=7, on_step=stop_after_two)
+    resumed = train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "c", "h", seed=7)
     expected, got = straight.model.state_dict(), resumed.model.state_dict()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
