@@ -79,11 +79,14 @@ def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
     """job.result(), but a job that leaves the queue without a result is a failure, not a wait forever.
 
     submitit learns a job's end from sacct; on clusters without accounting, a job killed before it
-    could write its result would otherwise look unfinished for ever.
+    could write its result would otherwise look unfinished for ever. The queue is asked every
+    ``poll_s`` seconds, sooner at first (from a fifth of it, growing by half each time) so that a
+    short job is not waited on for a whole interval.
     """
     from bench.grid import slurm_job_state
 
     gone_since = None
+    wait_s = poll_s / 5
     while not job.done():
         if slurm_job_state(job.job_id) is None:
             gone_since = gone_since or time.monotonic()
@@ -91,7 +94,8 @@ def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
                 raise RuntimeError(f"SLURM job {job.job_id} left the queue without a result (killed or node lost; see {job.paths.stderr})")
         else:
             gone_since = None
-        time.sleep(poll_s)
+        time.sleep(wait_s)
+        wait_s = min(wait_s * 1.5, poll_s)
     return job.result()
 
 
