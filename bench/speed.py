@@ -245,7 +245,7 @@ def paper_grid_hours(row: dict, profile, splits, test_cases: int, scoring_s_per_
     volume to ``ASSUMED_CASE_MM``, plus ``scoring_s_per_case`` for each finally scored case."""
     draws = [len(draw) for fraction in splits.train.values() for draw in fraction]
     steps = sum(profile.epochs * max(n, profile.min_iterations_per_epoch) for n in draws)
-    validations = profile.epochs // profile.val_every + (1 if profile.epochs % profile.val_every else 0)
+    validations = profile.epochs // profile.val_every
     passes = len(draws) * (validations + 1) * test_cases
     case_voxels = math.prod(mm / profile.preprocess.spacing_mm for mm in ASSUMED_CASE_MM)
     pass_s = row["sliding_window_s"] * case_voxels / math.prod(row["sliding_window_volume"])

@@ -175,7 +175,9 @@ def train(
                     on_step(state.epoch, len(losses), losses[-1], scheduler.get_last_lr()[0])
             state.epoch += 1
             epoch_loss, lr, seconds = float(np.mean(losses)), scheduler.get_last_lr()[0], round(time.monotonic() - started, 3)
-            validate = state.epoch % profile.val_every == 0 or state.epoch == profile.epochs
+            # Every val_every epochs only: the last epoch's model is scored on the same cases by the
+            # evaluation that follows training, so validating it too would run that inference twice.
+            validate = state.epoch % profile.val_every == 0
             if not main:  # rank 0 validates, logs and checkpoints for everyone
                 if stop.requested and state.epoch < profile.epochs:
                     raise KeyboardInterrupt
