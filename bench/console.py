@@ -35,8 +35,10 @@ def progress_bar(console: Console) -> Progress:
 
 
 def print_dice_table(console: Console, runs_dir: Path, methods: list[str], data: str, caption: str) -> None:
-    """The Dice table of ``methods`` at one fraction (mean over the finished draws), from results.csv."""
+    """The Dice table of ``methods`` at one fraction (mean over the finished draws), from results.csv,
+    and the report's line when its test cases cannot show a difference between these methods."""
     from bench.results import TABLE_COLUMNS, load_results, organ_table
+    from bench.stats import limit_of_tests, pairwise_tests, per_case_scores
 
     results = load_results(runs_dir, methods, data)
     if results.empty:
@@ -52,3 +54,7 @@ def print_dice_table(console: Console, runs_dir: Path, methods: list[str], data:
         cells = [row[f"{c}_mean"] for c in TABLE_COLUMNS]
         table.add_row(plain(f"{row['method']} ({n} draw{'s' if n != 1 else ''})"), *[f"{v:.1f}" if v == v else "-" for v in cells])
     console.print(table)
+    shown = list(table_df["method"])
+    limit = limit_of_tests(pairwise_tests(per_case_scores(results), data, shown), len(shown))
+    if limit:
+        console.print(f"[yellow]{plain(limit)}[/yellow]", soft_wrap=True)

@@ -160,16 +160,18 @@ def adapter_figure(rows: list[dict], title: str) -> Figure:
 
 def significance_heatmap(tests: list[dict], order: list[str], title: str) -> Figure:
     """Holm-adjusted p of every pair of methods (Wilcoxon on paired cases), methods ordered by mean
-    Dice, best first; cells with p < 0.05 carry a star. The matrix is symmetric: a cell says
-    whether its row and column method differ, not which is better."""
+    Dice, best first; cells of the pairs the tests call significant carry a star. The matrix is
+    symmetric: a cell says whether its row and column method differ, not which is better."""
     import numpy as np
     from matplotlib.colors import LogNorm
 
     index = {m: i for i, m in enumerate(order)}
     matrix = np.full((len(order), len(order)), np.nan)
+    significant = np.zeros_like(matrix, dtype=bool)
     for t in tests:
         i, j = index[t["first"]], index[t["second"]]
         matrix[i, j] = matrix[j, i] = t["p_holm"]
+        significant[i, j] = significant[j, i] = t["significant"]
     size = 1.2 + 0.55 * len(order)
     fig = Figure(figsize=(size + 1.4, size), layout="constrained")
     ax = fig.subplots()
@@ -178,8 +180,8 @@ def significance_heatmap(tests: list[dict], order: list[str], title: str) -> Fig
     for i in range(len(order)):
         for j in range(len(order)):
             if i != j and matrix[i, j] == matrix[i, j]:
-                text = f"{matrix[i, j]:.2g}" + ("*" if matrix[i, j] < 0.05 else "")
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if matrix[i, j] < 0.05 else "black")
+                text = f"{matrix[i, j]:.2g}" + ("*" if significant[i, j] else "")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if significant[i, j] else "black")
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(order)), order, fontsize=8)
     ax.set_title(title, fontsize=9)

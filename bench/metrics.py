@@ -10,8 +10,11 @@ Normalized surface Dice and the 95th-percentile Hausdorff distance (HD95, mm) us
 reference implementation (``surface-distance``: ``compute_surface_dice_at_tolerance`` and
 ``compute_robust_hausdorff``), on a box around the organ so that the cost does not grow with the
 volume. Empty masks: absent from both -> NaN for every metric (left out of means, as Dice);
-absent from exactly one -> NSD 0 and HD95 = the diagonal of the whole volume in mm, the largest
-distance two voxels of it can have (surface-distance's infinity would make every mean infinite).
+absent from exactly one -> NSD 0 and HD95 = the field of view's corner-to-corner diagonal in mm
+(voxel count times spacing along each axis), a penalty in place of surface-distance's infinity,
+which would make every mean infinite. It is no distance between the two masks: it grows with the
+scan, so one missed organ moves a mean HD95 more than any segmentation error (the report shows
+medians and miss counts beside the means).
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def _union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, margin:
 
 
 def volume_diagonal_mm(shape: tuple[int, ...], spacing_mm: tuple[float, ...]) -> float:
-    """HD95 of a mask against an empty one: the longest distance inside the volume."""
+    """HD95 of a mask against an empty one: the field of view's corner-to-corner diagonal (the
+    outer faces of the first and last voxels, so slightly more than any two voxel centres are apart)."""
     return float(np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing_mm, strict=True))))
 
 

@@ -7,7 +7,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("sam3d-bench", "torch", "monai", "timm", "numpy", "nibabel", "surface-distance", "fvcore", "nnunetv2")
+PACKAGES = (
+    "sam3d-bench",
+    "torch",
+    "monai",
+    "timm",
+    "numpy",
+    "scipy",  # the p-values and the surface distances
+    "pandas",  # the tables and the statistics they feed
+    "nibabel",
+    "surface-distance",
+    "fvcore",
+    "nnunetv2",
+)
 
 
 def installed_version(name: str) -> str | None:

@@ -17,10 +17,31 @@ import pandas as pd
 from bench.config import FRACTIONS
 from bench.grid import grid_counts
 from bench.io import write_text
+from bench.provenance import installed_version
 from bench.report_data import ReportData, compute_table, load_report_data, method_order, provenance
 from bench.runfiles import METRICS
-from bench.stats import BOOTSTRAP_RESAMPLES, bootstrap, discriminative_power, pairwise_tests, per_case_scores
-from bench.tables import COLUMNS, FRACTION_TITLES, beside_paper, marked_rows, render_latex, render_markdown, table1
+from bench.stats import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    EXACT_MAX_CASES,
+    STATISTICS_PACKAGES,
+    bootstrap,
+    discriminative_power,
+    limit_of_tests,
+    pairwise_tests,
+    per_case_scores,
+)
+from bench.tables import (
+    COLUMNS,
+    FRACTION_TITLES,
+    beside_paper,
+    hd95_penalty_range,
+    hd95_rows,
+    marked_rows,
+    render_latex,
+    render_markdown,
+    table1,
+)
 
 
 def _data_uri(png: bytes) -> str:
@@ -29,7 +50,8 @@ def _data_uri(png: bytes) -> str:
 
 def statistics(data: ReportData, table: pd.DataFrame) -> list[dict]:
     """Per fraction with two or more finished methods: methods by mean Dice (best first), every
-    pairwise test (Holm-adjusted), bootstrap intervals and ranks, and the discriminative power."""
+    pairwise test (Holm-adjusted), the sentence saying that no pair can reach alpha where none can
+    (``limit``), cluster-bootstrap intervals and ranks, and the discriminative power."""
     scores = per_case_scores(data.results)
     out = []
     for fraction in FRACTIONS:
@@ -37,12 +59,14 @@ def statistics(data: ReportData, table: pd.DataFrame) -> list[dict]:
         methods = ranked["method"].tolist()
         if len(methods) < 2:
             continue
+        tests = pairwise_tests(scores, fraction, methods)
         out.append(
             {
                 "fraction": fraction,
                 "heading": FRACTION_TITLES[fraction],
                 "order": methods,
-                "tests": pairwise_tests(scores, fraction, methods),
+                "tests": tests,
+                "limit": limit_of_tests(tests, len(methods)),
                 "bootstrap": bootstrap(scores, fraction, methods),
                 "power": discriminative_power(scores, fraction, methods),
             }
@@ -54,12 +78,14 @@ def statistics_csv(stats: list[dict]) -> tuple[str, str]:
     """The pairwise tests and the bootstrap summaries as CSV, for a paper's supplement."""
     tests = pd.DataFrame(
         [t for st in stats for t in st["tests"]],
-        columns=["data", "first", "second", "pairs", "mean_diff", "p_value", "p_holm", "significant"],
+        columns=["data", "first", "second", "cases", "draws", "mean_diff", "p_value", "test", "p_holm", "significant"],
     )
     rows = [
         {
             "data": st["fraction"],
             "method": b.method,
+            "cases": b.cases,
+            "draws": b.draws,
             "mean": b.mean,
             "ci_low": b.low,
             "ci_high": b.high,
@@ -91,6 +117,7 @@ def render_html(
         rows = [(f, FRACTION_TITLES[f], marked_rows(tables[metric], f, counts, metric)) for f in FRACTIONS]
         return [row for row in rows if row[2]]
 
+    hd95_extra = {f: hd95_rows(tables["hd95"], data.results, f) for f in FRACTIONS}
     status = sorted(data.states, key=lambda s: (FRACTIONS.index(s.data), order.index(s.method) if s.method in order else 99, s.repeat))
     template = env.get_template("report.html.j2")
     return template.render(
@@ -104,10 +131,15 @@ def render_html(
         fractions=fractions("dice"),
         nsd_fractions=fractions("nsd"),
         hd95_fractions=fractions("hd95"),
+        hd95_extra=hd95_extra,
+        hd95_penalty=hd95_penalty_range([r for rows in hd95_extra.values() for r in rows]),
         beside=beside_paper(tables["dice"], paper, counts),
         figures={name: _data_uri(png) for name, png in figures.items()},
         statistics=stats,
         resamples=BOOTSTRAP_RESAMPLES,
+        alpha=ALPHA,
+        exact_max_cases=EXACT_MAX_CASES,
+        statistics_versions=", ".join(f"{name} {installed_version(name)}" for name in STATISTICS_PACKAGES),
         compute=compute_table(data, order),
         extras=data.extras,
         provenance=provenance(data),
@@ -144,6 +176,8 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
             fig = organ_boxplot_figure(data.results, fraction, methods, colors)
             figures[f"organs_{fraction}"] = save_png(fig, out_dir / f"organs_{fraction}.png")
     for st in stats:
+        if st["limit"]:  # an empty heatmap would read as "no differences"; the report says why instead
+            continue
         title = f"Pairwise Wilcoxon, Holm-adjusted p: {FRACTION_TITLES[st['fraction']]}"
         figures[f"significance_{st['fraction']}"] = save_png(
             significance_heatmap(st["tests"], st["order"], title), out_dir / f"significance_{st['fraction']}.png"

@@ -15,7 +15,11 @@ from bench.io import locked, write_text
 from bench.metrics import nanmean
 from bench.runfiles import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
 
-RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS)
+# The voxel counts of the organ in the reference and the prediction tell a missed organ (in the
+# reference only) and a spurious one (in the prediction only) from a poor segmentation; both get
+# HD95's penalty. Empty where a summary lacks them.
+VOXEL_COUNTS = ("n_ref", "n_pred")
+RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS, *VOXEL_COUNTS)
 
 
 def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -76,6 +80,7 @@ def collect_rows(runs_dir: Path) -> list[dict]:
                         "case": case.case,
                         "organ": organ,
                         **{metric: case.metrics[organ][metric] for metric in METRICS},
+                        **{count: case.metrics[organ].get(count) for count in VOXEL_COUNTS},
                     }
                 )
     return rows
@@ -124,6 +129,39 @@ def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
     out["repeats"] = grouped.size()
     return out.reset_index()
+
+
+def hd95_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """What an HD95 mean hides, per (data, method): the median over every scored organ of every test
+    case and draw, how many organs present in the reference were missed (predicted nowhere) and how
+    many absent ones were predicted, and the range of the penalty those got (the field of view's
+    diagonal, which grows with the scan). Columns data, method, median, missed, present, spurious,
+    penalty_min, penalty_max; counts are NaN where the summaries lack voxel counts."""
+    columns = ["data", "method", "median", "missed", "present", "spurious", "penalty_min", "penalty_max"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    df = results.copy()
+    for column in ("hd95", *VOXEL_COUNTS):
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    counted = df["n_ref"].notna() & df["n_pred"].notna()
+    df["present"] = df["n_ref"] > 0
+    df["missed"] = df["present"] & (df["n_pred"] == 0)
+    df["spurious"] = (df["n_ref"] == 0) & (df["n_pred"] > 0)
+    df["penalty"] = df["hd95"].where(df["missed"] | df["spurious"])
+    rows = []
+    for (data, method), group in df.groupby(["data", "method"], sort=False):
+        known = bool(counted[group.index].all())
+        rows.append(
+            {
+                "data": data,
+                "method": method,
+                "median": float(group["hd95"].median()),
+                **{k: int(group[k].sum()) if known else math.nan for k in ("missed", "present", "spurious")},
+                "penalty_min": float(group["penalty"].min()),
+                "penalty_max": float(group["penalty"].max()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def load_results(runs_dir: Path, methods: Iterable[str] | None = None, data: str | None = None) -> pd.DataFrame:

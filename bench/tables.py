@@ -12,7 +12,7 @@ import pandas as pd
 from bench.config import FRACTIONS
 from bench.grid import describe
 from bench.report_data import ReportData
-from bench.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, organ_table
+from bench.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, hd95_summary, organ_table
 from splits import load_splits
 
 COLUMNS = TABLE_COLUMNS
@@ -71,6 +71,30 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = 
     return out
 
 
+def hd95_rows(table: pd.DataFrame, results: pd.DataFrame, fraction: str) -> list[dict]:
+    """Beside the HD95 table of one fraction, in its row order: the mean of Avg as the table shows
+    it, the median, the missed and spurious organs (``bench.results.hd95_summary``)."""
+    summary = hd95_summary(results[results["data"] == fraction] if not results.empty else results).set_index("method")
+    rows = []
+    for _, row in table[table["data"] == fraction].iterrows():
+        if row["method"] in summary.index:
+            rows.append({"method": row["method"], "mean": row["Avg_mean"], **summary.loc[row["method"]].to_dict()})
+    return rows
+
+
+def _count(part: float, whole: float) -> str:
+    return "-" if part != part else f"{int(part)} of {int(whole)}"
+
+
+def hd95_penalty_range(rows: list[dict]) -> str:
+    """The diagonals that misses were given here, as text ('' when nothing was missed)."""
+    low = min((r["penalty_min"] for r in rows if r["penalty_min"] == r["penalty_min"]), default=math.nan)
+    high = max((r["penalty_max"] for r in rows if r["penalty_max"] == r["penalty_max"]), default=math.nan)
+    if low != low:
+        return ""
+    return f"{low:.0f} mm" if round(low) == round(high) else f"{low:.0f}-{high:.0f} mm"
+
+
 def beside_paper(table: pd.DataFrame, paper: dict, counts: dict) -> list[dict]:
     """Ours, the paper's and the difference per column, for every (fraction, method) both have."""
     beside = []
@@ -121,6 +145,8 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
         if failed:
             lines += ["Failed runs: " + "; ".join(failed), ""]
+        if metric == "hd95":
+            lines += _hd95_markdown(hd95_rows(table, data.results, fraction))
     beside = beside_paper(table, paper, counts) if metric == "dice" else []
     if beside:
         lines += ["## Beside the paper's Table 1", ""]
@@ -133,6 +159,23 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
             lines.append("| | | ours - paper | " + " | ".join("-" if d != d else f"{d:+.1f}" for d in row["diff"]) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _hd95_markdown(rows: list[dict]) -> list[str]:
+    penalty = hd95_penalty_range(rows)
+    lines = [
+        "A mean HD95 counts every missed or spurious organ as the field of view's corner-to-corner diagonal"
+        + (f" ({penalty} in these scans)" if penalty else "")
+        + ", so it depends on the scan size and is dominated by misses; the median over every organ of every"
+        " test case and draw, and the counts, say what it hides:",
+        "",
+        "| Method | Avg HD95 (mean) | median | missed organs | spurious organs |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        missed, spurious = _count(r["missed"], r["present"]), "-" if r["spurious"] != r["spurious"] else str(int(r["spurious"]))
+        lines.append(f"| {r['method']} | {_fmt(r['mean'])} | {_fmt(r['median'])} | {missed} | {spurious} |")
+    return [*lines, ""]
 
 
 def latex_escape(text: str) -> str:

@@ -30,6 +30,14 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     assert config["provenance"]["synthetic"] is True and "SYNTHETIC" in config["provenance"]["stamp"]
     assert config["provenance"]["profile"] == "smoke" and config["provenance"]["device"] == "cpu"
     assert config["provenance"]["versions"]["torch"] and config["train_cases"] == ["0024", "0025", "0032"]
+    import pandas
+    import scipy
+
+    # The statistics' p-values depend on these: every run records them.
+    assert (config["provenance"]["versions"]["scipy"], config["provenance"]["versions"]["pandas"]) == (
+        scipy.__version__,
+        pandas.__version__,
+    )
     summary = json.loads((run_dir / "summary.json").read_text())
     assert [c["case"] for c in summary["metric_per_case"]] == ["0035", "0036", "0037", "0038", "0039", "0040"]
     assert 0.0 <= summary["mean"]["liver"]["dice"] <= 1.0 and summary["synthetic"] is True
@@ -37,7 +45,9 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     assert (run_dir / "checkpoint.pt").exists()
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 * 13 and set(rows[0]) == {"method", "data", "repeat", "case", "organ", "dice", "nsd", "hd95"}
+    assert len(rows) == 6 * 13 and list(rows[0]) == ["method", "data", "repeat", "case", "organ", "dice", "nsd", "hd95", "n_ref", "n_pred"]
+    liver = next(r for r in rows if r["organ"] == "liver")
+    assert int(liver["n_ref"]) > 0 and int(liver["n_pred"]) >= 0  # voxel counts on the label file's grid
     again = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
     assert again.exit_code == 0 and "finished earlier, skipped" in again.output
     # Same folder, different configuration: refused rather than mixed.

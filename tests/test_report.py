@@ -89,10 +89,15 @@ def test_report_tables_mark_best_compare_with_the_paper_and_show_gaps(grid_folde
     # liver HD95: tpmamba 2 and 4 mm over its draws, masam 6 mm; lower is better, so tpmamba is bold
     assert "# HD95 (mm) on the test cases" in hd95 and "**3.0 +/- 1.4**" in hd95 and "<u>6.0</u>" in hd95
     assert "Best (lowest)" in hd95 and "paper" not in hd95
+    # Beside the mean: the median over 6 cases x 13 organs x 2 draws (mostly 10 mm) and no organ missed.
+    assert "| tpmamba | 9.0 | 10.0 | 0 of 156 | 0 |" in hd95 and "field of view's corner-to-corner diagonal" in hd95
     assert "<dt>scoring</dt>" in html and "NSD at 1 mm" in html
     assert "# NSD (%) on the test cases" in (out / "table_nsd.md").read_text()
     tests = pd.read_csv(out / "pairwise_tests.csv")
-    assert tests[["data", "first", "second", "pairs"]].values.tolist() == [["25pct", "tpmamba", "masam", 6]]
+    # The pair shares draw 0 only (masam's draw 1 failed): six cases, one draw each.
+    assert tests[["data", "first", "second", "cases", "draws", "test"]].values.tolist() == [
+        ["25pct", "tpmamba", "masam", 6, 1, "exact, mid-ranks for tied differences"]
+    ]
     boot = pd.read_csv(out / "bootstrap.csv")
     assert boot["method"].tolist() == ["tpmamba", "masam"] and (boot["ci_low"] <= boot["mean"]).all()
 
@@ -114,11 +119,47 @@ def test_every_pair_is_tested_on_cases_of_the_same_draw_with_the_exact_distribut
     (test,) = stats["25pct"]["tests"]
     # Only draw 0 exists for both: 6 case pairs. tpmamba is better on every case (liver 90 vs 70 and
     # stomach +10), so all six signed ranks are positive: exact two-sided p = 2 / 2**6; one test, so Holm changes nothing.
-    assert (test["first"], test["second"], test["pairs"]) == ("tpmamba", "masam", 6)
+    assert (test["first"], test["second"], test["cases"], test["draws"]) == ("tpmamba", "masam", 6, 1)
     assert test["p_value"] == pytest.approx(2 / 2**6) and test["p_holm"] == pytest.approx(2 / 2**6) and test["significant"]
     expected_diff = ((0.90 - 0.70) + (0.80 - 0.90) + 0.10) / 13 * 100  # liver, spleen, stomach; other organs tie
     assert test["mean_diff"] == pytest.approx(expected_diff)
     assert stats["25pct"]["order"] == ["tpmamba", "masam"] and stats["25pct"]["power"] is None  # masam has one draw
+
+
+def test_six_cases_and_three_methods_say_what_they_cannot_show_instead_of_an_empty_heatmap(tmp_path):
+    runs = tmp_path / "runs"
+    write_finished_run(runs, "25pct", "tpmamba", 0, liver=0.90, shift=0.10)
+    write_finished_run(runs, "25pct", "masam", 0, liver=0.70)
+    write_finished_run(runs, "25pct", "samed", 0, liver=0.0)  # the liver missed in all six cases
+    result = invoke("report", runs)
+    assert result.exit_code == 0, result.output
+    out = runs / "report"
+    html = (out / "report.html").read_text()
+    sentence = "6 test cases cannot show a difference between 3 methods at alpha 0.05 after Holm&#39;s correction over 3 pairs"
+    assert sentence in html and "use more test cases or cross-validation" in html
+    assert not (out / "significance_25pct.png").exists() and 'class="fig-significance"' not in html
+    tests = pd.read_csv(out / "pairwise_tests.csv")
+    assert len(tests) == 3 and not tests["significant"].any() and (tests["p_value"] == 2 / 2**6).all()
+    assert "scipy " in html and "pandas " in html  # the versions that computed the statistics
+    hd95 = (out / "table_hd95.md").read_text()
+    # samed's six missed livers get the penalty; write_finished_run gives it as 20 mm x (1 - Dice) = 20 mm.
+    assert "| samed | 10.8 | 10.0 | 6 of 72 | 0 |" in hd95  # 12 organs x 6 cases (no spleen) and "(20 mm in these scans)" in hd95
+
+
+def test_the_terminal_table_prints_the_same_sentence(tmp_path):
+    from rich.console import Console
+
+    from bench.console import print_dice_table
+
+    runs = tmp_path / "runs"
+    for method, liver in (("tpmamba", 0.9), ("masam", 0.7), ("samed", 0.5)):
+        write_finished_run(runs, "25pct", method, 0, liver=liver)
+    console = Console(record=True, width=200)
+    print_dice_table(console, runs, ["tpmamba", "masam"], "25pct", "caption")
+    assert "cannot show" not in console.export_text()  # two methods: one pair can reach 2/2^6 < 0.05
+    print_dice_table(console, runs, ["tpmamba", "masam", "samed"], "25pct", "caption")
+    text = console.export_text()
+    assert "6 test cases cannot show a difference between 3 methods at alpha 0.05 after Holm's correction over 3 pairs" in text
 
 
 def test_compute_table_uses_flops_and_speed_json_saved_in_the_runs_folder(grid_folder):
@@ -283,10 +324,13 @@ def test_html_report_in_headless_chromium_shows_the_tables_and_images(grid_folde
     assert hd95_liver["tpmamba"]["class"] == "best" and hd95_liver["tpmamba"]["text"].startswith("3.0")
     assert "nsd-25pct" in dom.tables and "hd95-12pct" in dom.tables
     boot = dom.tables["bootstrap-25pct"]
-    assert [c["text"] for c in boot[0]] == ["Method", "mean Dice", "95% CI", "P(rank 1)", "P(rank 2)"]
-    assert [r[0]["text"] for r in boot[1:]] == ["tpmamba", "masam"]
+    assert [c["text"] for c in boot[0]] == ["Method", "cases", "draws", "mean Dice", "95% CI", "P(rank 1)", "P(rank 2)"]
+    assert [[c["text"] for c in r[:3]] for r in boot[1:]] == [["tpmamba", "6", "1"], ["masam", "6", "1"]]
     pair = dom.tables["pairwise-25pct"][1]
-    assert [c["text"] for c in pair[:3]] == ["tpmamba", "masam", "6"] and pair[-1]["text"].endswith("*")
+    assert [c["text"] for c in pair[:4]] == ["tpmamba", "masam", "6", "1"] and pair[-1]["text"].endswith("*")
+    assert pair[6]["text"] == "exact, mid-ranks for tied differences"  # every case differs by the same amount
+    extra = {dom.row_attrs[id(r)]["data-method"]: [c["text"] for c in r] for r in dom.tables["hd95-extra-25pct"][1:]}
+    assert extra["tpmamba"] == ["tpmamba", "9.0", "10.0", "0 of 156", "0"] and extra["masam"][3] == "0 of 78"
     for img in dom.images:
         width, height = (int(v) for v in img["data-decoded"].split("x"))
         assert width > 200 and height > 100 and int(img["data-shown"]) > 200, img.get("alt")
