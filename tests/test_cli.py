@@ -20,6 +20,7 @@ def one_error_line(result) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     out = tmp_path / "runs"
     result = invoke("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST)
@@ -146,6 +147,7 @@ def test_data_root_from_the_environment(tiny_synthetic, monkeypatch):
     assert result.exit_code == 0 and str(tiny_synthetic) in result.output.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_sam_method_runs_in_smoke_on_a_stamped_random_backbone(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     result = invoke("run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "1", "--data-root", tiny_synthetic, "--out", out, *FAST)
@@ -167,6 +169,7 @@ def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_pa
     assert "paper-size" in one_error_line(smoke_with_checkpoint)
 
 
+@pytest.mark.slow
 def test_ablation_variant_runs_under_its_own_label(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     args = ["run", "--methods", "tpmamba", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
@@ -204,6 +207,7 @@ def test_every_set_problem_is_one_line_naming_the_key(tiny_synthetic, tmp_path, 
     assert not (tmp_path / "12pct").exists()  # refused before any run started
 
 
+@pytest.mark.slow
 def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     result = invoke(
@@ -232,6 +236,7 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
     assert "| umamba (1 of 5 draws" in (out / "report" / "table1.md").read_text()  # no title: its name says it
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(tiny_synthetic, tmp_path, monkeypatch):
     import bench.train
 
@@ -267,6 +272,7 @@ def test_methods_all_expands_to_every_registered_method(tiny_synthetic, tmp_path
     assert "has no option 'nosuch'" in one_error_line(result)
 
 
+@pytest.mark.slow
 def test_decathlon_layout_with_dataset_json_runs_end_to_end(tiny_synthetic, tmp_path):
     """The same cases renamed the Decathlon way (imagesTr/labelsTr + dataset_0.json) give the same data."""
     import shutil
@@ -290,6 +296,7 @@ def test_decathlon_layout_with_dataset_json_runs_end_to_end(tiny_synthetic, tmp_
     assert "BTCV at" in config["provenance"]["stamp"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_the_epoch_and_a_rerun_resumes(tiny_synthetic, tmp_path):
     """A real SIGINT to a real process: exit 130 after checkpointing, then the same command finishes."""
     import signal

@@ -63,6 +63,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_all_reduces_the_adapters_but_never_the_frozen_backbone(tmp_path):
     mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
     first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
@@ -73,6 +74,7 @@ def test_ddp_all_reduces_the_adapters_but_never_the_frozen_backbone(tmp_path):
     assert first["trainable_moved"] and first["trainable_sum"] == second["trainable_sum"]
 
 
+@pytest.mark.slow
 def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]

@@ -21,6 +21,7 @@ def by_name(payload: dict) -> dict:
     return {c["name"]: c for c in payload["checks"]}
 
 
+@pytest.mark.slow
 def test_cpu_doctor_passes_and_times_one_step_per_method(monkeypatch):
     monkeypatch.setattr("bench.weights.cached_hub_weights", lambda spec: None)  # as on a machine without them
     result = invoke("doctor", "--device", "cpu", "--methods", "unetr,tpmamba", "--json")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from bench.grid import scan_grid
@@ -27,6 +28,7 @@ def grid_args(tiny_synthetic, out, methods="unetr", *extra):
     return ["run", "--methods", methods, "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *extra]
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_that_run_with_its_reason_and_the_grid_goes_on(tiny_synthetic, tmp_path, monkeypatch):
     import monai.losses
 
@@ -72,6 +74,7 @@ def test_status_tells_running_from_killed_runs(tmp_path):
     assert invoke("status", tmp_path / "nope").exit_code == 2
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_path):
     """SIGKILL gives no chance to save: the rerun repeats at most the epochs since the last checkpoint."""
     out = tmp_path / "runs"
@@ -101,6 +104,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_
     assert len(summary["metric_per_case"]) == 6 and not (run_dir / RUNNING_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_gives_one_line_and_keeps_the_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
     import bench.io
 
@@ -140,6 +144,7 @@ def _write_runs(runs_dir: str, method: str, count: int) -> None:
         write_results_csv(Path(runs_dir))
 
 
+@pytest.mark.slow
 def test_two_processes_writing_one_runs_folder_leave_a_complete_results_csv(tmp_path):
     runs = tmp_path / "runs"
     context = multiprocessing.get_context("spawn")
@@ -156,6 +161,7 @@ def test_two_processes_writing_one_runs_folder_leave_a_complete_results_csv(tmp_
     assert {(r["method"], r["repeat"]) for r in rows} == {(m, str(k)) for m in ("alpha", "beta") for k in range(8)}
 
 
+@pytest.mark.slow
 def test_the_same_seed_on_the_same_cpu_gives_identical_dice(tiny_synthetic, tmp_path):
     summaries = []
     for out in (tmp_path / "first", tmp_path / "second"):

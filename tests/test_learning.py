@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from bench.config import PROFILES
 from bench.data.btcv import locate_dataset
@@ -32,6 +33,7 @@ def _dice(model, case) -> list[float]:
     return [scores.metrics[organ]["dice"] for organ in SMALL_ORGANS]
 
 
+@pytest.mark.slow
 def test_a_method_learns_small_organs_at_the_smoke_settings(tiny_synthetic, tmp_path):
     dataset = locate_dataset(tiny_synthetic, synthetic=True)
     cases = {cid: preprocess_case(dataset.cases[cid], PROFILE.preprocess) for cid in (*TRAIN_IDS, HELD_OUT_ID)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 import torch
 
 from bench.runfiles import ConfigFile, RunSummary
@@ -42,6 +43,7 @@ def test_an_anisotropic_plan_keeps_in_plane_kernels_until_the_spacing_catches_up
     assert len(network.encoder.stages) == 6  # as nnU-Net planned for the synthetic abdomen
 
 
+@pytest.mark.slow
 def test_bench_list_and_flops_count_nnunetv2_at_its_planned_patch(monkeypatch):
     from dataclasses import replace
 
@@ -73,6 +75,7 @@ def test_an_unknown_planner_is_refused():
         build_on_meta("nnunetv2", planner="ResEncXXL")
 
 
+@pytest.mark.slow
 def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(tiny_synthetic, tmp_path, isolated_cache, monkeypatch):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 

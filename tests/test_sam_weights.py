@@ -89,6 +89,7 @@ def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
         resolve_backbone_weights(SAM_VIT_B_WEIGHTS, __file__, "smoke", allow_random=False)
 
 
+@pytest.mark.slow
 def test_doctor_loads_the_users_checkpoint_and_names_what_does_not_fit(tmp_path, reference_vit):
     from bench.doctor import sam_weights_checks
 

@@ -184,6 +184,7 @@ def test_a_one_voxel_shift_scores_what_an_independent_computation_gives(tiny_syn
     assert got["dice"] < 1.0 and got["hd95"] > 0.0
 
 
+@pytest.mark.slow
 def test_a_run_saves_predictions_on_the_label_grid_and_bench_score_agrees_with_it(tiny_synthetic, label_dir, tmp_path):
     """--save-predictions: one NIfTI per test case with the label file's shape and affine (the
     synthetic abdomen is stored LPS with 5.2 x 5.2 x 27 mm voxels at the tests' scale, so this is the

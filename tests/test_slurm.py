@@ -47,6 +47,7 @@ def warn_when_training(marker, timeout_s: float = 120.0) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slurm_cluster, tiny_synthetic, tmp_path):
     out = tmp_path / "runs"
     args = ["run", "--executor", "slurm", "--methods", "unetr,nnunet", "--data", "12pct", "--repeats", "0"]

@@ -9,6 +9,7 @@ from bench.cli import app
 from bench.speed import loader_crops_per_second
 
 
+@pytest.mark.slow
 def test_bench_speed_times_the_trainers_step_and_evaluations_window(monkeypatch):
     import monai.inferers
 
