@@ -13,7 +13,7 @@ import os
 import torch
 from torch import nn
 
-from bench.losses import deep_supervision_weights
+from bench.pipelines.losses import deep_supervision_weights
 
 
 def world_size() -> int:

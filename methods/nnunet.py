@@ -6,7 +6,7 @@ kernels, two convolutions per stage, instance norm, leaky ReLU, and nnU-Net's He
 (``InitWeights_He(1e-2)``, as nnunetv2's ``get_network_from_plans`` applies it). Only the network is
 nnU-Net's: in the uniform framework it gets the shared preprocessing, DiceCE loss, AdamW schedule
 and augmentation instead of nnU-Net's own pipeline. Deep supervision is off by default, as in the
-paper's framework; ``deep_supervision=True`` gives nnU-Net's (see ``bench.losses.supervised_loss``).
+paper's framework; ``deep_supervision=True`` gives nnU-Net's (see ``bench.pipelines.losses.supervised_loss``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """nnU-Net v2 as nnU-Net: its own pipeline (fingerprint, plan, preprocessing, trainer, predictor),
-driven by the harness on each run's cases (``bench.nnunet_pipeline``), with nnU-Net's default planner
+driven by the harness on each run's cases (``bench.pipelines.nnunet_steps``), with nnU-Net's default planner
 or its residual-encoder presets (Isensee et al., nnU-Net Revisited, MICCAI 2024).
 
 What a run trains is the network in nnU-Net's plan for the run's data; the builder here gives the

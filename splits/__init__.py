@@ -47,3 +47,7 @@ def load_splits() -> Splits:
         train={name: tuple(tuple(draw) for draw in draws) for name, draws in raw["train"].items()},
         seed=raw["seed"],
     )
+
+
+# The data fractions, largest first, as the committed splits define them.
+FRACTIONS = load_splits().fractions

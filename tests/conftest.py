@@ -25,7 +25,7 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     """The synthetic abdomen at 6x the voxel size (same anatomy, ~200x fewer voxels), written once."""
     from rich.console import Console
 
-    from bench.datasource import ensure_synthetic
+    from bench.data.source import ensure_synthetic
 
     root = tmp_path_factory.mktemp("tiny-synthetic")
     ensure_synthetic(root, BTCV_LABELLED_IDS, Console(quiet=True), spacing_scale=6.0)
@@ -42,7 +42,7 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None)
 
 def invoke(*args):
     """``bench`` in this process; arguments may be paths or numbers."""
-    from bench.cli import app
+    from bench.cli.app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -56,8 +56,8 @@ def write_finished_run(
     alike, HD95 20 mm x (1 - Dice) for liver and spleen, 12 mm falling by 1 per case for stomach,
     10 mm elsewhere; 100 voxels of an organ in the reference, Dice x 100 in the prediction."""
     from bench.data.labels import ORGANS
-    from bench.results import summarize
-    from bench.runfiles import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
+    from bench.runs.files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
+    from bench.runs.results import summarize
 
     run_dir = Path(runs) / data / method / f"repeat{repeat}"
     cases = []

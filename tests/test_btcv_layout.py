@@ -103,7 +103,7 @@ def test_data_identity_follows_file_contents_not_places(tmp_path):
     import shutil
 
     from bench.data.btcv import Case, Dataset
-    from bench.datasource import data_identity
+    from bench.data.source import data_identity
 
     def dataset_at(root):
         cases = {}

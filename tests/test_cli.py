@@ -90,8 +90,8 @@ def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, messag
 def test_smoke_runs_one_draw_unless_told_and_paper_every_draw(tiny_synthetic, tmp_path, isolated_cache):
     from rich.console import Console
 
-    from bench.execute import prepare_grid
-    from bench.plan import RunRequest
+    from bench.plan.grid import prepare_grid
+    from bench.plan.runs import RunRequest
 
     def draws(profile, repeats=None):
         request = RunRequest(["nnunetv2"], "12pct", repeats, tiny_synthetic, profile, "cpu", tmp_path / profile)
@@ -162,7 +162,7 @@ def test_paper_profile_sam_method_without_weights_exits_2(tiny_synthetic, tmp_pa
     def offline(spec):
         raise OSError("huggingface.co unreachable")
 
-    monkeypatch.setattr("bench.weights.hub_weights_file", offline)
+    monkeypatch.setattr("bench.plan.weights.hub_weights_file", offline)
     args = ["run", "--methods", "masam", "--data-root", tiny_synthetic, "--out", tmp_path, "--profile", "paper", "--device", "cpu"]
     assert "--sam-checkpoint PATH" in one_error_line(invoke(*args))
     smoke_with_checkpoint = invoke("run", "--methods", "samed", "--sam-checkpoint", __file__, "--out", tmp_path, *FAST)
@@ -238,9 +238,9 @@ def test_library_baselines_run_in_the_smoke_profile(tiny_synthetic, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_run_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(tiny_synthetic, tmp_path, monkeypatch):
-    import bench.train
+    import bench.pipelines.training
 
-    real_train = bench.train.train
+    real_train = bench.pipelines.training.train
     calls = []
 
     def train_that_fails_first(*args, **kwargs):
@@ -249,7 +249,7 @@ def test_a_failing_run_is_recorded_the_grid_goes_on_and_a_rerun_retries_it(tiny_
             raise FloatingPointError("loss is NaN at epoch 1")
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(bench.train, "train", train_that_fails_first)
+    monkeypatch.setattr(bench.pipelines.training, "train", train_that_fails_first)
     out = tmp_path / "runs"
     args = ["run", "--methods", "unetr,nnunet", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out, *FAST]
     result = invoke(*args)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench import doctor, doctor_fit
-from bench.config import PROFILES
+from bench.costs import doctor, doctor_fit
 from bench.data.btcv import locate_dataset, read_grid
 from bench.data.preprocess import cache_bytes_upper_bound, load_or_preprocess
 from bench.data.synthetic import case_grid, synthesize_case
+from bench.plan.profiles import PROFILES
 from tests.conftest import invoke
 
 
@@ -23,7 +23,7 @@ def by_name(payload: dict) -> dict:
 
 @pytest.mark.slow
 def test_cpu_doctor_passes_and_times_one_step_per_method(monkeypatch):
-    monkeypatch.setattr("bench.weights.cached_hub_weights", lambda spec: None)  # as on a machine without them
+    monkeypatch.setattr("bench.plan.weights.cached_hub_weights", lambda spec: None)  # as on a machine without them
     result = invoke("doctor", "--device", "cpu", "--methods", "unetr,tpmamba", "--json")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -56,12 +56,12 @@ def test_unknown_method_is_a_one_line_error():
 
 
 def test_a_step_that_raises_fails_naming_the_error(monkeypatch):
-    import bench.speed
+    import bench.costs.speed
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: no kernel image is available for execution on the device")
 
-    monkeypatch.setattr(bench.speed, "measure_training_step", broken)
+    monkeypatch.setattr(bench.costs.speed, "measure_training_step", broken)
     (check,) = doctor_fit.training_step_checks(["unetr"], PROFILES["smoke"], "cpu")
     assert check.status == "fail" and "no kernel image" in check.detail
 

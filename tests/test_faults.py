@@ -15,10 +15,10 @@ import time
 import pytest
 import torch
 
-from bench.grid import scan_grid
 from bench.io import write_json
-from bench.results import write_results_csv
-from bench.runfiles import RUNNING_FILE
+from bench.runs.files import RUNNING_FILE
+from bench.runs.results import write_results_csv
+from bench.runs.state import scan_grid
 from tests.conftest import invoke
 
 FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
@@ -57,7 +57,7 @@ def test_a_nan_loss_stops_that_run_with_its_reason_and_the_grid_goes_on(tiny_syn
 
 
 def test_status_tells_running_from_killed_runs(tmp_path):
-    from bench.runfiles import LogLine
+    from bench.runs.files import LogLine
 
     run_dir = tmp_path / "runs" / "100pct" / "unetr" / "repeat0"
     write_json(run_dir / RUNNING_FILE, {"host": os.uname().nodename, "pid": os.getpid(), "started": "now"})
@@ -175,7 +175,7 @@ def test_the_same_seed_on_the_same_cpu_gives_identical_dice(tiny_synthetic, tmp_
 
 def test_a_failure_is_recorded_by_its_root_cause(tmp_path):
     """A SLURM time limit that strikes inside a MONAI transform arrives wrapped in MONAI's RuntimeError."""
-    from bench.grid import record_failure
+    from bench.runs.state import record_failure
 
     try:
         try:

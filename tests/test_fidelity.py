@@ -79,7 +79,7 @@ class DecoderOnFeatures(nn.Module):
 
 def test_decoder_macs_are_its_convolutions():
     """fvcore's count equals the convolutions' multiply-adds worked out by hand (norms add ~1 %)."""
-    from bench.flops import count_macs
+    from bench.costs.flops import count_macs
 
     embed, width, tokens, depth, steps, classes = 48, 16, 3, 5, 2, 14
     decoder = SliceDecoder3D(embed, 4, classes, steps, width=width)
@@ -163,7 +163,7 @@ def test_tpmamba_r_192_is_the_released_width():
 
 @pytest.mark.parametrize("name", ["tpmamba", "umamba"])
 def test_mamba_state_matrix_and_skip_get_no_weight_decay(name):
-    from bench.train import optimizer_groups
+    from bench.pipelines.training import optimizer_groups
 
     torch.manual_seed(0)
     model = create_model(name, size="smoke", roi_size=(32, 32, 32))
@@ -185,7 +185,7 @@ def test_mamba_state_matrix_and_skip_get_no_weight_decay(name):
 
 
 def test_networks_without_marks_keep_one_optimizer_group():
-    from bench.train import optimizer_groups
+    from bench.pipelines.training import optimizer_groups
 
     assert len(optimizer_groups(create_model("unetr", size="smoke", roi_size=(32, 32, 32)), 1e-5)) == 1
 
@@ -218,7 +218,7 @@ def test_nnunet_gets_nnunets_he_initialisation():
 
 
 def test_deep_supervision_weights_are_nnunets():
-    from bench.losses import deep_supervision_weights
+    from bench.pipelines.losses import deep_supervision_weights
 
     assert deep_supervision_weights(4) == pytest.approx([1 / 1.75, 0.5 / 1.75, 0.25 / 1.75, 0.0])
     assert deep_supervision_weights(1) == [1.0]
@@ -241,7 +241,7 @@ def test_deep_supervision_outputs_in_training_only(name):
 def test_supervised_loss_weights_each_output_against_nearest_downsampled_labels():
     from monai.losses import DiceCELoss
 
-    from bench.losses import supervised_loss
+    from bench.pipelines.losses import supervised_loss
 
     torch.manual_seed(0)
     label = torch.randint(0, 3, (1, 1, 8, 8, 8)).float()

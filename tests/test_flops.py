@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.flops import count_macs
+from bench.costs.flops import count_macs
 from methods.mamba import Mamba
 
 
@@ -78,7 +78,7 @@ def test_mamba_is_counted_with_the_mamba_authors_convention():
 
 def test_self_attention_adapter_reproduces_figure_1c():
     """18.86 GMACs at 96^3, r = 96: attention over all 3456 tokens at C = 768 plus the C<->r projections."""
-    from bench.flops import adapter_table
+    from bench.costs.flops import adapter_table
 
     rows, blocks, _ = adapter_table(96, 96)
     by_name = {r["name"]: r for r in rows}
@@ -100,7 +100,7 @@ def test_self_attention_adapter_reproduces_figure_1c():
 def test_bench_flops_json_and_chart(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from bench.cli.app import app
 
     args = ["flops", "--input", "32", "--rank", "16", "--methods", "nnunet,unetr", "--json", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, args)
@@ -120,7 +120,7 @@ def test_bench_flops_json_and_chart(tmp_path):
 
 def test_published_figures_stand_beside_ours_at_96():
     """3D UX-Net's table gives UNETR 92.8 M parameters and 82.6 GMACs at 96^3; ours is counted, not copied."""
-    from bench.flops import method_costs
+    from bench.costs.flops import method_costs
 
     (row,), uncounted = method_costs(["unetr"], 96)
     assert row["published_params"] == pytest.approx(92.8e6) and row["published_gmacs"] == 82.6

@@ -12,12 +12,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bench.config import PROFILES
 from bench.data.btcv import locate_dataset
 from bench.data.labels import ORGANS
 from bench.data.preprocess import PreprocessSettings, preprocess_case
-from bench.evaluate import evaluate_cases
-from bench.train import train
+from bench.evaluation.evaluate import evaluate_cases
+from bench.pipelines.training import train
+from bench.plan.profiles import PROFILES
 from methods import create_model
 
 TRAIN_IDS, HELD_OUT_ID = ("0001", "0002", "0003", "0004"), "0035"

@@ -10,9 +10,9 @@ from monai.metrics import compute_dice
 from monai.networks.utils import one_hot
 
 from bench.data.labels import ORGANS
-from bench.metrics import dice_per_organ, score_case, surface_metrics
-from bench.results import organ_means
-from bench.runfiles import CaseScores
+from bench.evaluation.metrics import dice_per_organ, score_case, surface_metrics
+from bench.runs.files import CaseScores
+from bench.runs.results import organ_means
 
 
 def test_dice_matches_monai_on_random_label_maps():
@@ -114,7 +114,7 @@ def test_predict_case_pads_small_volumes_and_restores_the_mode():
     the model comes back in the mode it was in."""
     import torch
 
-    from bench.evaluate import predict_case
+    from bench.evaluation.evaluate import predict_case
 
     class Echo(torch.nn.Module):
         """Class 1 where the intensity is above 0.5, class 0 elsewhere; records the window sizes it sees."""

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from bench.runfiles import ConfigFile, RunSummary
+from bench.runs.files import ConfigFile, RunSummary
 from methods import count_parameters, get_method
 from methods.registry import build_on_meta
 from splits import load_splits
@@ -163,9 +163,9 @@ def test_a_planner_nnunet_does_not_have_is_one_line_before_nnunet_starts(tiny_sy
 def test_a_paper_grid_of_nnunetv2_alone_leaves_the_preprocessing_to_nnunet(tiny_synthetic, tmp_path, isolated_cache):
     from rich.console import Console
 
-    from bench.config import PROFILES
-    from bench.execute import prepare_grid, uses_harness_preprocessing
-    from bench.plan import RunRequest
+    from bench.plan.grid import prepare_grid, uses_harness_preprocessing
+    from bench.plan.profiles import PROFILES
+    from bench.plan.runs import RunRequest
 
     def grid_of(methods):
         request = RunRequest(

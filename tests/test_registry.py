@@ -65,7 +65,7 @@ def test_overrides_reach_the_builder():
 
 
 def test_methods_all_is_every_registered_method():
-    from bench.cli_common import method_names
+    from bench.cli.common import method_names
 
     names = method_names("all")
     assert names == [info.name for info in list_methods()] and len(names) == 12
@@ -76,9 +76,9 @@ def test_methods_all_is_every_registered_method():
 
 def test_options_are_checked_at_the_runs_crop_without_allocating():
     """TransBTS with --profile paper --roi 96 --set img_dim=96 is valid: checked at 96^3, not a 32^3 toy."""
-    from bench.config import PROFILES
     from bench.errors import UserError
-    from bench.plan import checked_options
+    from bench.plan.profiles import PROFILES
+    from bench.plan.runs import checked_options
 
     paper96 = PROFILES["paper"]
     assert checked_options("transbts", {"img_dim": 96}, paper96) == {"img_dim": 96}
@@ -88,8 +88,8 @@ def test_options_are_checked_at_the_runs_crop_without_allocating():
 
 
 def test_a_builders_own_bug_is_not_reported_as_bad_input():
-    from bench.config import PROFILES
-    from bench.plan import checked_options
+    from bench.plan.profiles import PROFILES
+    from bench.plan.runs import checked_options
 
     @register_method("_typo", family="3d-net", reference="test", paper=dict(width=4))
     def build(in_channels, out_channels, roi_size, width):

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from bench.grid import grid_counts, record_failure, scan_grid
 from bench.io import read_json, write_json
-from bench.runfiles import CONFIG_FILE, SUMMARY_FILE, LogLine, RunSummary
-from bench.tables import table1
+from bench.reporting.tables import table1
+from bench.runs.files import CONFIG_FILE, SUMMARY_FILE, LogLine, RunSummary
+from bench.runs.state import grid_counts, record_failure, scan_grid
 from tests.conftest import invoke, write_finished_run
 
 # CI installs Debian's chromium and TeX and sets this, so there the browser and LaTeX tests cannot skip.
@@ -110,8 +110,8 @@ def test_report_html_escapes_what_it_did_not_write(grid_folder):
 
 
 def test_every_pair_is_tested_on_cases_of_the_same_draw_with_the_exact_distribution(grid_folder):
-    from bench.report import statistics
-    from bench.report_data import load_report_data
+    from bench.reporting.data import load_report_data
+    from bench.reporting.report import statistics
 
     data = load_report_data(grid_folder)
     stats = {st["fraction"]: st for st in statistics(data, table1(data.results))}
@@ -149,7 +149,7 @@ def test_six_cases_and_three_methods_say_what_they_cannot_show_instead_of_an_emp
 def test_the_terminal_table_prints_the_same_sentence(tmp_path):
     from rich.console import Console
 
-    from bench.console import print_dice_table
+    from bench.reporting.terminal import print_dice_table
 
     runs = tmp_path / "runs"
     for method, liver in (("tpmamba", 0.9), ("masam", 0.7), ("samed", 0.5)):

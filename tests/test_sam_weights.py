@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from bench.errors import UserError
-from bench.weights import read_checkpoint, resolve_backbone_weights
+from bench.plan.weights import read_checkpoint, resolve_backbone_weights
 from methods import create_model
 from methods.sam_common import SAM_VIT_B_WEIGHTS, build_sam_vit
 
@@ -80,7 +80,7 @@ def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
     def offline(spec):
         raise OSError("huggingface.co unreachable")
 
-    monkeypatch.setattr("bench.weights.hub_weights_file", offline)
+    monkeypatch.setattr("bench.plan.weights.hub_weights_file", offline)
     with pytest.raises(UserError, match="--sam-checkpoint PATH"):
         resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=False)
     assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=True).random
@@ -91,7 +91,7 @@ def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
 
 @pytest.mark.slow
 def test_doctor_loads_the_users_checkpoint_and_names_what_does_not_fit(tmp_path, reference_vit):
-    from bench.doctor import sam_weights_checks
+    from bench.costs.doctor import sam_weights_checks
 
     good = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(to_meta_format(reference_vit.state_dict()), good)

@@ -5,19 +5,19 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.speed import loader_crops_per_second
+from bench.cli.app import app
+from bench.costs.speed import loader_crops_per_second
 
 
 @pytest.mark.slow
 def test_bench_speed_times_the_trainers_step_and_evaluations_window(monkeypatch):
     import monai.inferers
 
-    import bench.train
-    from bench.config import PROFILES
+    import bench.pipelines.training
+    from bench.plan.profiles import PROFILES
 
     losses, windows = [], []
-    real_loss, real_window = bench.train.supervised_loss, monai.inferers.sliding_window_inference
+    real_loss, real_window = bench.pipelines.training.supervised_loss, monai.inferers.sliding_window_inference
 
     def counted_loss(loss_fn, logits, label):
         losses.append(tuple(label.shape))
@@ -27,7 +27,7 @@ def test_bench_speed_times_the_trainers_step_and_evaluations_window(monkeypatch)
         windows.append(kwargs)
         return real_window(*args, **kwargs)
 
-    monkeypatch.setattr(bench.train, "supervised_loss", counted_loss)
+    monkeypatch.setattr(bench.pipelines.training, "supervised_loss", counted_loss)
     monkeypatch.setattr(monai.inferers, "sliding_window_inference", recorded_window)
     result = CliRunner().invoke(app, ["speed", "--methods", "nnunet", "--steps", "1", "--profile", "smoke", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
@@ -58,8 +58,8 @@ def test_paper_grid_hours_by_hand():
     final evaluation over 6 test cases in 11 runs: 1,386 window passes."""
     import math
 
-    from bench.config import PROFILES
-    from bench.speed import ASSUMED_CASE_MM, paper_grid_hours
+    from bench.costs.speed import ASSUMED_CASE_MM, paper_grid_hours
+    from bench.plan.profiles import PROFILES
     from splits import load_splits
 
     profile = PROFILES["paper"]

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import hd95_summary
-from bench.stats import (
+from bench.reporting.stats import (
     EXACT,
     EXACT_TIES,
     NORMAL_LARGE,
@@ -25,6 +24,7 @@ from bench.stats import (
     signed_rank_test,
     smallest_p,
 )
+from bench.runs.results import hd95_summary
 
 
 def results(values: dict[str, dict[int, list[float]]], fraction: str = "25pct") -> pd.DataFrame:

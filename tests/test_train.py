@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import PROFILES
 from bench.data.preprocess import PreprocessedCase
-from bench.train import cosine_to_zero, train
+from bench.pipelines.training import cosine_to_zero, train
+from bench.plan.profiles import PROFILES
 
 
 def toy_cases(n=3, seed=0):

@@ -1,4 +1,4 @@
-"""Issue 24's simulation of the paper's design, run against whatever ``bench.stats`` is installed
+"""Issue 24's simulation of the paper's design, run against whatever ``bench.reporting.stats`` is installed
 (``python docs/experiments/stats_simulation.py``; the figures are in docs/notebook.md).
 
 Two methods, every draw scored on the same test cases. Score = 70 + the case's difficulty (SD 10,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.stats import bootstrap, pairwise_tests
+from bench.reporting.stats import bootstrap, pairwise_tests
 
 
 def scores(rng, cases: int = 6, draws: int = 5, case_method_sd: float = 1.5, difference: float = 0.0) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def main() -> None:
         a = bootstrap(table, "25pct", ["a", "b"], resamples=1000)[0]
         ours.append(a.high - a.low)
         cluster.append(cluster_interval_width(table, rng, 300))
-    width = f"bench.stats {np.mean(ours):.2f} pts wide, cluster bootstrap {np.mean(cluster):.2f}"
+    width = f"bench.reporting.stats {np.mean(ours):.2f} pts wide, cluster bootstrap {np.mean(cluster):.2f}"
     print(f"95% interval of a's mean, 5 draws x 6 cases: {width}")
 
 

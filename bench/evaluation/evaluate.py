@@ -1,0 +1,148 @@
+"""Sliding-window inference and scoring, in the original label space (default) or on the
+preprocessed grid.
+
+Original space (``EVAL_SPACES[0]``): the network's class probabilities are carried back through the
+preprocessing onto the grid of the case's label file (``bench.data.preprocess.to_original_grid``)
+and compared with that file's labels, untouched, at its own voxel spacing, as nnU-Net's evaluator
+and Touchstone score. Preprocessed space: both on the resampled, body-cropped grid of the profile's
+spacing (the MONAI tutorials' convention); cheaper, but its NSD and HD95 are measured on the
+profile's voxels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.data.preprocess import PreprocessedCase, to_original_grid
+from bench.device import autocast_for
+from bench.evaluation.metrics import dice_per_organ, score_case
+from bench.runs.files import PREDICTIONS_DIR, CaseScores
+
+EVAL_SPACES = ("original", "preprocessed")
+
+
+def check_scoring_options(space: str, tolerance_mm: float) -> None:
+    """UserError for an evaluation space or NSD tolerance that bench cannot score with."""
+    from bench.errors import UserError
+
+    if space not in EVAL_SPACES:
+        raise UserError(f"unknown --eval-space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
+    if not 0 < tolerance_mm <= 100:
+        raise UserError(f"--nsd-tolerance must be a positive number of millimetres (at most 100), got {tolerance_mm:g}")
+
+
+def describe_space(space: str, spacing_mm: float | None = None) -> str:
+    """How a table's numbers were scored, for its caption."""
+    if space == "original":
+        return "scored in the original label space (each label file's grid and voxel spacing)"
+    return f"scored on the preprocessed grid ({spacing_mm:g} mm voxels, body crop)" if spacing_mm else "scored on the preprocessed grid"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A test case's label as stored in its file: what original-space scores compare against."""
+
+    label: np.ndarray  # (X, Y, Z) uint8
+    affine: np.ndarray  # (4, 4)
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def reference_of(dataset, case_id: str) -> Reference:
+    """A dataset case's label file as the reference its scores compare against."""
+    from bench.data.btcv import read_label
+
+    return Reference(*read_label(dataset.cases[case_id]))
+
+
+def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
+    """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
+    from bench.io import write_nifti_gz
+
+    path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
+    write_nifti_gz(path, labels.astype(np.uint8), reference.affine)
+    return path
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, image: np.ndarray, roi: int, overlap: float, sw_batch_size: int, device: str) -> torch.Tensor:
+    """Class probabilities (C, X, Y, Z), float32 on ``device``, for a (1, X, Y, Z) image:
+    gaussian-weighted sliding windows, then softmax. The model comes back in the mode it was in."""
+    from monai.inferers import sliding_window_inference
+
+    was_training = model.training
+    model.eval()
+    try:
+        inputs = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
+        with autocast_for(device):
+            logits = sliding_window_inference(
+                inputs,
+                roi_size=(roi,) * 3,
+                sw_batch_size=sw_batch_size,
+                predictor=model,
+                overlap=overlap,
+                mode="gaussian",
+            )
+        return torch.softmax(logits[0].float(), dim=0)
+    finally:
+        model.train(was_training)
+
+
+def predict_case(model: nn.Module, image: np.ndarray, roi: int, overlap: float, sw_batch_size: int, device: str) -> np.ndarray:
+    """Label map (X, Y, Z) on the preprocessed grid for a (1, X, Y, Z) image."""
+    return predict_probabilities(model, image, roi, overlap, sw_batch_size, device).argmax(dim=0).to(torch.uint8).cpu().numpy()
+
+
+def evaluate_cases(
+    model: nn.Module,
+    cases: Sequence[PreprocessedCase],
+    roi: int,
+    overlap: float,
+    sw_batch_size: int,
+    device: str,
+    surface: bool = True,
+    num_classes: int = 14,
+    space: str = "preprocessed",
+    references: Callable[[str], Reference] | None = None,
+    tolerance_mm: float = 1.0,
+    on_prediction: Callable[[str, np.ndarray, Reference], None] | None = None,
+) -> list[CaseScores]:
+    """Per-case metrics (organ -> dice, nsd, hd95, voxel counts); Dice only when surface is False.
+
+    ``space="original"`` needs ``references`` (case id -> its label file's Reference) and scores on
+    that grid; ``on_prediction`` then receives each original-grid label map (to save it).
+    """
+    from bench.data.labels import ORGANS
+
+    if space not in EVAL_SPACES:
+        raise ValueError(f"unknown evaluation space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
+    results = []
+    for case in cases:
+        if space == "original":
+            if references is None:
+                raise ValueError("original-space scoring needs the reference label files")
+            reference = references(case.case_id)
+            probabilities = predict_probabilities(model, case.image, roi, overlap, sw_batch_size, device)
+            prediction = to_original_grid(probabilities, case.affine, reference.label.shape, reference.affine)
+            del probabilities
+            if on_prediction is not None:
+                on_prediction(case.case_id, prediction, reference)
+            truth, spacing = reference.label, reference.spacing_mm
+        else:
+            prediction = predict_case(model, case.image, roi, overlap, sw_batch_size, device)
+            truth, spacing = case.label[0], (case.spacing_mm,) * 3
+        if surface:
+            metrics = score_case(prediction, truth, spacing, tolerance_mm)
+        else:
+            dice = dice_per_organ(prediction, truth, num_classes)
+            metrics = {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}
+        results.append(CaseScores(case.case_id, metrics))
+    return results

@@ -1,0 +1,171 @@
+"""``bench run --executor slurm``: one SLURM job per (method, fraction, draw) through submitit.
+
+Each job runs the ordinary local runner for its single run, so a job writes exactly what a local
+run writes, into the same runs folder; the submitting process waits, records jobs that died
+without saying why (time limit, node failure), rebuilds results.csv and renders the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import submitit
+from rich.console import Console
+from submitit.helpers import Checkpointable
+
+from bench.console import plain
+from bench.errors import UserError
+from bench.runs.files import FAILED_FILE, SUBMITTED_FILE, is_finished
+
+
+@dataclass
+class SlurmOptions:
+    partition: str | None = None
+    gpus: int = 0
+    time_min: int = 24 * 60
+    mem_gb: float | None = None
+    cpus: int | None = None
+    requeues: int = 3  # times a job that hits its time limit is requeued (resuming) before it counts as failed
+
+
+class RunJob(Checkpointable):
+    """What a SLURM job executes: the local runner for one run.
+
+    Checkpointable: at its time limit SLURM signals the job, submitit requeues the same call, and
+    the runner resumes from the run's last checkpoint (up to --slurm-requeues times).
+    """
+
+    def __call__(self, request) -> str:
+        import os
+        import sys
+
+        import torch
+
+        from bench.errors import RunsFailed
+        from bench.executors.local import run_locally
+
+        # PyTorch sizes its thread pool by the node's cores, not by the job's share of them: two
+        # jobs given one core each would run four spinning threads on two cores (30x slower, seen).
+        if cpus := os.environ.get("SLURM_CPUS_ON_NODE"):
+            torch.set_num_threads(max(1, int(cpus)))
+        failures = run_locally(request, Console(file=sys.stdout, width=160))
+        if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
+            raise RunsFailed("; ".join(failures))
+        return "done"
+
+
+# What SLURM and submitit write to a job's logs when it is stopped from outside.
+_KILL_MARKS = ("timed-out", "DUE TO TIME LIMIT", "CANCELLED", "OUT_OF_MEMORY", "oom-kill", "NODE_FAIL", "PREEMPT")
+
+
+def log_hint(job) -> str:
+    """The last line of the job's logs that says why SLURM stopped it, or ''."""
+    found = ""
+    for path in (job.paths.stdout, job.paths.stderr):
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if any(mark in line for mark in _KILL_MARKS):
+                found = line.strip()[-300:]
+    return found
+
+
+def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
+    """job.result(), but a job that leaves the queue without a result is a failure, not a wait forever.
+
+    submitit learns a job's end from sacct; on clusters without accounting, a job killed before it
+    could write its result would otherwise look unfinished for ever. The queue is asked every
+    ``poll_s`` seconds, sooner at first (from a fifth of it, growing by half each time) so that a
+    short job is not waited on for a whole interval.
+    """
+    from bench.runs.state import slurm_job_state
+
+    gone_since = None
+    wait_s = poll_s / 5
+    while not job.done():
+        if slurm_job_state(job.job_id) is None:
+            gone_since = gone_since or time.monotonic()
+            if time.monotonic() - gone_since > grace_s:
+                raise RuntimeError(f"SLURM job {job.job_id} left the queue without a result (killed or node lost; see {job.paths.stderr})")
+        else:
+            gone_since = None
+        time.sleep(wait_s)
+        wait_s = min(wait_s * 1.5, poll_s)
+    return job.result()
+
+
+def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -> list[str]:
+    """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
+    import shutil
+
+    from bench.io import read_json, write_json
+    from bench.runs.state import is_running, record_failure
+
+    if shutil.which("sbatch") is None:
+        raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
+    todo = []
+    for run in planned:
+        running, where = is_running(run.run_dir)
+        if is_finished(run.run_dir):
+            console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
+        elif running:  # a job from an earlier submission is still on it: a second one would race it
+            console.print(f"[yellow]{plain(run.run_dir)}: still running ({plain(where)}), not submitted again[/yellow]")
+        else:
+            todo.append(run)
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(
+        folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm", slurm_max_num_timeout=options.requeues
+    )
+    # SLURM warns a job before its time limit so it can requeue itself; the warning must not come
+    # before the job has started listening (a 1-minute limit with the usual 90 s would kill it at once).
+    warning_s = min(90, options.time_min * 60 // 4)
+    parameters = {
+        "timeout_min": options.time_min,
+        "name": "bench",
+        "slurm_gpus_per_node": options.gpus or None,
+        "slurm_signal_delay_s": warning_s,
+    }
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    if options.mem_gb:
+        parameters["slurm_mem_gb"] = options.mem_gb
+    if options.cpus:
+        parameters["cpus_per_task"] = options.cpus
+    executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    jobs = []
+    with executor.batch():
+        for run in todo:
+            one = dataclasses.replace(
+                request, methods=[run.base_method], repeats=str(run.repeat), executor="local", out=Path(request.out).resolve()
+            )
+            jobs.append((run, executor.submit(RunJob(), one)))
+    for run, job in jobs:
+        write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
+    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / '.slurm')}")
+    failures = []
+    for run, job in jobs:
+        try:
+            try:
+                wait_for(job)
+            except KeyboardInterrupt:
+                raise UserError(
+                    f"stopped waiting; the jobs go on on the cluster (bench status {request.out} shows them, "
+                    "and rerunning the command waits for new ones only)"
+                ) from None
+        except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
+            if not (run.run_dir / FAILED_FILE).exists():  # died without recording why: time limit, node failure
+                hint = log_hint(job)
+                reason = f"SLURM job {job.job_id}: {hint or str(exc)[-300:]}"
+                record_failure(run.run_dir, RuntimeError(reason), str(exc))
+            try:
+                reason = read_json(run.run_dir / FAILED_FILE)["reason"]
+            except (OSError, ValueError, KeyError):
+                reason = f"job {job.job_id} ({job.state})"
+            failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}")
+    return failures

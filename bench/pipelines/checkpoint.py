@@ -1,0 +1,136 @@
+"""A training run's resumable state (weights, optimizer, schedule, scaler, every random state),
+saved atomically to checkpoint.pt; and the signal handling that stops at an epoch's end so the
+checkpoint matches the epoch it records."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.io import atomic_write
+from bench.pipelines.augment import random_states
+
+
+def _numpy_state_to_torch(state: tuple) -> tuple:
+    return (state[0], torch.from_numpy(state[1].astype(np.int64)), *state[2:])
+
+
+def _numpy_state_from_torch(state) -> tuple:
+    return (state[0], state[1].numpy().astype(np.uint32), *state[2:])
+
+
+@dataclass
+class TrainState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler_generator: torch.Generator
+    transform: object
+    epoch: int = 0  # completed epochs
+
+    def rng_state(self) -> dict:
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state_to_torch(np.random.get_state()),
+            "python": random.getstate(),
+            "sampler": self.sampler_generator.get_state(),
+            "transforms": [_numpy_state_to_torch(t.R.get_state()) for t in random_states(self.transform)],
+        }
+
+    def set_rng_state(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(_numpy_state_from_torch(state["numpy"]))
+        random.setstate(_to_tuple(state["python"]))
+        self.sampler_generator.set_state(state["sampler"])
+        for t, s in zip(random_states(self.transform), state["transforms"], strict=True):
+            t.R.set_state(_numpy_state_from_torch(s))
+
+    def frozen_names(self) -> set[str]:
+        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
+
+    def save(self, path: Path, config_hash: str, finished: bool = False) -> None:
+        # Frozen weights (a SAM backbone) never change and are rebuilt from their source on resume:
+        # leaving them out keeps a SAM method's checkpoint at its few trainable megabytes.
+        frozen = self.frozen_names()
+        payload = {
+            "config_hash": config_hash,
+            "epoch": self.epoch,
+            "finished": finished,
+            "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
+        }
+        if not finished:  # the final file keeps the weights only: a 90 M-parameter Adam state is 1 GB
+            payload |= {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": self.rng_state(),
+            }
+        atomic_write(path, lambda fh: torch.save(payload, fh))
+
+    def load(self, path: Path, config_hash: str) -> bool:
+        """Restore from a checkpoint of the same configuration; False when there is none."""
+        if not path.exists():
+            return False
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("config_hash") != config_hash:
+            raise RuntimeError(f"{path} belongs to a different configuration")
+        missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
+        if unexpected or set(missing) - self.frozen_names():
+            raise RuntimeError(
+                f"{path} does not match the model (missing {sorted(set(missing) - self.frozen_names())[:3]}, unexpected {unexpected[:3]})"
+            )
+        self.epoch = int(payload["epoch"])
+        if not payload.get("finished"):
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            self.scaler.load_state_dict(payload["scaler"])
+            self.set_rng_state(payload["rng"])
+        return True
+
+
+def _to_tuple(value):
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class StopRequested:
+    """Set by the first SIGINT/SIGTERM; training stops at the end of the epoch it is in."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextmanager
+def stop_at_epoch_end(notify: Callable[[str], None] | None = None) -> Iterator[StopRequested]:
+    """First Ctrl-C (or SIGTERM from a scheduler) finishes the epoch and checkpoints; a second stops at once.
+
+    Stopping mid-epoch would leave weights, optimizer and schedule ahead of the recorded epoch, so
+    a resumed run would differ from an uninterrupted one.
+    """
+    stop = StopRequested()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        if notify is not None:
+            notify("stopping after this epoch to checkpoint it; interrupt again to stop now")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,149 @@
+"""A request made ready to run: the device, profile, backbone weights and dataset decided, the
+runs planned, the cases preprocessed, and the provenance every run records. Shared by every
+executor and checked before the first run starts, so a typo costs nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import distributed
+from bench.console import plain, progress_bar
+from bench.data.btcv import Dataset
+from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
+from bench.data.source import cache_root, resolve_dataset
+from bench.device import resolve_device
+from bench.errors import UserError
+from bench.evaluation.evaluate import check_scoring_options
+from bench.io import check_writable
+from bench.plan.profiles import Profile, parse_repeats, resolve_profile
+from bench.plan.runs import PreparedGrid, RunRequest, plan_runs
+from bench.plan.weights import BackboneWeights, resolve_backbone_weights
+from bench.provenance import code_revision, hardware, package_versions
+from bench.runs.files import Provenance
+from splits import FRACTIONS
+
+
+def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None) -> str:
+    parts = ["SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}", f"profile {profile.name}"]
+    if profile.name != "paper":
+        parts.append(f"{profile.preprocess.spacing_mm:g} mm voxels, {profile.roi}^3 crops, small random-init networks")
+    if weights is not None and weights.random:
+        parts.append("SAM methods on a random backbone")
+    return "; ".join(parts)
+
+
+def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None) -> Provenance:
+    return Provenance(
+        data_source=dataset.source,
+        data_root=str(dataset.root),
+        data_layout=dataset.layout,
+        synthetic=dataset.synthetic,
+        profile=profile.name,
+        device=device,
+        hardware=hardware(device),
+        versions=package_versions(),
+        code_revision=code_revision(),
+        preprocess_cache=prep.get("cache_dir"),
+        sam_weights=weights.description if weights else None,
+        stamp=stamp(dataset, profile, weights),
+    )
+
+
+def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
+    """Preprocess (or load from the cache) every case needed; returns cases and timing facts."""
+    cache_dir = cache_dir_for(cache_root(), dataset, profile.preprocess)
+    cases: dict[str, PreprocessedCase] = {}
+    started = time.monotonic()
+    cached = 0
+    with progress_bar(console) as progress:
+        task = progress.add_task("preprocessing (cached once)", total=len(case_ids), status="")
+        for cid in sorted(case_ids):
+            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir)
+            cases[cid] = case
+            cached += was_cached
+            progress.update(task, advance=1, status=f"{cached} from cache")
+    return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
+
+
+def uses_harness_preprocessing(infos, profile: Profile) -> bool:
+    """Whether any run of the grid reads the harness's preprocessed volumes: every method trained by
+    the harness does, and nnU-Net's pipeline does where it is handed them instead of the originals."""
+    return any(info.pipeline is None for info in infos) or profile.own_pipeline_gets_preprocessed
+
+
+def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
+    """Check the request, find the data, plan the runs and preprocess the cases they need."""
+    from methods import get_method
+    from splits import load_splits
+
+    if request.data not in FRACTIONS:
+        raise UserError(f"unknown data fraction {request.data!r}; choose one of {', '.join(FRACTIONS)}")
+    if not request.methods:
+        raise UserError("--methods is empty; name at least one method (bench list shows them)")
+    infos = [get_method(name) for name in request.methods]
+    if request.executor not in ("local", "slurm"):
+        raise UserError(f"unknown executor {request.executor!r}; choose local or slurm")
+    if request.executor == "slurm":
+        # The jobs' nodes, not this login node, decide: GPUs asked for means CUDA there.
+        gpus = getattr(request.slurm, "gpus", 0)
+        device = request.device if request.device != "auto" else ("cuda" if gpus > 0 else "cpu")
+        request.device = device
+    else:
+        device = resolve_device(request.device)
+    if distributed.world_size() > 1:
+        if request.executor == "slurm":
+            raise UserError("--executor slurm submits jobs; run it once, not under torchrun (ask for GPUs with --slurm-gpus)")
+        distributed.init(device)
+    profile = resolve_profile(request.profile, has_cuda=device == "cuda")
+    request = replace(request, repeats=request.repeats or profile.repeats)  # no --repeats: the profile's draws
+    if request.epochs is not None and request.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {request.epochs}")
+    if request.roi is not None and request.roi < 8:
+        raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
+    if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
+        raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
+    check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
+    profile = profile.with_overrides(epochs=request.epochs, roi=request.roi, checkpoint_minutes=request.checkpoint_minutes)
+    weights = None
+    backbones = {info.backbone for info in infos if info.backbone is not None}
+    if len(backbones) > 1:  # one --sam-checkpoint cannot serve two kinds of backbone
+        raise UserError(f"these methods need different backbones ({', '.join(sorted(b.name for b in backbones))}); run them separately")
+    if backbones:
+        weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
+
+    splits = load_splits()
+    parse_repeats(request.repeats, len(splits.train[request.data]))
+    check_writable(Path(request.out))
+    if not distributed.is_main():
+        distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
+    dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
+    say = announce or console.print
+    say(f"[bold]{plain(stamp(dataset, profile, weights))}[/bold]; device {device}")
+    if weights is not None:
+        say(f"SAM backbone: {plain(weights.description)}")
+    if dataset.synthetic:
+        say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
+
+    planned = plan_runs(request, profile, device, dataset, weights)
+    needed = set(splits.test)
+    for run in planned:
+        needed.update(run.train_ids)
+    missing = sorted(c for c in needed if c not in dataset.cases)
+    if missing:
+        raise UserError(
+            f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
+        )
+    if uses_harness_preprocessing(infos, profile):
+        cases, prep = prepare_cases(dataset, needed, profile, console)
+        console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
+    else:
+        cases, prep = {}, {"seconds": 0.0, "from_cache": 0}
+        console.print("preprocessing: none by the harness (these methods' own pipelines preprocess the original files)")
+    if distributed.is_main():
+        distributed.barrier()
+    return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))

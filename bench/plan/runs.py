@@ -1,0 +1,185 @@
+"""From a ``bench run`` request to the planned runs: labels, seeds, configurations and their hashes.
+
+Everything a run decides is checked here, before the first case is touched, so a typo costs
+nothing: method names, ``--set`` options (keys, types, and the builder's own checks at the run's
+crop, on PyTorch's meta device), draws, and run folders that hold another configuration.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import distributed
+from bench.data.btcv import Dataset
+from bench.data.preprocess import PreprocessedCase
+from bench.data.source import data_identity
+from bench.errors import UserError
+from bench.plan.profiles import Profile, parse_repeats, profile_dict
+from bench.plan.weights import BackboneWeights
+from bench.runs.files import CONFIG_FILE, Provenance, RunConfig, config_hash_in, run_dir
+
+# Settings that change how fast a run goes or which runs a command makes, not what a run computes:
+# left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
+# compute, but it is set by the profile alone, whose name is hashed; leaving it out keeps the runs
+# made before it was a field resumable.
+_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats", "own_pipeline_gets_preprocessed")
+
+
+@dataclass
+class RunRequest:
+    methods: list[str]
+    data: str = "25pct"
+    repeats: str | None = None  # None: the profile's (Profile.repeats), filled in by prepare_grid
+    data_root: Path | None = None
+    profile: str = "auto"
+    device: str = "auto"
+    out: Path = Path("runs")
+    epochs: int | None = None
+    roi: int | None = None
+    checkpoint_minutes: float | None = None  # checkpoint at least this often (besides every validation epoch)
+    sam_checkpoint: Path | None = None
+    allow_random_backbone: bool = False
+    options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}
+    eval_space: str = "original"  # bench.evaluation.evaluate.EVAL_SPACES
+    nsd_tolerance_mm: float = 1.0
+    save_predictions: bool = False  # label maps as NIfTI in RUN/predictions/ (not hashed: they do not change a score)
+    executor: str = "local"  # local: runs one after another here; slurm: one SLURM job per run (bench.executors.slurm)
+    slurm: object = None  # bench.executors.slurm.SlurmOptions for --executor slurm
+
+
+@dataclass
+class PlannedRun:
+    method: str  # the label in paths and tables: name, or name[key=value,...] for a variant
+    data: str
+    repeat: int
+    train_ids: tuple[str, ...]
+    test_ids: tuple[str, ...]
+    run_dir: Path
+    config: RunConfig | None = None
+    hash: str = ""
+    base_method: str = ""
+    options: dict = field(default_factory=dict)
+
+
+def method_label(name: str, options: dict) -> str:
+    """``tpmamba`` or, for an ablation variant, ``tpmamba[planes=dw,r=48]`` (sorted keys)."""
+    return name if not options else f"{name}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["r=48", "planes=dw", "multiscale=false"]`` -> values read as true/false, numbers or text;
+    each method then checks them against its own options (``methods.registry.typed_overrides``)."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+        lowered = text.strip().lower()
+        value: object
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = text.strip()
+        options[key.strip()] = value
+    return options
+
+
+def run_seed(profile: Profile, method: str, data: str, repeat: int) -> int:
+    return profile.seed * 1_000_003 + zlib.crc32(f"{method}|{data}|{repeat}".encode()) % 1_000_003
+
+
+def checked_options(name: str, options: dict, profile: Profile) -> dict:
+    """The ``--set`` options of one method, typed and accepted by its builder at this run's crop.
+
+    The network is built on the meta device (nothing allocated), so a 100 M-parameter model costs
+    milliseconds. A ValueError is the user's (a key, type or value the method does not take); any
+    other error from a builder is a bug in it and is not dressed up as bad input.
+    """
+    from methods import get_method
+    from methods.registry import build_on_meta, typed_overrides
+
+    info = get_method(name)
+    roi = (profile.roi,) * 3
+    try:
+        typed = typed_overrides(info, options)
+        build_on_meta(name, size=profile.model_size, roi_size=roi, **typed)  # create_model checks the crop first
+    except ValueError as exc:
+        raise UserError(f"{method_label(name, options)}: {exc}") from None
+    return typed
+
+
+def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Dataset, weights: BackboneWeights | None) -> list[PlannedRun]:
+    from methods import get_method
+    from splits import load_splits
+
+    splits = load_splits()
+    draws = splits.train[request.data]
+    repeats = parse_repeats(request.repeats, len(draws))
+    identity = data_identity(dataset, splits.all_ids())
+    planned = []
+    for name in request.methods:
+        info = get_method(name)
+        options = checked_options(name, request.options, profile)
+        hyper = info.hyperparameters(profile.model_size, **options)
+        label = method_label(name, options)
+        for repeat in repeats:
+            run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
+            run.base_method, run.options = name, dict(options)
+            run.config = RunConfig(
+                method=label,
+                base_method=name,
+                method_revision=info.revision,
+                family=info.family,
+                hyperparameters=hyper,
+                data=request.data,
+                repeat=repeat,
+                train_cases=list(run.train_ids),
+                test_cases=list(run.test_ids),
+                profile={k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
+                preprocess_key=profile.preprocess.key(),
+                data_identity=identity,
+                device=device,
+                processes=distributed.world_size(),
+                seed=run_seed(profile, name, request.data, repeat),
+                weights=weights.description if info.backbone and weights else info.weights,
+                weights_identity=weights.identity if info.backbone and weights else None,
+                eval_space=request.eval_space,
+                nsd_tolerance_mm=float(request.nsd_tolerance_mm),
+            )
+            run.hash = run.config.hash()
+            check_existing(run)
+            planned.append(run)
+    return planned
+
+
+def check_existing(run: PlannedRun) -> None:
+    """A run folder that holds another configuration is refused, never mixed with this one."""
+    if (run.run_dir / CONFIG_FILE).exists():
+        existing = config_hash_in(run.run_dir)
+        if existing != run.hash:
+            raise UserError(
+                f"{run.run_dir} holds a run with a different configuration (hash {existing}, now {run.hash}); "
+                "use another --out or remove that folder"
+            )
+
+
+@dataclass
+class PreparedGrid:
+    """Everything the runs of one request share, decided and checked before the first run starts."""
+
+    request: RunRequest
+    profile: Profile
+    device: str
+    dataset: Dataset
+    weights: BackboneWeights | None
+    runs: list[PlannedRun]
+    cases: dict[str, PreprocessedCase]
+    provenance: Provenance

@@ -1,0 +1,220 @@
+"""Table 1 as in the TP-Mamba paper: methods as rows grouped by data fraction, the 13 organs and Avg
+as columns, each cell the mean over draws (in %, one decimal) with the standard deviation over
+draws; best and second best per column marked (bold / underline in Markdown, red / blue in LaTeX
+and HTML), and the paper's own numbers beside ours."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.reporting.data import ReportData
+from bench.runs.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, hd95_summary, organ_table
+from bench.runs.state import describe
+from splits import FRACTIONS, load_splits
+
+COLUMNS = TABLE_COLUMNS
+FRACTION_TITLES = {f: load_splits().title(f) for f in FRACTIONS}
+
+
+def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] | None = None, metric: str = "dice") -> pd.DataFrame:
+    """Long table of one metric: one row per (data, method) with mean/std over draws for every column
+    and the draw count. Grid cells with no finished draw (counts) get a row of NaN, so they are
+    shown, not dropped.
+    """
+    rows = organ_table(results, metric).to_dict("records") if not results.empty else []
+    have = {(r["data"], r["method"]) for r in rows}
+    for data, method in counts or {}:
+        if (data, method) not in have:
+            rows.append({"data": data, "method": method, "repeats": 0, **{f"{c}_{s}": math.nan for c in COLUMNS for s in ("mean", "std")}})
+    table = pd.DataFrame(rows, columns=["data", "method", *[f"{c}_{s}" for s in ("mean", "std") for c in COLUMNS], "repeats"])
+    rank = {m: i for i, m in enumerate(order or sorted(table["method"].unique()))}
+    table["_f"] = table["data"].map({f: i for i, f in enumerate(FRACTIONS)})
+    table["_m"] = table["method"].map(lambda m: rank.get(m, len(rank)))
+    return table.sort_values(["_f", "_m"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
+
+
+def _ranks(values: list[float], lower_is_better: bool = False) -> tuple[float | None, float | None]:
+    """Best and second-best of the values as printed (one decimal), so printed ties mark alike.
+
+    A printed 0.0 Dice is never marked: where every method misses an organ, none of them is best at it.
+    """
+    shown = {round(v, 1) for v in values if v == v}
+    finite = sorted(shown) if lower_is_better else sorted((v for v in shown if v > 0), reverse=True)
+    return (finite[0] if finite else None, finite[1] if len(finite) > 1 else None)
+
+
+def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = "dice") -> list[dict]:
+    """Rows of one fraction ready for any renderer: label, note, and per column (mean, std, mark)."""
+    rows = table[table["data"] == fraction]
+    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), metric in LOWER_IS_BETTER) for c in COLUMNS}
+    out = []
+    for _, row in rows.iterrows():
+        cells = []
+        for c in COLUMNS:
+            mean, std = row[f"{c}_mean"], row[f"{c}_std"]
+            shown = round(mean, 1) if mean == mean else None
+            mark = "best" if shown is not None and shown == marks[c][0] else "second" if shown is not None and shown == marks[c][1] else ""
+            cells.append({"column": c, "mean": mean, "std": std, "mark": mark})
+        entry = counts.get((fraction, row["method"]))
+        out.append(
+            {
+                "method": row["method"],
+                "repeats": int(row["repeats"]),
+                "note": "; ".join(part for part in (entry.get("title", ""), describe(entry)) if part) if entry else "",
+                "reasons": entry["reasons"] if entry else [],
+                "cells": cells,
+            }
+        )
+    return out
+
+
+def hd95_rows(table: pd.DataFrame, results: pd.DataFrame, fraction: str) -> list[dict]:
+    """Beside the HD95 table of one fraction, in its row order: the mean of Avg as the table shows
+    it, the median, the missed and spurious organs (``bench.runs.results.hd95_summary``)."""
+    summary = hd95_summary(results[results["data"] == fraction] if not results.empty else results).set_index("method")
+    rows = []
+    for _, row in table[table["data"] == fraction].iterrows():
+        if row["method"] in summary.index:
+            rows.append({"method": row["method"], "mean": row["Avg_mean"], **summary.loc[row["method"]].to_dict()})
+    return rows
+
+
+def _count(part: float, whole: float) -> str:
+    return "-" if part != part else f"{int(part)} of {int(whole)}"
+
+
+def hd95_penalty_range(rows: list[dict]) -> str:
+    """The diagonals that misses were given here, as text ('' when nothing was missed)."""
+    low = min((r["penalty_min"] for r in rows if r["penalty_min"] == r["penalty_min"]), default=math.nan)
+    high = max((r["penalty_max"] for r in rows if r["penalty_max"] == r["penalty_max"]), default=math.nan)
+    if low != low:
+        return ""
+    return f"{low:.0f} mm" if round(low) == round(high) else f"{low:.0f}-{high:.0f} mm"
+
+
+def beside_paper(table: pd.DataFrame, paper: dict, counts: dict) -> list[dict]:
+    """Ours, the paper's and the difference per column, for every (fraction, method) both have."""
+    beside = []
+    for fraction in FRACTIONS:
+        for row in marked_rows(table, fraction, counts):
+            published = paper.get((fraction, row["method"]))
+            if published and row["repeats"]:
+                ours = [cell["mean"] for cell in row["cells"]]
+                beside.append(
+                    {
+                        "data": fraction,
+                        "method": row["method"],
+                        "ours": ours,
+                        "paper": [published[c] for c in COLUMNS],
+                        "diff": [o - published[c] for o, c in zip(ours, COLUMNS, strict=True)],
+                    }
+                )
+    return beside
+
+
+def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " +/- ") -> str:
+    if value != value:
+        return "-"
+    return f"{value:.1f}" if compact or std != std else f"{value:.1f}{pm}{std:.1f}"
+
+
+def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False, metric: str = "dice") -> str:
+    """Table 1 (Dice, with the paper's rows beside it) or the same table of another metric."""
+    name = "Table 1: " if metric == "dice" else ""
+    spread = ", mean over draws" if compact else ", mean +/- std over draws"
+    lines = [f"# {name}{METRIC_TITLES[metric]} on the test cases{spread}", ""]
+    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [f"Scores: {space}" for space in data.scoring] + [""]
+    direction = "lowest" if metric in LOWER_IS_BETTER else "best"
+    lines += [f"Best ({direction}) per column in **bold**, second <u>underlined</u>; a row that lacks draws says so.", ""]
+    for fraction in FRACTIONS:
+        rows = marked_rows(table, fraction, counts, metric)
+        if not rows:
+            continue
+        lines += [f"### {FRACTION_TITLES[fraction]}", "", "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for row in rows:
+            cells = []
+            for cell in row["cells"]:
+                text = _fmt(cell["mean"], cell["std"], compact)
+                cells.append(f"**{text}**" if cell["mark"] == "best" else f"<u>{text}</u>" if cell["mark"] == "second" else text)
+            label = row["method"] + (f" ({row['note']})" if row["note"] else "")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+        failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
+        if failed:
+            lines += ["Failed runs: " + "; ".join(failed), ""]
+        if metric == "hd95":
+            lines += _hd95_markdown(hd95_rows(table, data.results, fraction))
+    beside = beside_paper(table, paper, counts) if metric == "dice" else []
+    if beside:
+        lines += ["## Beside the paper's Table 1", ""]
+        if data.synthetic:
+            lines += ["The paper's rows are BTCV results: next to synthetic-data runs they are context, not a comparison.", ""]
+        lines += ["| Fraction | Method | | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
+        for row in beside:
+            lines.append(f"| {row['data']} | {row['method']} | ours | " + " | ".join(_fmt(v) for v in row["ours"]) + " |")
+            lines.append("| | | paper | " + " | ".join(f"{v:.1f}" for v in row["paper"]) + " |")
+            lines.append("| | | ours - paper | " + " | ".join("-" if d != d else f"{d:+.1f}" for d in row["diff"]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _hd95_markdown(rows: list[dict]) -> list[str]:
+    penalty = hd95_penalty_range(rows)
+    lines = [
+        "A mean HD95 counts every missed or spurious organ as the field of view's corner-to-corner diagonal"
+        + (f" ({penalty} in these scans)" if penalty else "")
+        + ", so it depends on the scan size and is dominated by misses; the median over every organ of every"
+        " test case and draw, and the counts, say what it hides:",
+        "",
+        "| Method | Avg HD95 (mean) | median | missed organs | spurious organs |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        missed, spurious = _count(r["missed"], r["present"]), "-" if r["spurious"] != r["spurious"] else str(int(r["spurious"]))
+        lines.append(f"| {r['method']} | {_fmt(r['mean'])} | {_fmt(r['median'])} | {missed} | {spurious} |")
+    return [*lines, ""]
+
+
+def latex_escape(text: str) -> str:
+    out = text.replace("\\", "\\textbackslash{}")
+    for char in "&%$#_{}":
+        out = out.replace(char, "\\" + char)
+    return out.replace("~", "\\textasciitilde{}").replace("^", "\\textasciicircum{}")
+
+
+def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: bool = False) -> str:
+    """A booktabs tabular fragment (needs booktabs and xcolor), best red and second best blue."""
+    lines = (
+        [f"% runs: {stamp}" for stamp in data.stamps]
+        + [f"% scores: {space}" for space in data.scoring]
+        + [
+            "% needs \\usepackage{booktabs,xcolor}",
+            f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
+            "\\toprule",
+            "Method & " + " & ".join(COLUMNS) + " \\\\",
+            "\\midrule",
+        ]
+    )
+    for fraction in FRACTIONS:
+        rows = marked_rows(table, fraction, counts)
+        if not rows:
+            continue
+        lines.append(f"\\multicolumn{{{len(COLUMNS) + 1}}}{{l}}{{\\emph{{{latex_escape(FRACTION_TITLES[fraction])}}}}} \\\\")
+        for row in rows:
+            cells = []
+            for cell in row["cells"]:
+                mean, std = cell["mean"], cell["std"]
+                text = "--" if mean != mean else f"{mean:.1f}"
+                if cell["mark"]:
+                    text = f"\\textcolor{{{'red' if cell['mark'] == 'best' else 'blue'}}}{{{text}}}"
+                if not compact and mean == mean and std == std:
+                    text += f"$_{{\\pm {std:.1f}}}$"
+                cells.append(text)
+            label = latex_escape(row["method"]) + (f" ({latex_escape(row['note'])})" if row["note"] else "")
+            lines.append(label + " & " + " & ".join(cells) + " \\\\")
+        lines.append("\\midrule")
+    lines[-1] = "\\bottomrule"
+    lines.append("\\end{tabular}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""Run summaries (nnU-Net style), the long results table and the paper-style per-organ table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.data.labels import ORGAN_COLUMNS, ORGANS
+from bench.io import locked, write_text
+from bench.evaluation.metrics import nanmean
+from bench.runs.files import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
+
+# The voxel counts of the organ in the reference and the prediction tell a missed organ (in the
+# reference only) and a spurious one (in the prediction only) from a poor segmentation; both get
+# HD95's penalty. Empty where a summary lacks them.
+VOXEL_COUNTS = ("n_ref", "n_pred")
+RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS, *VOXEL_COUNTS)
+
+
+def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per organ and metric, the mean over cases; per metric, the mean of those over organs.
+
+    Means skip NaN (organ absent from both reference and prediction), as nnU-Net does.
+    """
+    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in METRICS} for organ in ORGANS}
+    foreground = {metric: nanmean(mean[organ][metric] for organ in ORGANS) for metric in METRICS}
+    return mean, foreground
+
+
+def summarize(per_case: list[CaseScores], **header) -> RunSummary:
+    """A run's summary: how it was scored (``header``: the other fields of RunSummary), per-case
+    metrics and their means (``organ_means``)."""
+    mean, foreground = organ_means(per_case)
+    return RunSummary(metric_per_case=list(per_case), mean=mean, foreground_mean=foreground, **header)
+
+
+def run_summary(
+    run, provenance, profile_name: str, per_case: list[CaseScores], *, spacing_mm: float, seconds: dict, processes: int
+) -> RunSummary:
+    """A planned run's summary: its identity from the plan, how it was scored, its per-case metrics."""
+    from bench.evaluation.metrics import METRIC_CONVENTION
+
+    return summarize(
+        per_case,
+        method=run.method,
+        data=run.data,
+        repeat=run.repeat,
+        config_hash=run.hash,
+        stamp=provenance.stamp,
+        synthetic=provenance.synthetic,
+        profile=profile_name,
+        weights=run.config.weights,
+        spacing_mm=spacing_mm,
+        eval_space=run.config.eval_space,
+        metric_convention=METRIC_CONVENTION,
+        nsd_tolerance_mm=run.config.nsd_tolerance_mm,
+        train_cases=list(run.train_ids),
+        seconds=seconds,
+        processes=processes,
+    )
+
+
+def collect_rows(runs_dir: Path) -> list[dict]:
+    """Long-format rows from every summary.json under runs_dir/<data>/<method>/repeat<k>/."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}")):
+        summary = RunSummary.read(path)
+        for case in summary.metric_per_case:
+            for organ in ORGANS:
+                rows.append(
+                    {
+                        "method": summary.method,
+                        "data": summary.data,
+                        "repeat": summary.repeat,
+                        "case": case.case,
+                        "organ": organ,
+                        **{metric: case.metrics[organ][metric] for metric in METRICS},
+                        **{count: case.metrics[organ].get(count) for count in VOXEL_COUNTS},
+                    }
+                )
+    return rows
+
+
+def write_results_csv(runs_dir: Path) -> Path:
+    """Rebuild runs_dir/results.csv from the summaries, so it never disagrees with them.
+
+    Each process writes its summary before it rebuilds, and rebuilds take turns under a lock, so
+    with several runs writing to one folder (SLURM jobs, two terminals) the last rebuild has them all.
+    """
+    path = Path(runs_dir) / RESULTS_CSV
+    with locked(Path(runs_dir) / ".results.lock"):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in collect_rows(runs_dir):
+            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
+        write_text(path, buffer.getvalue())
+    return path
+
+
+TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")
+# How each metric is shown: Dice and NSD as percentages (higher is better), HD95 in mm (lower is better).
+METRIC_TITLES = {"dice": "Dice (%)", "nsd": "NSD (%)", "hd95": "HD95 (mm)"}
+LOWER_IS_BETTER = frozenset({"hd95"})
+
+
+def metric_scale(metric: str) -> float:
+    return 1.0 if metric == "hd95" else 100.0
+
+
+def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """One row per (data, method): mean and std over draws of every organ and of Avg (in percent, HD95
+    in mm) and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
+
+    Per draw, each organ's mean over test cases (NaN skipped) and Avg, their mean over organs; then
+    mean and standard deviation over draws, as the paper averages its five draws.
+    """
+    df = results.copy()
+    df[metric] = pd.to_numeric(df[metric], errors="coerce")
+    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(ORGANS))
+    per_repeat.columns = list(ORGAN_COLUMNS)
+    per_repeat["Avg"] = per_repeat[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
+    grouped = (per_repeat * metric_scale(metric)).groupby(["data", "method"])
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
+    out["repeats"] = grouped.size()
+    return out.reset_index()
+
+
+def hd95_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """What an HD95 mean hides, per (data, method): the median over every scored organ of every test
+    case and draw, how many organs present in the reference were missed (predicted nowhere) and how
+    many absent ones were predicted, and the range of the penalty those got (the field of view's
+    diagonal, which grows with the scan). Columns data, method, median, missed, present, spurious,
+    penalty_min, penalty_max; counts are NaN where the summaries lack voxel counts."""
+    columns = ["data", "method", "median", "missed", "present", "spurious", "penalty_min", "penalty_max"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    df = results.copy()
+    for column in ("hd95", *VOXEL_COUNTS):
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    counted = df["n_ref"].notna() & df["n_pred"].notna()
+    df["present"] = df["n_ref"] > 0
+    df["missed"] = df["present"] & (df["n_pred"] == 0)
+    df["spurious"] = (df["n_ref"] == 0) & (df["n_pred"] > 0)
+    df["penalty"] = df["hd95"].where(df["missed"] | df["spurious"])
+    rows = []
+    for (data, method), group in df.groupby(["data", "method"], sort=False):
+        known = bool(counted[group.index].all())
+        rows.append(
+            {
+                "data": data,
+                "method": method,
+                "median": float(group["hd95"].median()),
+                **{k: int(group[k].sum()) if known else math.nan for k in ("missed", "present", "spurious")},
+                "penalty_min": float(group["penalty"].min()),
+                "penalty_max": float(group["penalty"].max()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_results(runs_dir: Path, methods: Iterable[str] | None = None, data: str | None = None) -> pd.DataFrame:
+    df = pd.DataFrame(collect_rows(runs_dir), columns=RESULT_COLUMNS)
+    if methods is not None:
+        df = df[df["method"].isin(list(methods))]
+    if data is not None:
+        df = df[df["data"] == data]
+    return df

@@ -1,0 +1,189 @@
+"""What a runs folder holds, run by run: done, failed (with the reason), incomplete or missing.
+
+The expected grid is every method found in the folder at every data fraction found there, times
+the draws the committed splits define for that fraction. Reports and status views read this so an
+unfinished grid is shown as unfinished, never averaged over fewer draws without saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from splits import FRACTIONS
+from bench.io import read_json, write_json
+from bench.runs.files import FAILED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
+
+STATES = ("done", "running", "failed", "incomplete", "missing")
+
+
+@dataclass(frozen=True)
+class RunState:
+    data: str
+    method: str
+    repeat: int
+    state: str  # one of STATES; incomplete = started, not running now (interrupted or killed): a rerun resumes it
+    run_dir: Path
+    reason: str = ""
+    epochs_done: int = 0
+
+
+def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> dict:
+    """failed.json beside the run's other files: what broke, so the grid can go on and the report can say why.
+
+    The reason names the root of an exception chain: libraries re-raise what they catch (MONAI's
+    transforms raise ``RuntimeError("applying transform ...") from e``), and the wrapper would hide a
+    SLURM time limit or an out-of-memory error behind its own name.
+    """
+    epochs = epochs_logged(run_dir)
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    payload = {
+        "reason": f"{type(root).__name__}: {root}".strip(),
+        "error_type": type(root).__name__,
+        "epochs_done": epochs,
+        "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "traceback": traceback_text[-4000:],
+    }
+    write_json(run_dir / FAILED_FILE, payload)
+    return payload
+
+
+def clear_failure(run_dir: Path) -> None:
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it (array tasks as JOB_TASK), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
+def slurm_job_state(job_id: str) -> str | None:
+    """PENDING, RUNNING, ... while squeue lists the job; None once it has left the queue (or without squeue)."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    states = done.stdout.split()
+    return states[0] if done.returncode == 0 and states else None
+
+
+@contextmanager
+def marked_running(run_dir: Path):
+    """running.json names the host, process and SLURM job while a run trains; a killed process leaves
+    it behind, and the status view then finds a dead pid or a job gone from the queue."""
+    marker = run_dir / RUNNING_FILE
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job_id(), "started": started})
+    try:
+        yield
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        found = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def is_running(run_dir: Path) -> tuple[bool, str]:
+    """Whether a live process or a queued/running SLURM job is working on the run, and which."""
+    marker = _read(run_dir / RUNNING_FILE)
+    job = (marker or {}).get("slurm_job") or (_read(run_dir / SUBMITTED_FILE) or {}).get("job_id")
+    if job:
+        state = slurm_job_state(job)
+        if state:
+            return True, f"SLURM job {job} {state.lower()}"
+        if shutil.which("squeue") is not None:
+            return False, ""  # the queue no longer has it: whatever it left is what there is
+    if marker is None:
+        return False, ""
+    host, pid = marker.get("host"), marker.get("pid")
+    if host != socket.gethostname():
+        return True, f"on {host} since {marker.get('started')}"  # another node: its process cannot be checked from here
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False, ""
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return True, f"pid {pid} since {marker.get('started')}"
+
+
+def expected_repeats() -> dict[str, int]:
+    from splits import load_splits
+
+    return {fraction: len(draws) for fraction, draws in load_splits().train.items()}
+
+
+def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
+    if is_finished(run_dir):
+        return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs_logged(run_dir))
+    if (run_dir / FAILED_FILE).exists():
+        try:
+            failure = read_json(run_dir / FAILED_FILE)
+            reason = str(failure.get("reason", "unknown error"))
+        except ValueError:
+            reason = f"unreadable {FAILED_FILE}"
+        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs_logged(run_dir))
+    if run_dir.exists():
+        running, where = is_running(run_dir)
+        state = "running" if running else "incomplete"
+        return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=epochs_logged(run_dir))
+    return RunState(data, method, repeat, "missing", run_dir)
+
+
+def scan_grid(runs_dir: Path) -> list[RunState]:
+    """Every run of the expected grid, in (fraction as in the paper, method, repeat) order."""
+    runs_dir = Path(runs_dir)
+    expected = expected_repeats()
+    fractions = [f for f in FRACTIONS if (runs_dir / f).is_dir()]
+    methods = sorted({m.name for f in fractions for m in (runs_dir / f).iterdir() if m.is_dir() and any(m.glob("repeat*"))})
+    found: set[tuple[str, str, int]] = set()
+    for fraction in fractions:
+        for method in methods:
+            for path in (runs_dir / fraction / method).glob("repeat*"):
+                suffix = path.name.removeprefix("repeat")
+                if suffix.isdigit():
+                    found.add((fraction, method, int(suffix)))
+    states = []
+    for fraction in fractions:
+        for method in methods:
+            repeats = set(range(expected.get(fraction, 1))) | {r for f, m, r in found if f == fraction and m == method}
+            for repeat in sorted(repeats):
+                states.append(_state_of(runs_dir / fraction / method / f"repeat{repeat}", fraction, method, repeat))
+    return states
+
+
+def grid_counts(states: list[RunState]) -> dict[tuple[str, str], dict]:
+    """(data, method) -> {state: n for each of STATES, "expected": n, "reasons": [...]}."""
+    counts: dict[tuple[str, str], dict] = {}
+    for s in states:
+        entry = counts.setdefault((s.data, s.method), {**dict.fromkeys(STATES, 0), "expected": 0, "reasons": []})
+        entry[s.state] += 1
+        entry["expected"] += 1
+        if s.state == "failed":
+            entry["reasons"].append(f"repeat {s.repeat}: {s.reason}")
+    return counts
+
+
+def describe(entry: dict) -> str:
+    """'2 of 5 draws; 1 failed, 2 missing' or '' when the grid cell is complete."""
+    if entry["done"] == entry["expected"]:
+        return ""
+    parts = [f"{entry['done']} of {entry['expected']} draws"]
+    gaps = [f"{entry[k]} {k}" for k in STATES[1:] if entry[k]]
+    return parts[0] + (f"; {', '.join(gaps)}" if gaps else "")
