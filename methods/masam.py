@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from methods.registry import register_method
-from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, tokens_to_volume, volume_to_tokens
+from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted
+from methods.sam_decoder import tokens_to_volume, volume_to_tokens
 
 
 class DepthAdapter3D(nn.Module):

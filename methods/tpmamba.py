@@ -29,14 +29,8 @@ from torch import nn
 
 from methods.mamba import Mamba
 from methods.registry import register_method
-from methods.sam_common import (
-    SAM_ADAPTER_FACTS,
-    SamSliceEncoder,
-    build_sam_adapted,
-    install_lora,
-    tokens_to_volume,
-    volume_to_tokens,
-)
+from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, install_lora
+from methods.sam_decoder import tokens_to_volume, volume_to_tokens
 
 PLANES = ("hw", "dh", "dw")
 # "volume": the whole crop as one depth-major sequence (Table 3's volume flattening).

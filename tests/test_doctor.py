@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from bench.costs import doctor, doctor_fit
+from bench.data.abdomen import case_grid, synthesize_case
 from bench.data.btcv import locate_dataset, read_grid
 from bench.data.preprocess import cache_bytes_upper_bound, load_or_preprocess
-from bench.data.synthetic import case_grid, synthesize_case
 from bench.plan.profiles import PROFILES
 from tests.conftest import invoke
 

@@ -12,7 +12,8 @@ from torch import nn
 from methods import count_parameters, create_model, get_method, list_methods
 from methods.mamba import Mamba
 from methods.registry import build_on_meta
-from methods.sam_common import InPlaneUpStage, SliceDecoder3D, build_sam_vit
+from methods.sam_common import build_sam_vit
+from methods.sam_decoder import InPlaneUpStage, SliceDecoder3D
 from methods.tpmamba import PLANES, PlaneMamba, TriPlaneMambaAdapter, to_plane
 
 

@@ -4,8 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bench.data.abdomen import synthesize_case
 from bench.data.labels import ORGANS
-from bench.data.synthetic import synthesize_case
 
 
 @pytest.fixture(scope="module")
