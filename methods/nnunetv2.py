@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from methods.registry import CountedInput, register_method
+from methods.registry import CountedInput, OwnPipeline, register_method
 
 # nnU-Net's planner class per preset (nnunetv2.experiment_planning), and its plans identifier.
 PLANNERS = {
@@ -43,7 +43,7 @@ PLANNED_FOR_DEFAULT_DATA = CountedInput(
 @register_method(
     "nnunetv2",
     family="own pipeline",
-    pipeline="nnunetv2",
+    pipeline=OwnPipeline("bench.pipelines.nnunetv2:NNUNET_V2"),
     title="nnU-Net v2, own pipeline",
     reference="Isensee et al., nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation, "
     "Nat. Methods 2021; nnU-Net Revisited, MICCAI 2024 (ResEnc presets)",

@@ -23,6 +23,7 @@ from bench.errors import UnknownMethodError
 
 Family = Literal["sam-adapter", "3d-net", "own pipeline"]
 ModelSize = Literal["paper", "smoke"]
+PUBLISHED_SIZE: ModelSize = "paper"  # the methods as published; "smoke" narrows them for a CPU
 Builder = Callable[..., nn.Module]
 TrainableRule = Callable[[nn.Module], Iterable[str]]
 
@@ -54,6 +55,24 @@ class CountedInput:
 
 
 @dataclass(frozen=True)
+class OwnPipeline:
+    """The pipeline a method brings instead of the harness's trainer. ``implementation`` says where
+    it is (``module:attribute``, an object with the ``open`` of ``bench.pipelines.lifecycle.Pipeline``),
+    imported only when one of its runs starts, so that registering a method imports none of it;
+    ``eval_spaces`` are the evaluation spaces its predictions can be scored in, checked when a run
+    is planned."""
+
+    implementation: str
+    eval_spaces: tuple[str, ...] = ("original",)
+
+    def load(self):
+        import importlib
+
+        module, _, attribute = self.implementation.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
 class MethodInfo:
     """What the harness may know about a method."""
 
@@ -80,7 +99,7 @@ class MethodInfo:
     # A method that brings its own pipeline (planning, preprocessing, training, inference) names it
     # here; the harness then drives that pipeline on the run's cases instead of its own trainer, and
     # the builder gives the network the pipeline would plan for a patch of the crop's size (counts).
-    pipeline: str | None = None
+    pipeline: OwnPipeline | None = None
     # What a row of this method is, where the name alone could mislead (reports show it beside the name).
     title: str = ""
     # Where bench list and bench flops count it, when that is not the cube every other method gets.
@@ -111,7 +130,7 @@ def register_method(
     backbone: BackboneSpec | None = None,
     notes: str = "",
     revision: int = 1,
-    pipeline: str | None = None,
+    pipeline: OwnPipeline | None = None,
     title: str = "",
     counted_input: CountedInput | None = None,
 ) -> Callable[[Builder], Builder]:
@@ -173,11 +192,13 @@ def typed_overrides(info: MethodInfo, overrides: Mapping[str, Any]) -> dict[str,
             raise ValueError(f"option {key!r} of {info.name!r} cannot be set: {RESERVED_OPTIONS[key]}")
         if key not in options:
             raise ValueError(f"method {info.name!r} has no option {key!r}; its options: {', '.join(options) or 'none'}")
-        typed[key] = _as_type_of(options[key], value, f"option {key!r} of {info.name!r}")
+        typed[key] = as_type_of(options[key], value, f"option {key!r} of {info.name!r}")
     return typed
 
 
-def _as_type_of(default: Any, value: Any, what: str) -> Any:
+def as_type_of(default: Any, value: Any, what: str) -> Any:
+    """``value`` (from the command line, or already typed) as the type of ``default``; ValueError
+    naming ``what`` and what it accepts."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{what} takes true or false, got {value!r}")
@@ -191,7 +212,7 @@ def _as_type_of(default: Any, value: Any, what: str) -> Any:
             raise ValueError(f"{what} takes a number, got {value!r}")
         return float(value)
     if isinstance(default, tuple | list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in default):
-        items = str(value).split(",")
+        items = list(value) if isinstance(value, tuple | list) else str(value).split(",")
         try:
             parsed = tuple(type(default[0])(item.strip()) for item in items) if default else tuple(items)
         except ValueError:

@@ -8,6 +8,9 @@ from importlib import resources
 
 from bench.data.labels import ORGAN_COLUMNS
 
+# The paper's own method: drawn in the paper's red in every figure.
+PAPER_METHOD = "tpmamba"
+
 
 def paper_table1() -> dict[tuple[str, str], dict[str, float]]:
     """The TP-Mamba paper's Table 1: {(data fraction, method name): {column: Dice %}} incl. "Avg"."""

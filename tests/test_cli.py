@@ -30,6 +30,7 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["provenance"]["synthetic"] is True and "SYNTHETIC" in config["provenance"]["stamp"]
     assert config["provenance"]["profile"] == "smoke" and config["provenance"]["device"] == "cpu"
+    assert config["provenance"]["profile_overrides"] == {"epochs": 1} and config["profile"]["epochs"] == 1
     assert config["provenance"]["versions"]["torch"] and config["train_cases"] == ["0024", "0025", "0032"]
     import pandas
     import scipy
@@ -79,6 +80,14 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--methods", "swinunetr", "--roi", "48"], "multiple of 32"),
         (["--methods", "transbts", "--profile", "paper", "--roi", "64"], "defined for 96^3 crops only"),
+        (["--profile-set", "nosuch=1"], "--profile-set nosuch: no such setting; the profile's settings: augment, checkpoint_minutes"),
+        (["--profile-set", "lr=abc"], "profile setting lr takes a number, got 'abc'"),
+        (["--profile-set", "warmup_fraction=1.5"], "profile setting warmup_fraction must be in [0, 1), got 1.5"),
+        (["--profile-set", "hu_max=-500"], "profile setting hu_max must be above hu_min, got -500.0"),
+        (["--profile-set", "model_size=huge"], "profile setting model_size must be one of paper, smoke, got 'huge'"),
+        (["--profile-set", "name=paper"], "--profile-set name: no such setting"),
+        # nnU-Net's pipeline predicts on each label file's grid: asked for the preprocessed grid, it says so when planned
+        (["--methods", "unetr,nnunetv2", "--eval-space", "preprocessed"], "nnunetv2 can be scored in the original space only"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, message):
@@ -100,6 +109,72 @@ def test_smoke_runs_one_draw_unless_told_and_paper_every_draw(tiny_synthetic, tm
     assert draws("paper") == [0, 1, 2, 3, 4]
     assert draws("smoke") == [0]
     assert draws("smoke", "all") == [0, 1, 2, 3, 4] and draws("smoke", "2,3") == [2, 3]
+
+
+def test_every_profile_setting_can_be_changed_and_the_change_is_recorded(tiny_synthetic, tmp_path, isolated_cache):
+    from rich.console import Console
+
+    from bench.plan.grid import prepare_grid
+    from bench.plan.runs import RunRequest
+
+    def planned(**changes):
+        request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", **changes)
+        return prepare_grid(request, Console(quiet=True))
+
+    grid = planned(epochs=2, profile_overrides={"seed": 3, "lr": 5e-3, "spacing_mm": 12})
+    (run,) = grid.runs
+    profile = run.config.profile
+    assert (profile["epochs"], profile["seed"], profile["lr"], profile["preprocess"]["spacing_mm"]) == (2, 3, 0.005, 12.0)
+    assert grid.provenance.profile_overrides == {"epochs": 2, "seed": 3, "lr": 0.005, "spacing_mm": 12}
+    assert "profile smoke with epochs=2, lr=0.005, seed=3, spacing_mm=12" in grid.provenance.stamp
+    (base,) = planned().runs
+    assert run.config.seed != base.config.seed and run.hash != base.hash  # the seed decides the run's seed, and is hashed
+    assert planned().provenance.profile_overrides is None and " with " not in planned().provenance.stamp
+
+
+def planned_labels(tiny_synthetic, tmp_path, methods, options=None):
+    """The run labels ``bench run --methods METHODS --set ...`` plans (smoke profile, 12%, draw 0)."""
+    from rich.console import Console
+
+    from bench.data.source import resolve_dataset
+    from bench.plan.profiles import PROFILES
+    from bench.plan.runs import RunRequest, plan_runs
+    from splits import load_splits
+
+    dataset = resolve_dataset(tiny_synthetic, load_splits().all_ids(), Console(quiet=True))
+    request = RunRequest(methods, "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", options=options or {})
+    return [run.method for run in plan_runs(request, PROFILES["smoke"], "cpu", dataset, None)]
+
+
+def test_options_per_method_in_the_method_list(tiny_synthetic, tmp_path):
+    from bench.errors import UserError
+    from bench.plan.runs import split_method_list
+
+    assert split_method_list("tpmamba[r=48,planes=dw],masam") == ["tpmamba[r=48,planes=dw]", "masam"]
+    labels = planned_labels(tiny_synthetic, tmp_path, ["tpmamba[r=16,planes=dw]", "masam", "tpmamba", "tpmamba"])
+    assert labels == ["tpmamba[planes=dw,r=16]", "masam", "tpmamba"]  # a method named twice is planned once
+    # --set reaches every method named; bracket options their own method, over --set.
+    shared = planned_labels(tiny_synthetic, tmp_path, ["tpmamba[r=16]", "samed"], {"slice_scale": 2})
+    assert shared == ["tpmamba[r=16,slice_scale=2]", "samed[slice_scale=2]"]
+    # A comma list keeps its commas.
+    (label,) = planned_labels(tiny_synthetic, tmp_path, ["nnunet[features=8,16,32,64,128,deep_supervision=true]"])
+    assert label == "nnunet[deep_supervision=True,features=(8, 16, 32, 64, 128)]"
+    with pytest.raises(UserError, match=r"masam\[r=48\]: method 'masam' has no option 'r'"):
+        planned_labels(tiny_synthetic, tmp_path, ["tpmamba", "masam"], {"r": 48})
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [
+        ("tpmamba[r=16", "write options as NAME[KEY=VALUE,...]"),
+        ("tpmamba[r]", "expects KEY=VALUE, got 'r'"),
+        ("tpmamba[depth=3],masam", "tpmamba[depth=3]: method 'tpmamba' has no option 'depth'"),
+        ("tpmamba,nosuch[r=1]", "unknown method 'nosuch'"),
+    ],
+)
+def test_bad_method_entries_exit_2_naming_the_entry(tiny_synthetic, tmp_path, methods, message):
+    result = invoke("run", "--methods", methods, "--data-root", tiny_synthetic, "--out", tmp_path, "--profile", "smoke", "--device", "cpu")
+    assert message in one_error_line(result)
 
 
 def test_bad_data_roots_exit_2(tmp_path):

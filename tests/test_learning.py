@@ -29,7 +29,7 @@ PROFILE = dataclasses.replace(PROFILES["smoke"], roi=16, preprocess=PreprocessSe
 
 
 def _dice(model, case) -> list[float]:
-    [scores] = evaluate_cases(model, [case], PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu", surface=False)
+    [scores] = evaluate_cases(model, [case], PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu")
     return [scores.metrics[organ]["dice"] for organ in SMALL_ORGANS]
 
 

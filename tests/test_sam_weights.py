@@ -43,7 +43,7 @@ def assert_vit_equal(model, reference):
 def test_meta_checkpoint_loads_bit_exactly(tmp_path, reference_vit):
     path = tmp_path / "sam_vit_b_01ec64.pth"
     torch.save(to_meta_format(reference_vit.state_dict()), path)
-    weights = resolve_backbone_weights(SAM_VIT_B_WEIGHTS, path, "paper", allow_random=False)
+    weights = resolve_backbone_weights(SAM_VIT_B_WEIGHTS, path, True, allow_random=False)
     assert not weights.random and "sha256" in weights.description
     assert_vit_equal(create_model("samed", size="paper", backbone_state=weights.state), reference_vit)
 
@@ -82,11 +82,11 @@ def test_paper_profile_without_weights_needs_an_explicit_choice(monkeypatch):
 
     monkeypatch.setattr("bench.plan.weights.hub_weights_file", offline)
     with pytest.raises(UserError, match="--sam-checkpoint PATH"):
-        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=False)
-    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "paper", allow_random=True).random
-    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, "smoke", allow_random=False).random
+        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, True, allow_random=False)
+    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, True, allow_random=True).random
+    assert resolve_backbone_weights(SAM_VIT_B_WEIGHTS, None, False, allow_random=False).random
     with pytest.raises(UserError, match="paper-size"):
-        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, __file__, "smoke", allow_random=False)
+        resolve_backbone_weights(SAM_VIT_B_WEIGHTS, __file__, False, allow_random=False)
 
 
 @pytest.mark.slow

@@ -30,7 +30,12 @@ app.add_typer(data_app, name="data")
 @app.command()
 @user_errors
 def run(
-    methods: Annotated[str, typer.Option(help="Comma-separated method names (bench list shows them), or 'all'.")] = "tpmamba,masam",
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated method names (bench list shows them), or 'all'; options per method in brackets: 'tpmamba[r=48],masam'."
+        ),
+    ] = "tpmamba,masam",
     data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
     repeats: Annotated[
         str | None, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1' (default: the profile's; smoke: 0).")
@@ -54,9 +59,21 @@ def run(
     allow_random_backbone: Annotated[
         bool, typer.Option(help="Paper profile: run SAM methods on a random ViT if no weights can be had (stamped on every output).")
     ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="The profile's seed, from which every run's seed derives (default: the profile's).")
+    ] = None,
+    profile_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile-set", help="Change any profile setting KEY=VALUE (repeatable), e.g. --profile-set lr=1e-3; shown in every output."
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Method option KEY=VALUE (repeatable), e.g. --set r=48 --set planes=dw for TP-Mamba's ablations."),
+        typer.Option(
+            "--set",
+            help="Option KEY=VALUE for every method named (repeatable), e.g. --set slice_scale=2; one method's options go in brackets.",
+        ),
     ] = None,
     eval_space: Annotated[
         str, typer.Option(help="original: score on each label file's own grid and spacing; preprocessed: on the resampled, cropped grid.")
@@ -92,6 +109,7 @@ def run(
         sam_checkpoint=sam_checkpoint,
         allow_random_backbone=allow_random_backbone,
         options=parse_options(set_ or []),
+        profile_overrides={**parse_options(profile_set or [], "--profile-set"), **({"seed": seed} if seed is not None else {})},
         eval_space=eval_space,
         nsd_tolerance_mm=nsd_tolerance,
         save_predictions=save_predictions,

@@ -21,10 +21,11 @@ F = TypeVar("F", bound=Callable)
 
 
 def method_names(text: str) -> list[str]:
-    """``a,b`` -> [a, b]; ``all`` -> every registered method; ``none`` -> []."""
+    """``a,b[k=v,...]`` -> [a, b[k=v,...]]; ``all`` -> every registered method; ``none`` -> []."""
+    from bench.plan.runs import split_method_list
     from methods import list_methods
 
-    names = [m.strip() for m in text.split(",") if m.strip()]
+    names = split_method_list(text)
     if names == ["all"]:
         return [info.name for info in list_methods()]
     return [] if names == ["none"] else names

@@ -193,7 +193,7 @@ def speed(
     rows = [measure(name, prof.model_size, roi, prof.crops_per_case, dev, steps) for name in names]
     scoring_cost = original_space_scoring_cost(profile_spacing_mm=prof.preprocess.spacing_mm) if scoring else None
     scoring_s = (scoring_cost["to_original_grid_s"] + scoring_cost["score_s"]) if scoring_cost else 0.0
-    if prof.name == "paper":  # smoke-size networks say nothing about the paper grid's cost
+    if prof.published_size:  # CPU-sized networks say nothing about the paper grid's cost
         splits = load_splits()
         for row in rows:
             row["paper_grid"] = paper_grid_hours(row, prof, splits, len(splits.test), scoring_s)
@@ -206,7 +206,7 @@ def speed(
         "loader_crops_per_s": round(loader, 1),
         "methods": rows,
     }
-    if prof.name == "paper" and rows:
+    if prof.published_size and rows:
         report["paper_grid_hours_total"] = round(sum(r["paper_grid"]["hours"] for r in rows), 2)
         report["paper_grid_assumes"] = f"a test case's body of {' x '.join(f'{mm:g}' for mm in ASSUMED_CASE_MM)} mm" + (
             "; original-space scoring as measured by --scoring" if scoring_cost else "; original-space scoring not included (add --scoring)"

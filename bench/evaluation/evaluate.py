@@ -11,7 +11,7 @@ profile's voxels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.data.preprocess import PreprocessedCase, to_original_grid
 from bench.device import autocast_for
-from bench.evaluation.metrics import dice_per_organ, score_case
+from bench.evaluation.metrics import dice_per_organ
 from bench.runs.files import PREDICTIONS_DIR, CaseScores
 
 EVAL_SPACES = ("original", "preprocessed")
@@ -101,6 +101,48 @@ def predict_case(model: nn.Module, image: np.ndarray, roi: int, overlap: float, 
     return predict_probabilities(model, image, roi, overlap, sw_batch_size, device).argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 
+@dataclass(frozen=True)
+class CasePrediction:
+    """A test case's label map and what it is scored against: the label file's labels on their own
+    grid (``reference`` set, where the prediction can be saved) or the preprocessed label."""
+
+    case_id: str
+    prediction: np.ndarray  # (X, Y, Z) uint8, on the grid of ``truth``
+    truth: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    reference: Reference | None = None
+
+
+def predict_cases(
+    model: nn.Module,
+    cases: Sequence[PreprocessedCase],
+    roi: int,
+    overlap: float,
+    sw_batch_size: int,
+    device: str,
+    space: str = "preprocessed",
+    references: Callable[[str], Reference] | None = None,
+) -> Iterator[CasePrediction]:
+    """Each case predicted by sliding windows, one at a time (a BTCV case's probabilities on its
+    label grid take gigabytes): ``space="original"`` carries the probabilities back to the grid of the
+    case's label file (``references``: case id -> its Reference); otherwise the prediction stays on
+    the preprocessed grid."""
+    if space not in EVAL_SPACES:
+        raise ValueError(f"unknown evaluation space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
+    if space == "original" and references is None:
+        raise ValueError("original-space scoring needs the reference label files")
+    for case in cases:
+        if space == "original":
+            reference = references(case.case_id)
+            probabilities = predict_probabilities(model, case.image, roi, overlap, sw_batch_size, device)
+            prediction = to_original_grid(probabilities, case.affine, reference.label.shape, reference.affine)
+            del probabilities
+            yield CasePrediction(case.case_id, prediction, reference.label, reference.spacing_mm, reference)
+        else:
+            prediction = predict_case(model, case.image, roi, overlap, sw_batch_size, device)
+            yield CasePrediction(case.case_id, prediction, case.label[0], (case.spacing_mm,) * 3)
+
+
 def evaluate_cases(
     model: nn.Module,
     cases: Sequence[PreprocessedCase],
@@ -108,41 +150,13 @@ def evaluate_cases(
     overlap: float,
     sw_batch_size: int,
     device: str,
-    surface: bool = True,
     num_classes: int = 14,
-    space: str = "preprocessed",
-    references: Callable[[str], Reference] | None = None,
-    tolerance_mm: float = 1.0,
-    on_prediction: Callable[[str, np.ndarray, Reference], None] | None = None,
 ) -> list[CaseScores]:
-    """Per-case metrics (organ -> dice, nsd, hd95, voxel counts); Dice only when surface is False.
-
-    ``space="original"`` needs ``references`` (case id -> its label file's Reference) and scores on
-    that grid; ``on_prediction`` then receives each original-grid label map (to save it).
-    """
+    """Per-case Dice on the preprocessed grid (validation during training): organ -> {"dice"}."""
     from bench.data.labels import ORGANS
 
-    if space not in EVAL_SPACES:
-        raise ValueError(f"unknown evaluation space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
     results = []
-    for case in cases:
-        if space == "original":
-            if references is None:
-                raise ValueError("original-space scoring needs the reference label files")
-            reference = references(case.case_id)
-            probabilities = predict_probabilities(model, case.image, roi, overlap, sw_batch_size, device)
-            prediction = to_original_grid(probabilities, case.affine, reference.label.shape, reference.affine)
-            del probabilities
-            if on_prediction is not None:
-                on_prediction(case.case_id, prediction, reference)
-            truth, spacing = reference.label, reference.spacing_mm
-        else:
-            prediction = predict_case(model, case.image, roi, overlap, sw_batch_size, device)
-            truth, spacing = case.label[0], (case.spacing_mm,) * 3
-        if surface:
-            metrics = score_case(prediction, truth, spacing, tolerance_mm)
-        else:
-            dice = dice_per_organ(prediction, truth, num_classes)
-            metrics = {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}
-        results.append(CaseScores(case.case_id, metrics))
+    for case in predict_cases(model, cases, roi, overlap, sw_batch_size, device):
+        dice = dice_per_organ(case.prediction, case.truth, num_classes)
+        results.append(CaseScores(case.case_id, {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}))
     return results

@@ -12,11 +12,16 @@ from bench import distributed
 from bench.console import plain
 from bench.errors import UserError
 from bench.io import is_storage_error
-from bench.pipelines.harness import execute_run
+from bench.pipelines.lifecycle import execute_run
 from bench.plan.grid import prepare_grid
-from bench.plan.runs import PreparedGrid, RunRequest
+from bench.plan.runs import PlannedRun, PreparedGrid, RunJob, RunRequest
 from bench.runs.results import write_results_csv
 from bench.runs.state import marked_running, record_failure
+
+
+def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
+    """One planned run through its method's pipeline (the harness's unless the method brings its own)."""
+    return execute_run(run, RunJob(grid.provenance, grid.profile.name, grid.request.save_predictions, grid), console)
 
 
 def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
@@ -24,14 +29,14 @@ def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
     out = Path(grid.request.out)
     if not distributed.is_main():
         for run in grid.runs:
-            execute_run(run, grid, console)
+            run_one(run, grid, console)
         return []
     failures = []
     try:
         for run in grid.runs:
             try:
                 with marked_running(run.run_dir):
-                    execute_run(run, grid, console)
+                    run_one(run, grid, console)
             except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
                 # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
                 if isinstance(exc, UserError) or is_storage_error(exc):

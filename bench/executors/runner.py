@@ -18,7 +18,7 @@ from bench.errors import RunsFailed
 from bench.evaluation.evaluate import describe_space
 from bench.executors.local import execute_locally
 from bench.plan.grid import prepare_grid
-from bench.plan.runs import RunRequest, method_label
+from bench.plan.runs import RunRequest
 from bench.reporting.terminal import print_dice_table
 from bench.runs.files import REPORT_DIR, RESULTS_CSV
 from bench.runs.results import write_results_csv
@@ -43,7 +43,7 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
         failures = execute_locally(grid, console)
     if not distributed.is_main():
         return out / RESULTS_CSV
-    labels = [run.method for run in grid.runs] or [method_label(m, request.options) for m in request.methods]
+    labels = [run.method for run in grid.runs]
     caption = f"{grid.provenance.stamp}; {describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)}"
     print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, caption)
     if render_report:

@@ -142,7 +142,12 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     with executor.batch():
         for run in todo:
             one = dataclasses.replace(
-                request, methods=[run.base_method], repeats=str(run.repeat), executor="local", out=Path(request.out).resolve()
+                request,
+                methods=[run.base_method],
+                options=dict(run.options),  # this method's, typed: --set and its bracket options merged
+                repeats=str(run.repeat),
+                executor="local",
+                out=Path(request.out).resolve(),
             )
             jobs.append((run, executor.submit(RunJob(), one)))
     for run, job in jobs:

@@ -6,7 +6,8 @@ them."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +18,17 @@ from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name
 from bench.data.labels import LABEL_VALUES
 from bench.data.source import data_identity, resolve_dataset
 from bench.errors import UserError
-from bench.evaluation.evaluate import Reference, check_scoring_options, reference_of
-from bench.evaluation.metrics import METRIC_CONVENTION, score_case
+from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
 from bench.io import sha256_file
+from bench.pipelines.lifecycle import execute_run
+from bench.plan.runs import PlannedRun, RunJob, check_existing
 from bench.provenance import code_revision, hardware, package_versions
-from bench.runs.files import CONFIG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, Provenance, RunConfig, config_hash_in, run_dir
-from bench.runs.results import summarize, write_results_csv
+from bench.runs.files import Provenance, RunConfig, run_dir
+from bench.runs.results import write_results_csv
 from splits import FRACTIONS
 
 EXTERNAL_FAMILY = "external predictions"
+EXTERNAL_PROFILE = "external"  # in the summary's and provenance's profile field: no profile made these
 
 
 def find_predictions(pred_dir: Path, case_ids: list[str]) -> dict[str, Path]:
@@ -73,6 +76,43 @@ def read_prediction(path: Path, reference: Reference) -> np.ndarray:
 def _stamp(pred_dir: Path, dataset: Dataset) -> str:
     data = "SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}"
     return f"{data}; external predictions from {pred_dir}"
+
+
+@dataclass
+class ExternalRun:
+    """Predictions already made: nothing to build or train; each test case's label map, read and
+    checked when the run was opened, so a bad file stops it before anything is written."""
+
+    labels: dict[str, tuple[np.ndarray, Reference]]
+    network: None = None
+    facts: None = None
+    spacing_mm: None = None  # the predictions come on the label files' own grids
+
+    def train(self) -> None:
+        """Nothing to train."""
+
+    def predictions(self) -> Iterator[CasePrediction]:
+        for case_id, (labels, reference) in self.labels.items():
+            yield CasePrediction(case_id, labels, reference.label, reference.spacing_mm, reference)
+
+    def finish(self) -> None:
+        """Nothing to keep."""
+
+
+@dataclass
+class ExternalPredictions:
+    """The pipeline of ``bench score``: label maps from ``files`` (case id -> NIfTI file)."""
+
+    files: dict[str, Path]
+    dataset: Dataset
+
+    def open(self, run, job, console: Console) -> ExternalRun:
+        labels = {}
+        for case_id in run.test_ids:
+            reference = reference_of(self.dataset, case_id)
+            labels[case_id] = (read_prediction(self.files[case_id], reference), reference)
+            console.print(f"read {plain(self.files[case_id].name)}", highlight=False)
+        return ExternalRun(labels)
 
 
 def score_predictions(
@@ -127,51 +167,23 @@ def score_predictions(
         nsd_tolerance_mm=float(nsd_tolerance_mm),
     )
     folder = run_dir(out, data, method, repeat)
-    if (folder / CONFIG_FILE).exists() and config_hash_in(folder) != config.hash():
-        raise UserError(f"{folder} holds another run (other predictions or settings); use another --method, --repeat or --out")
-
-    scores = []
-    for case_id in test_ids:
-        reference = reference_of(dataset, case_id)
-        prediction = read_prediction(files[case_id], reference)
-        scores.append(CaseScores(case_id, score_case(prediction, reference.label, reference.spacing_mm, nsd_tolerance_mm)))
-        console.print(f"scored {plain(files[case_id].name)}", highlight=False)
-
-    stamp = _stamp(Path(pred_dir), dataset)
+    run = PlannedRun(method, data, repeat, tuple(draws[repeat]), tuple(test_ids), folder, config, config.hash(), method)
+    check_existing(run)
     provenance = Provenance(
         data_source=dataset.source,
         data_root=str(dataset.root),
         data_layout=dataset.layout,
         synthetic=dataset.synthetic,
-        profile="external",
+        profile=EXTERNAL_PROFILE,
         device="cpu",
         hardware=hardware("cpu"),
         versions=package_versions(),
         code_revision=code_revision(),
         preprocess_cache=None,
         sam_weights=None,
-        stamp=stamp,
+        stamp=_stamp(Path(pred_dir), dataset),
     )
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    ConfigFile(config, config.hash(), 0, 0, provenance, created).write(folder / CONFIG_FILE)
-    summary = summarize(
-        scores,
-        method=method,
-        data=data,
-        repeat=repeat,
-        config_hash=config.hash(),
-        stamp=stamp,
-        synthetic=dataset.synthetic,
-        profile="external",
-        weights=config.weights,
-        spacing_mm=None,  # no preprocessed grid: the predictions come on the label files' own
-        eval_space="original",
-        metric_convention=METRIC_CONVENTION,
-        nsd_tolerance_mm=float(nsd_tolerance_mm),
-        train_cases=list(draws[repeat]),
-        seconds={},
-    )
-    summary.write(folder / SUMMARY_FILE)
+    execute_run(run, RunJob(provenance, EXTERNAL_PROFILE), console, pipeline=ExternalPredictions(files, dataset))
     write_results_csv(out)
     return folder
 

@@ -1,4 +1,4 @@
-"""nnU-Net v2's own pipeline for one planned run (a method whose ``pipeline`` is "nnunetv2").
+"""nnU-Net v2's own pipeline for one planned run, step by step (the pipeline object is ``bench.pipelines.nnunetv2``).
 
 For the run's draw: the training cases become an nnU-Net raw dataset and the test cases its test
 images; nnunetv2's Python API extracts the fingerprint, plans (the method's planner preset) and

@@ -184,7 +184,7 @@ def train(
                 continue
             val_dice = None
             if validate and val_cases:
-                per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device, surface=False)
+                per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
                 val_dice = nanmean(m["dice"] for case in per_case for m in case.metrics.values())
             with open(log_path, "a") as fh:
                 fh.write(LogLine(state.epoch, epoch_loss, lr, seconds, val_dice).to_json() + "\n")

@@ -21,23 +21,31 @@ from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
 from bench.plan.profiles import Profile, parse_repeats, resolve_profile
-from bench.plan.runs import PreparedGrid, RunRequest, plan_runs
+from bench.plan.runs import PreparedGrid, RunRequest, parse_method_entry, plan_runs
 from bench.plan.weights import BackboneWeights, resolve_backbone_weights
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance
 from splits import FRACTIONS
 
 
-def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None) -> str:
-    parts = ["SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}", f"profile {profile.name}"]
-    if profile.name != "paper":
+def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None, overrides: dict | None = None) -> str:
+    """One line that says what kind of numbers these are: which data, which profile and what the
+    command changed in it, a CPU-sized profile, a random backbone."""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
+    parts = [
+        "SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}",
+        f"profile {profile.name}" + (f" with {changed}" if changed else ""),
+    ]
+    if not profile.published_size:
         parts.append(f"{profile.preprocess.spacing_mm:g} mm voxels, {profile.roi}^3 crops, small random-init networks")
     if weights is not None and weights.random:
         parts.append("SAM methods on a random backbone")
     return "; ".join(parts)
 
 
-def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None) -> Provenance:
+def _provenance(
+    dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None, overrides: dict
+) -> Provenance:
     return Provenance(
         data_source=dataset.source,
         data_root=str(dataset.root),
@@ -50,7 +58,8 @@ def _provenance(dataset: Dataset, profile: Profile, device: str, prep: dict, wei
         code_revision=code_revision(),
         preprocess_cache=prep.get("cache_dir"),
         sam_weights=weights.description if weights else None,
-        stamp=stamp(dataset, profile, weights),
+        stamp=stamp(dataset, profile, weights, overrides),
+        profile_overrides=dict(overrides) or None,
     )
 
 
@@ -85,7 +94,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(f"unknown data fraction {request.data!r}; choose one of {', '.join(FRACTIONS)}")
     if not request.methods:
         raise UserError("--methods is empty; name at least one method (bench list shows them)")
-    infos = [get_method(name) for name in request.methods]
+    infos = [get_method(parse_method_entry(entry)[0]) for entry in request.methods]
     if request.executor not in ("local", "slurm"):
         raise UserError(f"unknown executor {request.executor!r}; choose local or slurm")
     if request.executor == "slurm":
@@ -108,13 +117,15 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
     if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
         raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
     check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
-    profile = profile.with_overrides(epochs=request.epochs, roi=request.roi, checkpoint_minutes=request.checkpoint_minutes)
+    flags = {"epochs": request.epochs, "roi": request.roi, "checkpoint_minutes": request.checkpoint_minutes}
+    overrides = {**{k: v for k, v in flags.items() if v is not None}, **request.profile_overrides}
+    profile = profile.with_overrides(overrides)
     weights = None
     backbones = {info.backbone for info in infos if info.backbone is not None}
     if len(backbones) > 1:  # one --sam-checkpoint cannot serve two kinds of backbone
         raise UserError(f"these methods need different backbones ({', '.join(sorted(b.name for b in backbones))}); run them separately")
     if backbones:
-        weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.model_size, request.allow_random_backbone)
+        weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.published_size, request.allow_random_backbone)
 
     splits = load_splits()
     parse_repeats(request.repeats, len(splits.train[request.data]))
@@ -123,7 +134,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
     dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
     say = announce or console.print
-    say(f"[bold]{plain(stamp(dataset, profile, weights))}[/bold]; device {device}")
+    say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
     if weights is not None:
         say(f"SAM backbone: {plain(weights.description)}")
     if dataset.synthetic:
@@ -146,4 +157,5 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         console.print("preprocessing: none by the harness (these methods' own pipelines preprocess the original files)")
     if distributed.is_main():
         distributed.barrier()
-    return PreparedGrid(request, profile, device, dataset, weights, planned, cases, _provenance(dataset, profile, device, prep, weights))
+    provenance = _provenance(dataset, profile, device, prep, weights, overrides)
+    return PreparedGrid(request, profile, device, dataset, weights, planned, cases, provenance, overrides)

@@ -7,11 +7,13 @@ hundred iterations. Outputs always record which profile made them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, get_args
 
 from bench.data.preprocess import PreprocessSettings
 from bench.errors import UserError
+from methods.registry import PUBLISHED_SIZE, ModelSize, as_type_of
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,63 @@ class Profile:
     # preprocessed volumes (True: on a CPU, nnU-Net's plan for BTCV's originals would take hours).
     own_pipeline_gets_preprocessed: bool = False
 
-    def with_overrides(self, **kw: Any) -> Profile:
-        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+    @property
+    def published_size(self) -> bool:
+        """Whether the methods are built at their published size (the paper's networks and SAM's
+        ViT-B), rather than narrowed for a CPU."""
+        return self.model_size == PUBLISHED_SIZE
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Profile:
+        """This profile with ``overrides`` applied: each key a field of the profile or of its
+        preprocessing (``spacing_mm``), each value converted to that field's type and checked;
+        UserError naming the setting otherwise. ``name`` stays: it says which profile was changed."""
+        top, pre = {}, {}
+        for key, value in overrides.items():
+            if key in _OVERRIDABLE:
+                top[key] = _typed(getattr(self, key), value, key)
+            elif key in _PREPROCESS_FIELDS:
+                pre[key] = _typed(getattr(self.preprocess, key), value, key)
+            else:
+                settings = ", ".join(sorted(_OVERRIDABLE | _PREPROCESS_FIELDS))
+                raise UserError(f"--profile-set {key}: no such setting; the profile's settings: {settings}")
+        changed = replace(self, preprocess=replace(self.preprocess, **pre), **top)
+        changed.check()
+        return changed
+
+    def check(self) -> None:
+        """UserError naming the first setting that no run could use."""
+        checks = (
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("roi", self.roi >= 8, "at least 8 voxels"),
+            ("checkpoint_minutes", self.checkpoint_minutes > 0, "positive"),
+            ("lr", self.lr > 0, "positive"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "at least 0"),
+            ("val_every", self.val_every >= 1, "at least 1"),
+            ("sw_overlap", 0 <= self.sw_overlap < 1, "in [0, 1)"),
+            ("sw_batch_size", self.sw_batch_size >= 1, "at least 1"),
+            ("num_workers", self.num_workers >= 0, "at least 0"),
+            ("min_iterations_per_epoch", self.min_iterations_per_epoch >= 1, "at least 1"),
+            ("crops_per_case", self.crops_per_case >= 1, "at least 1"),
+            ("model_size", self.model_size in get_args(ModelSize), f"one of {', '.join(get_args(ModelSize))}"),
+            ("spacing_mm", self.preprocess.spacing_mm > 0, "positive"),
+            ("hu_max", self.preprocess.hu_max > self.preprocess.hu_min, "above hu_min"),
+        )
+        for key, ok, needs in checks:
+            if not ok:
+                value = getattr(self.preprocess, key) if key in _PREPROCESS_FIELDS else getattr(self, key)
+                raise UserError(f"profile setting {key} must be {needs}, got {value!r}")
+
+
+_OVERRIDABLE = {f.name for f in fields(Profile)} - {"name", "preprocess"}
+_PREPROCESS_FIELDS = {f.name for f in fields(PreprocessSettings)}
+
+
+def _typed(default: Any, value: Any, key: str) -> Any:
+    try:
+        return as_type_of(default, value, f"profile setting {key}")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 PROFILES: dict[str, Profile] = {

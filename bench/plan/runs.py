@@ -42,6 +42,7 @@ class RunRequest:
     sam_checkpoint: Path | None = None
     allow_random_backbone: bool = False
     options: dict = field(default_factory=dict)  # hyperparameter overrides (ablations), e.g. {"r": 48}
+    profile_overrides: dict = field(default_factory=dict)  # --profile-set and --seed: any profile setting
     eval_space: str = "original"  # bench.evaluation.evaluate.EVAL_SPACES
     nsd_tolerance_mm: float = 1.0
     save_predictions: bool = False  # label maps as NIfTI in RUN/predictions/ (not hashed: they do not change a score)
@@ -61,6 +62,9 @@ class PlannedRun:
     hash: str = ""
     base_method: str = ""
     options: dict = field(default_factory=dict)
+    title: str = ""  # the method's title (methods.registry.MethodInfo), for report rows
+    backbone: bool = False  # the method takes the grid's SAM backbone weights
+    pipeline: object = None  # the method's own pipeline (methods.registry.OwnPipeline); None: the harness's
 
 
 def method_label(name: str, options: dict) -> str:
@@ -68,14 +72,14 @@ def method_label(name: str, options: dict) -> str:
     return name if not options else f"{name}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
 
 
-def parse_options(pairs: list[str]) -> dict:
+def parse_options(pairs: list[str], where: str = "--set") -> dict:
     """``["r=48", "planes=dw", "multiscale=false"]`` -> values read as true/false, numbers or text;
     each method then checks them against its own options (``methods.registry.typed_overrides``)."""
     options = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip() or not text.strip():
-            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise UserError(f"{where} expects KEY=VALUE, got {pair!r}")
         lowered = text.strip().lower()
         value: object
         if lowered in ("true", "false"):
@@ -90,6 +94,39 @@ def parse_options(pairs: list[str]) -> dict:
                     value = text.strip()
         options[key.strip()] = value
     return options
+
+
+def split_method_list(text: str) -> list[str]:
+    """``"tpmamba[r=48,planes=dw],masam"`` -> ``["tpmamba[r=48,planes=dw]", "masam"]``: commas inside
+    brackets belong to the entry."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    entries.append(current)
+    return [e.strip() for e in entries if e.strip()]
+
+
+def parse_method_entry(entry: str) -> tuple[str, dict]:
+    """``tpmamba[r=48,planes=dw]`` -> ``("tpmamba", {"r": 48, "planes": "dw"})``; a comma list value
+    (``nnunet[features=16,32,64]``) keeps its commas. The options are checked against the method when
+    planned."""
+    name, bracket, rest = entry.partition("[")
+    if not bracket:
+        return entry.strip(), {}
+    if not rest.endswith("]") or not rest[:-1].strip():
+        raise UserError(f"--methods entry {entry!r}: write options as NAME[KEY=VALUE,...]")
+    pairs: list[str] = []
+    for part in rest[:-1].split(","):
+        if "=" in part or not pairs:
+            pairs.append(part)
+        else:  # a comma list value: features=16,32,64
+            pairs[-1] += "," + part
+    return name.strip(), parse_options(pairs, f"--methods entry {entry!r}")
 
 
 def run_seed(profile: Profile, method: str, data: str, repeat: int) -> int:
@@ -124,15 +161,24 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Datas
     draws = splits.train[request.data]
     repeats = parse_repeats(request.repeats, len(draws))
     identity = data_identity(dataset, splits.all_ids())
-    planned = []
-    for name in request.methods:
+    planned, labels = [], set()
+    for entry in request.methods:
+        name, own = parse_method_entry(entry)
         info = get_method(name)
-        options = checked_options(name, request.options, profile)
+        if info.pipeline is not None and request.eval_space not in info.pipeline.eval_spaces:
+            spaces = " or ".join(info.pipeline.eval_spaces)
+            raise UserError(f"{name} can be scored in the {spaces} space only (its own pipeline predicts there); drop --eval-space")
+        # --set applies to every method named, options in brackets to their method alone.
+        options = checked_options(name, {**request.options, **own}, profile)
         hyper = info.hyperparameters(profile.model_size, **options)
         label = method_label(name, options)
+        if label in labels:  # named twice: one set of runs
+            continue
+        labels.add(label)
         for repeat in repeats:
             run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
+            run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
             run.config = RunConfig(
                 method=label,
                 base_method=name,
@@ -183,3 +229,14 @@ class PreparedGrid:
     runs: list[PlannedRun]
     cases: dict[str, PreprocessedCase]
     provenance: Provenance
+    profile_overrides: dict = field(default_factory=dict)  # what the command changed in the profile, flags included
+
+
+@dataclass
+class RunJob:
+    """What every run of a grid shares, as the lifecycle and the pipelines need it."""
+
+    provenance: Provenance
+    profile_name: str
+    save_predictions: bool = False
+    grid: PreparedGrid | None = None  # what the harness's pipelines read; None for external predictions

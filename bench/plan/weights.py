@@ -52,15 +52,16 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def resolve_backbone_weights(spec: BackboneSpec, checkpoint: Path | None, model_size: str, allow_random: bool) -> BackboneWeights:
-    """The weights for ``spec``: the user's checkpoint, else the hosted copy, else (if allowed) none."""
+def resolve_backbone_weights(spec: BackboneSpec, checkpoint: Path | None, published_size: bool, allow_random: bool) -> BackboneWeights:
+    """The weights for ``spec``: the user's checkpoint, else the hosted copy, else (if allowed) none.
+    ``published_size``: the profile builds SAM's ViT-B (``Profile.published_size``), not a toy ViT."""
     if checkpoint is not None:
-        if model_size != "paper":
+        if not published_size:
             raise UserError("--sam-checkpoint needs the paper-size ViT-B: add --profile paper (the smoke profile uses a toy ViT)")
         state = read_checkpoint(checkpoint)
         digest = sha256_file(Path(checkpoint).expanduser())
         return BackboneWeights(state, f"{spec.name} from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
-    if model_size != "paper":
+    if not published_size:
         return BackboneWeights(None, "random backbone (smoke profile: toy ViT with SAM's structure)", "random-smoke")
     try:
         path = hub_weights_file(spec)

@@ -12,21 +12,24 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
+from reports import PAPER_METHOD
 from splits import FRACTIONS, load_splits
+
+PAPER_RED = (0.84, 0.15, 0.16)
 
 FRACTION_CASES = {f: load_splits().cases_per_draw(f) for f in reversed(FRACTIONS)}  # fewest cases first
 FRACTION_LABELS = {f: load_splits().percent(f) for f in FRACTIONS}
 
 
 def method_colors(methods) -> dict[str, tuple]:
-    """One colour per method, the same in every figure of a report (TP-Mamba red, as in the paper)."""
+    """One colour per method, the same in every figure of a report (the paper's method in its red)."""
     from matplotlib import colormaps
 
     palette = colormaps["tab10"].colors + colormaps["Dark2"].colors
-    others = [m for m in sorted(methods) if m != "tpmamba"]
+    others = [m for m in sorted(methods) if m != PAPER_METHOD]
     colors = {m: palette[i % len(palette)] for i, m in enumerate(others)}
-    if "tpmamba" in methods:
-        colors["tpmamba"] = (0.84, 0.15, 0.16)
+    if PAPER_METHOD in methods:
+        colors[PAPER_METHOD] = PAPER_RED
     return colors
 
 
@@ -140,7 +143,7 @@ def adapter_figure(rows: list[dict], title: str) -> Figure:
     ax = fig.subplots()
     names = [r["name"] for r in rows]
     values = [r["gmacs_per_block"] for r in rows]
-    bars = ax.barh(names, values, color=[(0.84, 0.15, 0.16) if n == "tpmamba" else (0.27, 0.43, 0.71) for n in names])
+    bars = ax.barh(names, values, color=[PAPER_RED if n == PAPER_METHOD else (0.27, 0.43, 0.71) for n in names])
     for bar, row in zip(bars, rows, strict=True):
         ax.annotate(
             f" {row['gmacs_per_block']:.3f} (x{row['ratio_to_lora']:g} LoRA)",

@@ -126,6 +126,7 @@ class Provenance:
     # What a method with its own pipeline decided for this run (nnU-Net: its plan); None otherwise.
     pipeline: dict[str, Any] | None = None
     method_title: str | None = None  # the method's title (methods.registry.MethodInfo), for report rows
+    profile_overrides: dict[str, Any] | None = None  # what the command changed in the profile (its values are in the config)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+"""One run's lifecycle, the same for every pipeline: skip a finished run, clear an old failure,
+record the configuration, train, score every test case's prediction with the one metric code,
+write the summary.
+
+A pipeline is what turns one planned run into predictions: the harness's own training and
+sliding-window inference (``bench.pipelines.harness``), nnU-Net v2's pipeline
+(``bench.pipelines.nnunetv2``), or label maps made elsewhere (``bench.pipelines.external``). It
+opens a run (builds or plans the network) and hands back a ``PipelineRun`` that trains and then
+yields one ``CasePrediction`` per test case; everything else is done here, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from rich.console import Console
+
+from bench import distributed
+from bench.console import plain
+from bench.evaluation.evaluate import CasePrediction, save_prediction
+from bench.evaluation.metrics import score_case
+from bench.pipelines.harness import HARNESS
+from bench.plan.runs import PlannedRun, RunJob
+from bench.runs.files import CONFIG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
+from bench.runs.results import run_summary
+from bench.runs.state import clear_failure
+from methods.registry import count_parameters
+
+
+class PipelineRun(Protocol):
+    """One opened run of a pipeline."""
+
+    network: Any  # the module whose parameters config.json counts; None when there is none (external predictions)
+    facts: dict | None  # what the pipeline decided for this run (nnU-Net: its plan), kept in the provenance
+    spacing_mm: float | None  # the grid the pipeline worked on, for the summary; None: the label files' own
+
+    def train(self) -> None:
+        """Train to the end, resuming from what an interrupted run left; every torchrun rank calls it."""
+
+    def predictions(self) -> Iterator[CasePrediction]:
+        """Each test case's label map and what it is scored against, one at a time (first rank only)."""
+
+    def finish(self) -> None:
+        """After the summary is scored, before it is written (the harness keeps only the final weights)."""
+
+
+class Pipeline(Protocol):
+    """What turns a planned run into predictions (see the module docstring)."""
+
+    eval_spaces: tuple[str, ...]  # the --eval-space values its predictions can be scored in
+
+    def open(self, run: PlannedRun, job: RunJob, console: Console) -> PipelineRun: ...
+
+
+def pipeline_of(run: PlannedRun) -> Pipeline:
+    """The pipeline a planned run goes through: its method's own, or the harness's."""
+    return run.pipeline.load() if run.pipeline is not None else HARNESS
+
+
+def execute_run(run: PlannedRun, job: RunJob, console: Console, pipeline: Pipeline | None = None) -> RunSummary | None:
+    """Train, predict, score and summarise one run through ``pipeline`` (default: ``pipeline_of``);
+    returns its summary (read back if it finished earlier), None on a torchrun rank other than the
+    first."""
+    summary_path = run.run_dir / SUMMARY_FILE
+    if is_finished(run.run_dir):
+        console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
+        return RunSummary.read(summary_path)
+    clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
+    opened = (pipeline or pipeline_of(run)).open(run, job, console)  # bad input found here leaves no run folder behind
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run.run_dir / CONFIG_FILE
+    if distributed.is_main() and not config_path.exists():
+        total, trainable = count_parameters(opened.network) if opened.network is not None else (0, 0)
+        provenance = replace(job.provenance, pipeline=opened.facts, method_title=run.title or None)
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
+    started = time.monotonic()
+    opened.train()
+    train_seconds = time.monotonic() - started
+    if not distributed.is_main():  # the first rank scores and writes the summary; wait for it
+        distributed.barrier()
+        return None
+    started = time.monotonic()
+    per_case = []
+    for case in opened.predictions():
+        if job.save_predictions and case.reference is not None:
+            save_prediction(run.run_dir, case.case_id, case.prediction, case.reference)
+        scores = score_case(case.prediction, case.truth, case.spacing_mm, run.config.nsd_tolerance_mm)
+        per_case.append(CaseScores(case.case_id, scores))
+    seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
+    summary = run_summary(
+        run, job.provenance, job.profile_name, per_case, spacing_mm=opened.spacing_mm, seconds=seconds, processes=distributed.world_size()
+    )
+    opened.finish()
+    summary.write(summary_path)
+    distributed.barrier()
+    return summary
