@@ -178,4 +178,6 @@ def test_a_paper_grid_of_nnunetv2_alone_leaves_the_preprocessing_to_nnunet(tiny_
     assert alone.provenance.preprocess_cache is None
     # beside a method the harness trains, or in the smoke profile (nnU-Net gets our 8 mm volumes), they are
     nnunetv2, unetr = get_method("nnunetv2"), get_method("unetr")
-    assert uses_harness_preprocessing([nnunetv2, unetr], PROFILES["paper"]) and uses_harness_preprocessing([nnunetv2], PROFILES["smoke"])
+    pipelines = [nnunetv2.pipeline, unetr.pipeline]
+    assert uses_harness_preprocessing(pipelines, PROFILES["paper"]) and uses_harness_preprocessing([nnunetv2.pipeline], PROFILES["smoke"])
+    assert not uses_harness_preprocessing([nnunetv2.pipeline], PROFILES["paper"])

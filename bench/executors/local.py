@@ -1,5 +1,5 @@
 """Running a prepared grid here: one planned run after another in this process (a failing run is
-recorded and the grid goes on); with ``run_locally``, what each SLURM job does for its one run."""
+recorded and the grid goes on); with ``run_planned``, what each SLURM job does for its one run."""
 
 from __future__ import annotations
 
@@ -13,47 +13,41 @@ from bench.console import plain
 from bench.errors import UserError
 from bench.io import is_storage_error
 from bench.pipelines.lifecycle import execute_run
-from bench.plan.grid import prepare_grid
+from bench.plan.grid import prepare_run
 from bench.plan.runs import PlannedRun, PreparedGrid, RunJob, RunRequest
-from bench.runs.results import write_results_csv
 from bench.runs.state import marked_running, record_failure
 
 
 def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
     """One planned run through its method's pipeline (the harness's unless the method brings its own)."""
-    return execute_run(run, RunJob(grid.provenance, grid.profile.name, grid.request.save_predictions, grid), console)
+    job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions, grid)
+    return execute_run(run, job, console)
 
 
 def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
     """Every planned run, one after another; returns the failures (recorded in their failed.json)."""
-    out = Path(grid.request.out)
     if not distributed.is_main():
         for run in grid.runs:
             run_one(run, grid, console)
         return []
     failures = []
-    try:
-        for run in grid.runs:
-            try:
-                with marked_running(run.run_dir):
-                    run_one(run, grid, console)
-            except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
-                # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
-                if isinstance(exc, UserError) or is_storage_error(exc):
-                    raise
-                failure = record_failure(run.run_dir, exc, traceback.format_exc())
-                if distributed.active():  # the other ranks wait in a collective for this one: end them all
-                    raise
-                failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
-                reason = plain(failure["reason"])
-                console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
-            write_results_csv(out)
-    finally:
-        # Whatever finished is in results.csv even if a later run fails or is interrupted.
-        write_results_csv(out)
+    for run in grid.runs:
+        try:
+            with marked_running(run.run_dir):
+                run_one(run, grid, console)
+        except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
+            # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
+            if isinstance(exc, UserError) or is_storage_error(exc):
+                raise
+            failure = record_failure(run.run_dir, exc, traceback.format_exc())
+            if distributed.active():  # the other ranks wait in a collective for this one: end them all
+                raise
+            failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
+            reason = plain(failure["reason"])
+            console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
     return failures
 
 
-def run_locally(request: RunRequest, console: Console) -> list[str]:
-    """Prepare and execute a request in this process (a SLURM job runs its one run this way)."""
-    return execute_locally(prepare_grid(request, console), console)
+def run_planned(request: RunRequest, run: PlannedRun, console: Console) -> list[str]:
+    """One run planned elsewhere, executed here (what a SLURM job does); returns its failure, if any."""
+    return execute_locally(prepare_run(request, run, console), console)

@@ -1,8 +1,9 @@
 """``bench run``: dataset -> split -> cached preprocessing -> build -> train -> infer -> score -> results -> report.
 
-This module only chooses the executor and finishes the grid: ``bench.executors.local`` prepares the grid
-and runs it here, ``bench.executors.slurm`` runs it as one SLURM job per run; then results.csv, the terminal
-table and the report are written from the run folders.
+This module only chooses the executor and finishes the grid: ``bench.plan.grid`` prepares the
+grid, ``bench.executors.local`` runs it here, ``bench.executors.slurm`` as one SLURM job per
+planned run; every run rebuilds results.csv as it finishes; then the terminal table and the report
+are written from the run folders.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from bench import distributed
 from bench.console import plain
 from bench.errors import RunsFailed
 from bench.evaluation.evaluate import describe_space
-from bench.executors.local import execute_locally
+from bench.executors.local import execute_locally, run_planned
 from bench.plan.grid import prepare_grid
 from bench.plan.runs import RunRequest
 from bench.reporting.terminal import print_dice_table
 from bench.runs.files import REPORT_DIR, RESULTS_CSV
-from bench.runs.results import write_results_csv
 
 
 def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None, render_report: bool = True) -> Path:
@@ -37,8 +37,7 @@ def run_benchmark(request: RunRequest, console: Console, announce: Callable[[str
     if request.executor == "slurm":
         from bench.executors.slurm import submit_and_wait
 
-        failures = submit_and_wait(request, grid.runs, request.slurm, console)
-        write_results_csv(out)
+        failures = submit_and_wait(request, grid.runs, request.slurm, console, run_planned)
     else:
         failures = execute_locally(grid, console)
     if not distributed.is_main():

@@ -1,8 +1,8 @@
 """``bench run --executor slurm``: one SLURM job per (method, fraction, draw) through submitit.
 
-Each job runs the ordinary local runner for its single run, so a job writes exactly what a local
-run writes, into the same runs folder; the submitting process waits, records jobs that died
-without saying why (time limit, node failure), rebuilds results.csv and renders the report.
+Each job is handed its one planned run and runs it with the local executor on its node, so a job
+writes exactly what a local run writes, into the same runs folder; the submitting process waits,
+records jobs that died without saying why (time limit, node failure) and renders the report.
 """
 
 from __future__ import annotations
@@ -32,26 +32,29 @@ class SlurmOptions:
 
 
 class RunJob(Checkpointable):
-    """What a SLURM job executes: the local runner for one run.
+    """What a SLURM job executes: ``run_here(request, run)`` for its one planned run (the local
+    executor's ``run_planned``, handed in so that this module does not import it).
 
     Checkpointable: at its time limit SLURM signals the job, submitit requeues the same call, and
-    the runner resumes from the run's last checkpoint (up to --slurm-requeues times).
+    the run resumes from its last checkpoint (up to --slurm-requeues times).
     """
 
-    def __call__(self, request) -> str:
+    def __init__(self, run_here):
+        self.run_here = run_here
+
+    def __call__(self, request, run) -> str:
         import os
         import sys
 
         import torch
 
         from bench.errors import RunsFailed
-        from bench.executors.local import run_locally
 
         # PyTorch sizes its thread pool by the node's cores, not by the job's share of them: two
         # jobs given one core each would run four spinning threads on two cores (30x slower, seen).
         if cpus := os.environ.get("SLURM_CPUS_ON_NODE"):
             torch.set_num_threads(max(1, int(cpus)))
-        failures = run_locally(request, Console(file=sys.stdout, width=160))
+        failures = self.run_here(request, run, Console(file=sys.stdout, width=160))
         if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
             raise RunsFailed("; ".join(failures))
         return "done"
@@ -99,8 +102,9 @@ def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
     return job.result()
 
 
-def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -> list[str]:
-    """Submit every unfinished planned run as a job array, wait for all, return failure lines."""
+def submit_and_wait(request, planned, options: SlurmOptions, console: Console, run_here) -> list[str]:
+    """Submit every unfinished planned run as a job array, each job given its planned run and
+    ``run_here`` to run it with; wait for all, return failure lines."""
     import shutil
 
     from bench.io import read_json, write_json
@@ -141,15 +145,9 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console) -
     jobs = []
     with executor.batch():
         for run in todo:
-            one = dataclasses.replace(
-                request,
-                methods=[run.base_method],
-                options=dict(run.options),  # this method's, typed: --set and its bracket options merged
-                repeats=str(run.repeat),
-                executor="local",
-                out=Path(request.out).resolve(),
-            )
-            jobs.append((run, executor.submit(RunJob(), one)))
+            # The job decides the device and provenance on its node, then runs the run planned here.
+            here = dataclasses.replace(request, executor="local", out=Path(request.out).resolve())
+            jobs.append((run, executor.submit(RunJob(run_here), here, run)))
     for run, job in jobs:
         write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
     console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / '.slurm')}")

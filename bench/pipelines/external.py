@@ -24,7 +24,6 @@ from bench.pipelines.lifecycle import execute_run
 from bench.plan.runs import PlannedRun, RunJob, check_existing
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance, RunConfig, run_dir
-from bench.runs.results import write_results_csv
 from splits import FRACTIONS
 
 EXTERNAL_FAMILY = "external predictions"
@@ -183,8 +182,7 @@ def score_predictions(
         sam_weights=None,
         stamp=_stamp(Path(pred_dir), dataset),
     )
-    execute_run(run, RunJob(provenance, EXTERNAL_PROFILE), console, pipeline=ExternalPredictions(files, dataset))
-    write_results_csv(out)
+    execute_run(run, RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console, pipeline=ExternalPredictions(files, dataset))
     return folder
 
 

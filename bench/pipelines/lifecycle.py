@@ -1,6 +1,6 @@
 """One run's lifecycle, the same for every pipeline: skip a finished run, clear an old failure,
 record the configuration, train, score every test case's prediction with the one metric code,
-write the summary.
+write the summary and rebuild results.csv.
 
 A pipeline is what turns one planned run into predictions: the harness's own training and
 sliding-window inference (``bench.pipelines.harness``), nnU-Net v2's pipeline
@@ -25,8 +25,8 @@ from bench.evaluation.evaluate import CasePrediction, save_prediction
 from bench.evaluation.metrics import score_case
 from bench.pipelines.harness import HARNESS
 from bench.plan.runs import PlannedRun, RunJob
-from bench.runs.files import CONFIG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
-from bench.runs.results import run_summary
+from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
+from bench.runs.results import run_summary, write_results_csv
 from bench.runs.state import clear_failure
 from methods.registry import count_parameters
 
@@ -68,6 +68,8 @@ def execute_run(run: PlannedRun, job: RunJob, console: Console, pipeline: Pipeli
     summary_path = run.run_dir / SUMMARY_FILE
     if is_finished(run.run_dir):
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
+        if distributed.is_main() and not (job.runs_dir / RESULTS_CSV).exists():
+            write_results_csv(job.runs_dir)
         return RunSummary.read(summary_path)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
     opened = (pipeline or pipeline_of(run)).open(run, job, console)  # bad input found here leaves no run folder behind
@@ -97,5 +99,8 @@ def execute_run(run: PlannedRun, job: RunJob, console: Console, pipeline: Pipeli
     )
     opened.finish()
     summary.write(summary_path)
+    # The one place results.csv is written: rebuilt from every summary (under a lock, so runs that
+    # finish at once in other processes are all in it) whenever one is written.
+    write_results_csv(job.runs_dir)
     distributed.barrier()
     return summary

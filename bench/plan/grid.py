@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +21,7 @@ from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
 from bench.plan.profiles import Profile, parse_repeats, resolve_profile
-from bench.plan.runs import PreparedGrid, RunRequest, parse_method_entry, plan_runs
+from bench.plan.runs import PlannedRun, PreparedGrid, RunRequest, parse_method_entry, plan_runs
 from bench.plan.weights import BackboneWeights, resolve_backbone_weights
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance
@@ -79,14 +79,28 @@ def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console
     return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
 
 
-def uses_harness_preprocessing(infos, profile: Profile) -> bool:
-    """Whether any run of the grid reads the harness's preprocessed volumes: every method trained by
-    the harness does, and nnU-Net's pipeline does where it is handed them instead of the originals."""
-    return any(info.pipeline is None for info in infos) or profile.own_pipeline_gets_preprocessed
+def uses_harness_preprocessing(pipelines, profile: Profile) -> bool:
+    """Whether any run of the grid reads the harness's preprocessed volumes: every run of a method
+    without its own pipeline does, and a method's own pipeline does where the profile hands it them."""
+    return any(pipeline is None for pipeline in pipelines) or profile.own_pipeline_gets_preprocessed
 
 
-def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
-    """Check the request, find the data, plan the runs and preprocess the cases they need."""
+@dataclass
+class Decided:
+    """What a request decides before any run is planned: its device, profile (with the command's
+    changes), backbone weights and dataset."""
+
+    request: RunRequest
+    device: str
+    profile: Profile
+    overrides: dict
+    weights: BackboneWeights | None
+    dataset: Dataset
+    infos: list
+
+
+def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
+    """Check the request and settle everything its runs share; says what kind of numbers they make."""
     from methods import get_method
     from splits import load_splits
 
@@ -139,9 +153,15 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         say(f"SAM backbone: {plain(weights.description)}")
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
+    return Decided(request, device, profile, overrides, weights, dataset, infos)
 
-    planned = plan_runs(request, profile, device, dataset, weights)
-    needed = set(splits.test)
+
+def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:
+    """The grid of ``planned``: every case they read found and preprocessed (or loaded from the cache)."""
+    from splits import load_splits
+
+    dataset, profile = decided.dataset, decided.profile
+    needed = set(load_splits().test)
     for run in planned:
         needed.update(run.train_ids)
     missing = sorted(c for c in needed if c not in dataset.cases)
@@ -149,7 +169,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         raise UserError(
             f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
         )
-    if uses_harness_preprocessing(infos, profile):
+    if uses_harness_preprocessing([run.pipeline for run in planned], profile):
         cases, prep = prepare_cases(dataset, needed, profile, console)
         console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     else:
@@ -157,5 +177,18 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
         console.print("preprocessing: none by the harness (these methods' own pipelines preprocess the original files)")
     if distributed.is_main():
         distributed.barrier()
-    provenance = _provenance(dataset, profile, device, prep, weights, overrides)
-    return PreparedGrid(request, profile, device, dataset, weights, planned, cases, provenance, overrides)
+    provenance = _provenance(dataset, profile, decided.device, prep, decided.weights, decided.overrides)
+    return PreparedGrid(decided.request, profile, decided.device, dataset, decided.weights, planned, cases, provenance, decided.overrides)
+
+
+def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
+    """Check the request, find the data, plan the runs and preprocess the cases they need."""
+    decided = decide(request, console, announce)
+    planned = plan_runs(decided.request, decided.profile, decided.device, decided.dataset, decided.weights)
+    return prepare_runs(decided, planned, console)
+
+
+def prepare_run(request: RunRequest, run: PlannedRun, console: Console) -> PreparedGrid:
+    """The grid of one run planned elsewhere (a SLURM job's): decided again on this node, for its
+    device and provenance, but not planned again."""
+    return prepare_runs(decide(request, console), [run], console)

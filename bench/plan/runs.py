@@ -238,5 +238,6 @@ class RunJob:
 
     provenance: Provenance
     profile_name: str
+    runs_dir: Path  # where results.csv is rebuilt after each run
     save_predictions: bool = False
     grid: PreparedGrid | None = None  # what the harness's pipelines read; None for external predictions

@@ -141,7 +141,7 @@ def _read_curve(log_path: Path) -> tuple[list[int], list[float]]:
 def load_report_data(runs_dir: Path) -> ReportData:
     """Raises UserError for a folder without runs or with a run file that is not what bench writes."""
     runs_dir = Path(runs_dir)
-    states = scan_grid(runs_dir)
+    states = scan_grid(runs_dir, ask_scheduler=False)  # a report is made from the run files alone
     if not states:
         raise UserError(f"no runs under {runs_dir} (expected <data>/<method>/repeat<k>/ folders written by bench run)")
     configs, curves, stamps = {}, {}, set()

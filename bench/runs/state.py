@@ -99,10 +99,14 @@ def _read(path: Path) -> dict | None:
     return found if isinstance(found, dict) else None
 
 
-def is_running(run_dir: Path) -> tuple[bool, str]:
-    """Whether a live process or a queued/running SLURM job is working on the run, and which."""
+def is_running(run_dir: Path, ask_scheduler: bool = True) -> tuple[bool, str]:
+    """Whether a live process or a queued/running SLURM job is working on the run, and which.
+    Without ``ask_scheduler`` a SLURM job is taken at its run's word (running.json or
+    submitted.json), and the queue is not asked."""
     marker = _read(run_dir / RUNNING_FILE)
     job = (marker or {}).get("slurm_job") or (_read(run_dir / SUBMITTED_FILE) or {}).get("job_id")
+    if job and not ask_scheduler:
+        return True, f"SLURM job {job}, as its run files say (bench status asks the queue)"
     if job:
         state = slurm_job_state(job)
         if state:
@@ -129,7 +133,7 @@ def expected_repeats() -> dict[str, int]:
     return {fraction: len(draws) for fraction, draws in load_splits().train.items()}
 
 
-def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
+def _state_of(run_dir: Path, data: str, method: str, repeat: int, ask_scheduler: bool) -> RunState:
     if is_finished(run_dir):
         return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs_logged(run_dir))
     if (run_dir / FAILED_FILE).exists():
@@ -140,14 +144,15 @@ def _state_of(run_dir: Path, data: str, method: str, repeat: int) -> RunState:
             reason = f"unreadable {FAILED_FILE}"
         return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs_logged(run_dir))
     if run_dir.exists():
-        running, where = is_running(run_dir)
+        running, where = is_running(run_dir, ask_scheduler)
         state = "running" if running else "incomplete"
         return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=epochs_logged(run_dir))
     return RunState(data, method, repeat, "missing", run_dir)
 
 
-def scan_grid(runs_dir: Path) -> list[RunState]:
-    """Every run of the expected grid, in (fraction as in the paper, method, repeat) order."""
+def scan_grid(runs_dir: Path, ask_scheduler: bool = True) -> list[RunState]:
+    """Every run of the expected grid, in (fraction as in the paper, method, repeat) order; whether
+    a SLURM job is still on a run is asked of the queue only with ``ask_scheduler``."""
     runs_dir = Path(runs_dir)
     expected = expected_repeats()
     fractions = [f for f in FRACTIONS if (runs_dir / f).is_dir()]
@@ -164,7 +169,7 @@ def scan_grid(runs_dir: Path) -> list[RunState]:
         for method in methods:
             repeats = set(range(expected.get(fraction, 1))) | {r for f, m, r in found if f == fraction and m == method}
             for repeat in sorted(repeats):
-                states.append(_state_of(runs_dir / fraction / method / f"repeat{repeat}", fraction, method, repeat))
+                states.append(_state_of(runs_dir / fraction / method / f"repeat{repeat}", fraction, method, repeat, ask_scheduler))
     return states
 
 
