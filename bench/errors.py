@@ -13,11 +13,3 @@ class DataError(UserError):
 
 class RunsFailed(Exception):
     """Some runs of a grid failed (their reasons are recorded); the rest finished. Exit code 1, not 2."""
-
-
-class UnknownMethodError(KeyError):
-    """A method name the registry does not know (here, not in methods/, so the CLI can catch it
-    without importing every network)."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])

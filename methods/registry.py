@@ -19,8 +19,6 @@ from typing import Any, Literal
 
 from torch import nn
 
-from bench.errors import UnknownMethodError
-
 Family = Literal["sam-adapter", "3d-net", "own pipeline"]
 ModelSize = Literal["paper", "smoke"]
 PUBLISHED_SIZE: ModelSize = "paper"  # the methods as published; "smoke" narrows them for a CPU
@@ -52,6 +50,13 @@ class CountedInput:
     def label(self) -> str:
         size = tuple(self.roi_size)
         return f"{size[0]}^3" if len(set(size)) == 1 else "x".join(map(str, size))
+
+
+class UnknownMethodError(KeyError):
+    """A method name the registry does not know; the CLI prints it as one line, exit code 2."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None)
 
 def invoke(*args):
     """``bench`` in this process; arguments may be paths or numbers."""
-    from bench.cli.app import app
+    from bench.cli.__main__ import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 

@@ -100,7 +100,7 @@ def test_self_attention_adapter_reproduces_figure_1c():
 def test_bench_flops_json_and_chart(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli.app import app
+    from bench.cli.__main__ import app
 
     args = ["flops", "--input", "32", "--rank", "16", "--methods", "nnunet,unetr", "--json", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, args)

@@ -14,7 +14,8 @@ import pytest
 
 from bench.data.btcv import locate_dataset
 from bench.data.labels import ORGANS
-from bench.data.preprocess import PreprocessSettings, preprocess_case
+from bench.data.preprocess import preprocess_case
+from bench.data.settings import PreprocessSettings
 from bench.evaluation.evaluate import evaluate_cases
 from bench.pipelines.training import train
 from bench.plan.profiles import PROFILES
@@ -42,7 +43,7 @@ def test_a_method_learns_small_organs_at_the_smoke_settings(tiny_synthetic, tmp_
         assert (held_out.label == ORGANS.index(organ) + 1).sum() >= 20  # big enough to score at 16 mm
     model = create_model("masam", size=PROFILE.model_size, roi_size=(PROFILE.roi,) * 3)
     before = _dice(model, held_out)
-    train(model, [cases[c] for c in TRAIN_IDS], [], dataclasses.replace(PROFILE, val_every=PROFILE.epochs), "cpu", tmp_path, "h", seed=0)
+    train(model, [cases[c] for c in TRAIN_IDS], None, dataclasses.replace(PROFILE, val_every=PROFILE.epochs), "cpu", tmp_path, "h", seed=0)
     after = _dice(model, held_out)
     # Measured (spleen / right / left kidney): 0 / 0 / 2 % before, 32 / 47 / 12 % after 300 steps;
     # training only 150 gives 29 / 0 / 0 %, which fails.

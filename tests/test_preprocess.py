@@ -5,7 +5,8 @@ import pytest
 
 from bench.data.btcv import locate_dataset
 from bench.data.labels import ORGANS
-from bench.data.preprocess import PreprocessSettings, cache_dir_for, load_or_preprocess, preprocess_case
+from bench.data.preprocess import cache_dir_for, load_or_preprocess, preprocess_case
+from bench.data.settings import PreprocessSettings
 from tests.conftest import write_nifti
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli.__main__ import app
 from bench.runs.files import RUNNING_FILE
 
 

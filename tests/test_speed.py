@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bench.cli.app import app
+from bench.cli.__main__ import app
 from bench.costs.speed import loader_crops_per_second
 
 

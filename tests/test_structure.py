@@ -103,6 +103,35 @@ def test_a_method_never_reads_files_or_reaches_into_the_harness_runner():
     assert not offending
 
 
+def import_layers(graph: dict[str, set[str]]) -> dict[str, int]:
+    """Each module's layer: 1 for a module that imports none of ours, else one more than the highest
+    layer it imports (the graph has no circles)."""
+    layers: dict[str, int] = {}
+
+    def layer(node: str) -> int:
+        if node not in layers:
+            layers[node] = 1 + max((layer(m) for m in graph.get(node, ())), default=0)
+        return layers[node]
+
+    for node in graph:
+        layer(node)
+    return layers
+
+
+def test_the_layer_count_by_hand():
+    assert import_layers({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == {"a": 3, "b": 2, "c": 1}
+
+
+def test_at_most_eight_import_layers():
+    """A reader follows at most eight modules from the command down to a leaf (a package's own
+    submodules, imported to register them, are not a layer)."""
+    graph = import_graph()
+    for name in list(graph):
+        graph[name] = {m for m in graph[name] if not m.startswith(name + ".")}
+    layers = import_layers(graph)
+    assert max(layers.values()) <= 8, sorted(layers.items(), key=lambda kv: -kv[1])[:5]
+
+
 def test_no_module_is_longer_than_300_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > 300}
     assert not long

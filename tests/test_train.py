@@ -10,8 +10,13 @@ import torch
 from torch import nn
 
 from bench.data.preprocess import PreprocessedCase
+from bench.evaluation.evaluate import validation_dice
 from bench.pipelines.training import cosine_to_zero, train
 from bench.plan.profiles import PROFILES
+
+
+def validation_on(cases, profile):
+    return validation_dice(cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, "cpu")
 
 
 def toy_cases(n=3, seed=0):
@@ -38,7 +43,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     cases = toy_cases()
     # 9 steps, 8 of them warming up: the resumed run picks the rate up half-way through its rise.
     profile = dataclasses.replace(PROFILE, warmup_fraction=0.9)
-    straight = train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "a", "h", seed=7)
+    straight = train(toy_model(), cases, validation_on(cases[:1], profile), profile, "cpu", tmp_path / "a", "h", seed=7)
     # Interrupt the same run inside its third epoch (an exception, as a crash would); the checkpoint
     # of epoch 2 (a validation epoch) is what the rerun resumes from.
     (tmp_path / "c").mkdir()
@@ -51,8 +56,8 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "c", "h", seed=7, on_step=stop_after_two)
-    resumed = train(toy_model(), cases, cases[:1], profile, "cpu", tmp_path / "c", "h", seed=7)
+        train(toy_model(), cases, validation_on(cases[:1], profile), profile, "cpu", tmp_path / "c", "h", seed=7, on_step=stop_after_two)
+    resumed = train(toy_model(), cases, validation_on(cases[:1], profile), profile, "cpu", tmp_path / "c", "h", seed=7)
     expected, got = straight.model.state_dict(), resumed.model.state_dict()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
@@ -64,14 +69,14 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     cases = toy_cases(2)
-    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "first", seed=1)
+    train(toy_model(), cases, None, dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "first", seed=1)
     with pytest.raises(RuntimeError, match="different configuration"):
-        train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "second", seed=1)
+        train(toy_model(), cases, None, dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "second", seed=1)
 
 
 def test_training_reduces_the_loss(tmp_path):
     cases = toy_cases()
-    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=8, lr=1e-2), "cpu", tmp_path, "h", seed=3)
+    train(toy_model(), cases, None, dataclasses.replace(PROFILE, epochs=8, lr=1e-2), "cpu", tmp_path, "h", seed=3)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.8 * losses[0]
 
@@ -91,7 +96,7 @@ def test_training_warms_up_over_the_profiles_share_of_steps(tmp_path):
     # 3 cases -> 3 steps an epoch, 12 in all, the first 6 warming up: after epoch 1 the scheduler
     # stands at step 3, i.e. 4/6 of the way up, times the cosine at 3/12.
     profile = dataclasses.replace(PROFILE, epochs=4, lr=1e-2, warmup_fraction=0.5)
-    train(toy_model(), toy_cases(), [], profile, "cpu", tmp_path, "h", seed=3)
+    train(toy_model(), toy_cases(), None, profile, "cpu", tmp_path, "h", seed=3)
     lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert lrs[0] == pytest.approx(1e-2 * 4 / 6 * 0.5 * (1 + math.cos(math.pi * 3 / 12)))
     assert lrs[1] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 6 / 12)))
@@ -105,7 +110,7 @@ def partly_frozen_model():
 
 def test_checkpoints_leave_frozen_weights_out_and_resume(tmp_path):
     cases = toy_cases()
-    straight = train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "a", "h", seed=5)
+    straight = train(partly_frozen_model(), cases, None, PROFILE, "cpu", tmp_path / "a", "h", seed=5)
 
     class Stop(Exception):
         pass
@@ -115,17 +120,17 @@ def test_checkpoints_leave_frozen_weights_out_and_resume(tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "b", "h", seed=5, on_step=stop)
+        train(partly_frozen_model(), cases, None, PROFILE, "cpu", tmp_path / "b", "h", seed=5, on_step=stop)
     saved = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert set(saved) == {"2.weight", "2.bias"}
-    resumed = train(partly_frozen_model(), cases, [], PROFILE, "cpu", tmp_path / "b", "h", seed=5)
+    resumed = train(partly_frozen_model(), cases, None, PROFILE, "cpu", tmp_path / "b", "h", seed=5)
     for key, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path):
     cases = toy_cases(2)
-    train(toy_model(), cases, [], dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "same", seed=1)
+    train(toy_model(), cases, None, dataclasses.replace(PROFILE, epochs=1), "cpu", tmp_path, "same", seed=1)
     other = torch.nn.Conv3d(1, 14, 3, padding=1)  # another network under the same configuration hash
     with pytest.raises(RuntimeError, match="does not match the model"):
         train(other, cases, [], dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "same", seed=1)

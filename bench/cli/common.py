@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from bench.console import plain
-from bench.errors import RunsFailed, UnknownMethodError, UserError
+from bench.errors import RunsFailed, UserError
 
 # Logs and CI are not terminals; give the 15-column organ tables room there too.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -31,6 +31,13 @@ def method_names(text: str) -> list[str]:
     return [] if names == ["none"] else names
 
 
+def _unknown_method(exc: KeyError) -> bool:
+    # The registry raised it, so it is imported already: the CLI does not import torch to catch it.
+    from methods.registry import UnknownMethodError
+
+    return isinstance(exc, UnknownMethodError)
+
+
 def user_errors(fn: F) -> F:
     """Turn the errors a user can fix into one line on stderr and exit code 2."""
 
@@ -38,7 +45,9 @@ def user_errors(fn: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (UserError, UnknownMethodError) as exc:
+        except (UserError, KeyError) as exc:
+            if not isinstance(exc, UserError) and not _unknown_method(exc):
+                raise
             err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except OSError as exc:

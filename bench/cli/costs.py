@@ -1,5 +1,5 @@
 """``bench list``, ``bench flops`` and ``bench speed``: what each method costs in parameters,
-multiply-accumulates, time and memory. Registered on the app by ``bench.cli.app``."""
+multiply-accumulates, time and memory. Registered on the app by ``bench.cli.__main__``."""
 
 from __future__ import annotations
 

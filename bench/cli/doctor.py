@@ -1,5 +1,5 @@
 """``bench doctor``: the checks of ``bench.costs.doctor``, printed as they finish. Registered on the app by
-``bench.cli.app``."""
+``bench.cli.__main__``."""
 
 from __future__ import annotations
 

@@ -11,31 +11,16 @@ reusing a stale one. Every case file is written atomically.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.btcv import Case, Dataset, read_pair
+from bench.data.settings import PreprocessSettings
 from bench.io import atomic_write
-
-PREPROCESS_VERSION = 2  # 2: the preprocessed grid's affine is kept
-
-
-@dataclass(frozen=True)
-class PreprocessSettings:
-    spacing_mm: float = 1.0
-    hu_min: float = -200.0
-    hu_max: float = 250.0
-    orientation: str = "RAS"
-    crop_foreground: bool = True
-
-    def key(self) -> str:
-        payload = json.dumps({**asdict(self), "version": PREPROCESS_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,6 @@ def check_scoring_options(space: str, tolerance_mm: float) -> None:
         raise UserError(f"--nsd-tolerance must be a positive number of millimetres (at most 100), got {tolerance_mm:g}")
 
 
-def describe_space(space: str, spacing_mm: float | None = None) -> str:
-    """How a table's numbers were scored, for its caption."""
-    if space == "original":
-        return "scored in the original label space (each label file's grid and voxel spacing)"
-    return f"scored on the preprocessed grid ({spacing_mm:g} mm voxels, body crop)" if spacing_mm else "scored on the preprocessed grid"
-
-
 @dataclass(frozen=True)
 class Reference:
     """A test case's label as stored in its file: what original-space scores compare against."""
@@ -160,3 +153,17 @@ def evaluate_cases(
         dice = dice_per_organ(case.prediction, case.truth, num_classes)
         results.append(CaseScores(case.case_id, {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}))
     return results
+
+
+def validation_dice(
+    cases: Sequence[PreprocessedCase], roi: int, overlap: float, sw_batch_size: int, device: str
+) -> Callable[[nn.Module], float]:
+    """The validation line of log.jsonl: a model's Dice on ``cases`` (preprocessed grid), averaged
+    over organs and cases (NaN skipped)."""
+    from bench.evaluation.metrics import nanmean
+
+    def dice(model: nn.Module) -> float:
+        per_case = evaluate_cases(model, cases, roi, overlap, sw_batch_size, device)
+        return nanmean(m["dice"] for case in per_case for m in case.metrics.values())
+
+    return dice

@@ -1,2 +1,2 @@
-"""Where planned runs execute: here, one after another, or as SLURM jobs through submitit; and
-``run_benchmark``, the whole of ``bench run`` from request to report."""
+"""Where planned runs execute: here, one after another, or as SLURM jobs through submitit (each job
+given its one planned run)."""

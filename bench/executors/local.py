@@ -12,16 +12,22 @@ from bench import distributed
 from bench.console import plain
 from bench.errors import UserError
 from bench.io import is_storage_error
-from bench.pipelines.lifecycle import execute_run
+from bench.pipelines.harness import HARNESS
+from bench.pipelines.lifecycle import Pipeline, execute_run
 from bench.plan.grid import prepare_run
 from bench.plan.runs import PlannedRun, PreparedGrid, RunJob, RunRequest
 from bench.runs.state import marked_running, record_failure
 
 
+def pipeline_of(run: PlannedRun) -> Pipeline:
+    """The pipeline a planned run goes through: its method's own, or the harness's."""
+    return run.pipeline.load() if run.pipeline is not None else HARNESS
+
+
 def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
-    """One planned run through its method's pipeline (the harness's unless the method brings its own)."""
+    """One planned run through its method's pipeline."""
     job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions, grid)
-    return execute_run(run, job, console)
+    return execute_run(run, pipeline_of(run), job, console)
 
 
 def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:

@@ -182,7 +182,7 @@ def score_predictions(
         sam_weights=None,
         stamp=_stamp(Path(pred_dir), dataset),
     )
-    execute_run(run, RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console, pipeline=ExternalPredictions(files, dataset))
+    execute_run(run, ExternalPredictions(files, dataset), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
     return folder
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from bench.console import plain, progress_bar
-from bench.evaluation.evaluate import EVAL_SPACES, CasePrediction, predict_cases, reference_of
+from bench.evaluation.evaluate import EVAL_SPACES, CasePrediction, predict_cases, reference_of, validation_dice
 from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CHECKPOINT_FILE
 
@@ -38,10 +38,14 @@ class HarnessRun:
             def on_step(epoch: int, step: int, loss: float, lr: float) -> None:
                 progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")
 
+            # Validation Dice on the test cases draws the convergence curves only; the scored model is the last epoch's.
+            validation = validation_dice(
+                [grid.cases[c] for c in run.test_ids], profile.roi, profile.sw_overlap, profile.sw_batch_size, grid.device
+            )
             self.state = train(
                 self.network,
                 train_cases,
-                [grid.cases[c] for c in run.test_ids],
+                validation,
                 profile,
                 grid.device,
                 run.run_dir,

@@ -23,7 +23,6 @@ from bench import distributed
 from bench.console import plain
 from bench.evaluation.evaluate import CasePrediction, save_prediction
 from bench.evaluation.metrics import score_case
-from bench.pipelines.harness import HARNESS
 from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
 from bench.runs.results import run_summary, write_results_csv
@@ -56,15 +55,9 @@ class Pipeline(Protocol):
     def open(self, run: PlannedRun, job: RunJob, console: Console) -> PipelineRun: ...
 
 
-def pipeline_of(run: PlannedRun) -> Pipeline:
-    """The pipeline a planned run goes through: its method's own, or the harness's."""
-    return run.pipeline.load() if run.pipeline is not None else HARNESS
-
-
-def execute_run(run: PlannedRun, job: RunJob, console: Console, pipeline: Pipeline | None = None) -> RunSummary | None:
-    """Train, predict, score and summarise one run through ``pipeline`` (default: ``pipeline_of``);
-    returns its summary (read back if it finished earlier), None on a torchrun rank other than the
-    first."""
+def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Console) -> RunSummary | None:
+    """Train, predict, score and summarise one run through ``pipeline``; returns its summary (read
+    back if it finished earlier), None on a torchrun rank other than the first."""
     summary_path = run.run_dir / SUMMARY_FILE
     if is_finished(run.run_dir):
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
@@ -72,7 +65,7 @@ def execute_run(run: PlannedRun, job: RunJob, console: Console, pipeline: Pipeli
             write_results_csv(job.runs_dir)
         return RunSummary.read(summary_path)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
-    opened = (pipeline or pipeline_of(run)).open(run, job, console)  # bad input found here leaves no run folder behind
+    opened = pipeline.open(run, job, console)  # bad input found here leaves no run folder behind
     run.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():

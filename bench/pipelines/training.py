@@ -24,8 +24,6 @@ from torch import nn
 from bench import distributed
 from bench.data.preprocess import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
-from bench.evaluation.evaluate import evaluate_cases
-from bench.evaluation.metrics import nanmean
 from bench.io import atomic_write
 from bench.pipelines.augment import train_transforms
 from bench.pipelines.checkpoint import TrainState, stop_at_epoch_end
@@ -105,7 +103,7 @@ def steps_per_epoch(n_train_cases: int, profile: Profile) -> int:
 def train(
     model: nn.Module,
     train_cases: Sequence[PreprocessedCase],
-    val_cases: Sequence[PreprocessedCase],
+    validation: Callable[[nn.Module], float] | None,
     profile: Profile,
     device: str,
     run_dir: Path,
@@ -114,7 +112,9 @@ def train(
     on_step: Callable[[int, int, float, float], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> TrainState:
-    """Train (or resume) until profile.epochs; returns the final state. Writes checkpoint.pt and log.jsonl."""
+    """Train (or resume) until profile.epochs; returns the final state. Writes checkpoint.pt and
+    log.jsonl, with ``validation(model)`` (a Dice, e.g. ``bench.evaluation.evaluate.validation_dice``)
+    every ``profile.val_every`` epochs when given."""
     from monai.data import CacheDataset, DataLoader
     from monai.losses import DiceCELoss
     from monai.utils import set_determinism
@@ -183,9 +183,8 @@ def train(
                     raise KeyboardInterrupt
                 continue
             val_dice = None
-            if validate and val_cases:
-                per_case = evaluate_cases(model, val_cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, device)
-                val_dice = nanmean(m["dice"] for case in per_case for m in case.metrics.values())
+            if validate and validation is not None:
+                val_dice = validation(model)
             with open(log_path, "a") as fh:
                 fh.write(LogLine(state.epoch, epoch_loss, lr, seconds, val_dice).to_json() + "\n")
             due = time.monotonic() - last_save > profile.checkpoint_minutes * 60

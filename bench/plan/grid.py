@@ -15,7 +15,7 @@ from bench import distributed
 from bench.console import plain, progress_bar
 from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
-from bench.data.source import cache_root, resolve_dataset
+from bench.data.source import cache_root, data_identity, resolve_dataset
 from bench.device import resolve_device
 from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
@@ -183,8 +183,11 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
 
 def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
     """Check the request, find the data, plan the runs and preprocess the cases they need."""
+    from splits import load_splits
+
     decided = decide(request, console, announce)
-    planned = plan_runs(decided.request, decided.profile, decided.device, decided.dataset, decided.weights)
+    identity = data_identity(decided.dataset, load_splits().all_ids())
+    planned = plan_runs(decided.request, decided.profile, decided.device, identity, decided.weights)
     return prepare_runs(decided, planned, console)
 
 

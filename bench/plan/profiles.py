@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, get_args
 
-from bench.data.preprocess import PreprocessSettings
+from bench.data.settings import PreprocessSettings
 from bench.errors import UserError
 from methods.registry import PUBLISHED_SIZE, ModelSize, as_type_of
 

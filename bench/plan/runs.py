@@ -14,7 +14,6 @@ from pathlib import Path
 from bench import distributed
 from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase
-from bench.data.source import data_identity
 from bench.errors import UserError
 from bench.plan.profiles import Profile, parse_repeats, profile_dict
 from bench.plan.weights import BackboneWeights
@@ -153,14 +152,15 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
     return typed
 
 
-def plan_runs(request: RunRequest, profile: Profile, device: str, dataset: Dataset, weights: BackboneWeights | None) -> list[PlannedRun]:
+def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str, weights: BackboneWeights | None) -> list[PlannedRun]:
+    """Every run the request asks for, configured and hashed; ``identity``: the data's content
+    identity (``bench.data.source.data_identity``)."""
     from methods import get_method
     from splits import load_splits
 
     splits = load_splits()
     draws = splits.train[request.data]
     repeats = parse_repeats(request.repeats, len(draws))
-    identity = data_identity(dataset, splits.all_ids())
     planned, labels = [], set()
     for entry in request.methods:
         name, own = parse_method_entry(entry)

@@ -31,7 +31,7 @@ class ReportData:
     @property
     def scoring(self) -> list[str]:
         """Where the scores were computed, one line per distinct way (for every table's caption)."""
-        from bench.evaluation.evaluate import describe_space
+        from bench.runs.files import describe_space
 
         spaces = []
         for c in self.configs.values():

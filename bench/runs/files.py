@@ -260,3 +260,10 @@ def _nan_for_null(value):
 def config_hash(config: dict[str, Any]) -> str:
     """Hash of what determines a run's result (provenance such as times and versions excluded)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def describe_space(space: str, spacing_mm: float | None = None) -> str:
+    """How a table's numbers were scored, for its caption."""
+    if space == "original":
+        return "scored in the original label space (each label file's grid and voxel spacing)"
+    return f"scored on the preprocessed grid ({spacing_mm:g} mm voxels, body crop)" if spacing_mm else "scored on the preprocessed grid"

@@ -1,0 +1,157 @@
+"""``bench run``: dataset -> split -> cached preprocessing -> build -> train -> infer -> score ->
+results -> report. ``bench.plan.grid`` prepares the grid, ``bench.executors.local`` runs it here,
+``bench.executors.slurm`` as one SLURM job per planned run; every run rebuilds results.csv as it
+finishes; then the terminal table and the report are written from the run folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.cli.common import console, method_names, user_errors
+from bench.console import plain
+from bench.errors import RunsFailed, UserError
+
+
+@user_errors
+def run(
+    methods: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated method names (bench list shows them), or 'all'; options per method in brackets: 'tpmamba[r=48],masam'."
+        ),
+    ] = "tpmamba,masam",
+    data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
+    repeats: Annotated[
+        str | None, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1' (default: the profile's; smoke: 0).")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="BTCV folder (RawData or Decathlon layout); default $BENCH_DATA_ROOT, else the synthetic abdomen.")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="paper (the paper's settings), smoke (2-core CPU sized) or auto (smoke without CUDA).")
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder for runs/<data>/<method>/repeat<k>/ and results.csv.")] = Path("runs"),
+    epochs: Annotated[int | None, typer.Option(help="Override the profile's number of epochs.")] = None,
+    roi: Annotated[int | None, typer.Option(help="Override the profile's cubic crop / sliding-window size (voxels).")] = None,
+    checkpoint_minutes: Annotated[
+        float | None, typer.Option(help="Checkpoint at least this often besides every validation epoch (default: the profile's).")
+    ] = None,
+    sam_checkpoint: Annotated[
+        Path | None, typer.Option(help="SAM ViT-B weights for the SAM methods: Meta's sam_vit_b_01ec64.pth or a timm weight file.")
+    ] = None,
+    allow_random_backbone: Annotated[
+        bool, typer.Option(help="Paper profile: run SAM methods on a random ViT if no weights can be had (stamped on every output).")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="The profile's seed, from which every run's seed derives (default: the profile's).")
+    ] = None,
+    profile_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile-set", help="Change any profile setting KEY=VALUE (repeatable), e.g. --profile-set lr=1e-3; shown in every output."
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Option KEY=VALUE for every method named (repeatable), e.g. --set slice_scale=2; one method's options go in brackets.",
+        ),
+    ] = None,
+    eval_space: Annotated[
+        str, typer.Option(help="original: score on each label file's own grid and spacing; preprocessed: on the resampled, cropped grid.")
+    ] = "original",
+    nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
+    save_predictions: Annotated[
+        bool, typer.Option(help="Write each test case's label map as NIfTI on its label file's grid, in RUN/predictions/.")
+    ] = False,
+    executor: Annotated[str, typer.Option(help="local (one run after another here) or slurm (one job per run, via submitit).")] = "local",
+    slurm_partition: Annotated[str | None, typer.Option(help="SLURM partition (default: the cluster's).")] = None,
+    slurm_gpus: Annotated[int, typer.Option(help="GPUs per job; with --device auto, > 0 means the jobs train on CUDA.")] = 0,
+    slurm_time: Annotated[int, typer.Option(help="Time limit per job, minutes.")] = 24 * 60,
+    slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
+    slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
+    slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
+) -> None:
+    """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
+    from bench.plan.runs import RunRequest, parse_options
+
+    names = method_names(methods)
+    request = RunRequest(
+        methods=names,
+        data=data,
+        repeats=repeats,
+        data_root=data_root,
+        profile=profile,
+        device=device,
+        out=out,
+        epochs=epochs,
+        roi=roi,
+        checkpoint_minutes=checkpoint_minutes,
+        sam_checkpoint=sam_checkpoint,
+        allow_random_backbone=allow_random_backbone,
+        options=parse_options(set_ or []),
+        profile_overrides={**parse_options(profile_set or [], "--profile-set"), **({"seed": seed} if seed is not None else {})},
+        eval_space=eval_space,
+        nsd_tolerance_mm=nsd_tolerance,
+        save_predictions=save_predictions,
+        executor=executor,
+    )
+    if executor == "slurm":
+        from bench.executors.slurm import SlurmOptions
+
+        bad_mem, bad_cpus = slurm_mem is not None and slurm_mem <= 0, slurm_cpus is not None and slurm_cpus < 1
+        if min(slurm_gpus, slurm_requeues) < 0 or slurm_time < 1 or bad_mem or bad_cpus:
+            raise UserError("--slurm-gpus/--slurm-requeues must be >= 0, --slurm-time >= 1 (min), --slurm-mem > 0 (GB), --slurm-cpus >= 1")
+        request.slurm = SlurmOptions(slurm_partition, slurm_gpus, slurm_time, slurm_mem, slurm_cpus, slurm_requeues)
+    csv_path = run_benchmark(request, console)
+    from bench.distributed import is_main
+
+    if is_main():
+        console.print(f"results: {plain(csv_path)}")
+
+
+def run_benchmark(request, console: Console, announce: Callable[[str], None] | None = None, render_report: bool = True) -> Path:
+    """The whole of ``bench run`` for a ``bench.plan.runs.RunRequest``. Returns the results.csv path.
+    Imports the harness when called, so that ``bench --help`` does not load PyTorch."""
+    from bench import distributed
+    from bench.executors.local import execute_locally, run_planned
+    from bench.plan.grid import prepare_grid
+    from bench.reporting.terminal import print_dice_table
+    from bench.runs.files import REPORT_DIR, RESULTS_CSV, describe_space
+
+    if distributed.world_size() > 1 and not distributed.is_main():  # one voice: rank 0 prints and writes
+        console, announce = Console(quiet=True), lambda _: None
+    if request.executor == "slurm":
+        from bench.executors.slurm import SlurmOptions
+
+        request.slurm = request.slurm or SlurmOptions()
+    grid = prepare_grid(request, console, announce)
+    out = Path(request.out)
+    if request.executor == "slurm":
+        from bench.executors.slurm import submit_and_wait
+
+        failures = submit_and_wait(request, grid.runs, request.slurm, console, run_planned)
+    else:
+        failures = execute_locally(grid, console)
+    if not distributed.is_main():
+        return out / RESULTS_CSV
+    labels = [run.method for run in grid.runs]
+    caption = f"{grid.provenance.stamp}; {describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)}"
+    print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, caption)
+    if render_report:
+        from bench.reporting.report import write_report
+        from reports import paper_table1
+
+        paths = write_report(out, out / REPORT_DIR, paper_table1())
+        (announce or console.print)(f"report: {plain(paths['report.html'])} (tables: {plain(paths['table1.md'].parent)})")
+    if failures:
+        counted = f"{len(failures)} of {len(grid.runs)} runs failed"
+        raise RunsFailed(f"{counted} (reasons in their failed.json; rerun to retry): " + "; ".join(failures))
+    return out / RESULTS_CSV

@@ -1,0 +1,84 @@
+"""``bench report``, ``bench score`` and ``bench status``: the commands that read a runs folder
+or add scored predictions to it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli.common import console, user_errors
+from bench.console import plain
+from bench.errors import UserError
+
+
+@user_errors
+def report(
+    runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the report files; default RUNS_DIR/report.")] = None,
+) -> None:
+    """Table 1 in the paper's style (Markdown, LaTeX, CSV), the paper's figures and report.html, from run files only."""
+    from bench.reporting.report import write_report
+    from bench.runs.files import REPORT_DIR
+    from reports import paper_table1
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder {runs_dir} does not exist")
+    paths = write_report(runs_dir, out or runs_dir / REPORT_DIR, paper_table1())
+    names = ", ".join(sorted(p.name for p in paths.values()))
+    console.print(f"wrote {len(paths)} files to {plain(paths['report.html'].parent)}: {names}", soft_wrap=True)
+    console.print(f"report: {plain(paths['report.html'])}")
+
+
+@user_errors
+def score(
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of label maps, one NIfTI per test case named by its id (label0035.nii.gz).")],
+    method: Annotated[str, typer.Option(help="Row label in the tables, e.g. tpmamba-official.")],
+    data: Annotated[str, typer.Option(help="Fraction the predicting model was trained on: 100pct, 25pct or 12pct.")],
+    repeat: Annotated[int, typer.Option(help="Draw of that fraction the model was trained on (0-based).")],
+    data_root: Annotated[Path | None, typer.Option(help="BTCV folder with the test labels; default as bench run.")] = None,
+    out: Annotated[Path, typer.Option(help="Runs folder to write <data>/<method>/repeat<k>/ into.")] = Path("runs"),
+    nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
+) -> None:
+    """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs."""
+    from bench.pipelines.external import score_predictions
+
+    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root=data_root, nsd_tolerance_mm=nsd_tolerance)
+    console.print(f"scored run: {plain(folder)}")
+
+
+@user_errors
+def status(
+    runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON only: one object per run of the grid.")] = False,
+) -> None:
+    """The grid of a runs folder: done, running, failed (with the reason), incomplete (a rerun resumes it) and missing."""
+    from bench.runs.state import STATES, grid_counts, scan_grid
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs folder {runs_dir} does not exist")
+    states = scan_grid(runs_dir)
+    if as_json:
+        rows = [{**s.__dict__, "run_dir": str(s.run_dir)} for s in states]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not states:
+        raise UserError(f"no runs under {runs_dir} (expected <data>/<method>/repeat<k>/ folders written by bench run)")
+    table = Table(title=f"Runs in {plain(runs_dir)}", caption="expected: every method here x every fraction here x the splits' draws")
+    for column in ("data", "method", *STATES, "of"):
+        table.add_column(column, justify="left" if column in ("data", "method") else "right")
+    styles = {"done": "green", "running": "cyan", "failed": "red", "incomplete": "yellow", "missing": "dim"}
+    for (data, method), entry in grid_counts(states).items():
+        cells = [f"[{styles[k]}]{entry[k]}[/{styles[k]}]" if entry[k] else "0" for k in STATES]
+        table.add_row(plain(data), plain(method), *cells, str(entry["expected"]))
+    console.print(table)
+    for s in states:
+        if s.state in ("failed", "running", "incomplete"):
+            detail = s.reason or ("rerun the command to resume" if s.state == "incomplete" else "")
+            console.print(f"{s.state:<10} {plain(s.run_dir)} ({s.epochs_done} epochs): {plain(detail)}", highlight=False, soft_wrap=True)
+    total = {k: sum(s.state == k for s in states) for k in STATES}
+    console.print(", ".join(f"{n} {k}" for k, n in total.items()) + f" of {len(states)} runs")
