@@ -1,5 +1,6 @@
 """Issue 24's simulation of the paper's design, run against whatever ``bench.reporting.stats`` is installed
-(``python docs/experiments/stats_simulation.py``; the figures are in docs/notebook.md).
+(``PYTHONPATH=. python docs/experiments/stats_simulation.py`` in the repository root; the figures are in
+docs/notebook.md). The simulated design is the test suite's (``tests.test_stats.simulated_scores``).
 
 Two methods, every draw scored on the same test cases. Score = 70 + the case's difficulty (SD 10,
 shared by both methods and all draws) + a case-by-method effect (SD 1 or 2, shared by the draws)
@@ -15,15 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.reporting.stats import bootstrap, pairwise_tests
-
-
-def scores(rng, cases: int = 6, draws: int = 5, case_method_sd: float = 1.5, difference: float = 0.0) -> pd.DataFrame:
-    difficulty = rng.normal(0, 10, cases)
-    effect = rng.normal(0, case_method_sd, (2, cases))
-    index = pd.MultiIndex.from_product([["25pct"], range(draws), [f"{c:04d}" for c in range(cases)]], names=["data", "repeat", "case"])
-    a = 70 + difference + np.tile(difficulty + effect[0], draws) + rng.normal(0, 1, draws * cases)
-    b = 70 + np.tile(difficulty + effect[1], draws) + rng.normal(0, 1, draws * cases)
-    return pd.DataFrame({"a": a, "b": b}, index=index)
+from tests.test_stats import simulated_scores as scores
 
 
 def cluster_interval_width(table: pd.DataFrame, rng, resamples: int) -> float:
@@ -38,16 +31,15 @@ def cluster_interval_width(table: pd.DataFrame, rng, resamples: int) -> float:
 def main() -> None:
     rng = np.random.default_rng(0)
     for sd in (1.0, 2.0):
-        rejected = [pairwise_tests(scores(rng, case_method_sd=sd), "25pct", ["a", "b"])[0]["p_value"] < 0.05 for _ in range(400)]
+        rejected = [pairwise_tests(scores(rng, 6, case_method_sd=sd), "25pct", ["a", "b"])[0]["p_value"] < 0.05 for _ in range(400)]
         print(f"null, 5 draws x 6 cases, case-by-method SD {sd:g}: rejects {np.mean(rejected):.1%} of 400 at p < 0.05")
     detected = [
-        pairwise_tests(scores(rng, cases=30, case_method_sd=5.0, difference=3.0), "25pct", ["a", "b"])[0]["p_value"] < 0.05
-        for _ in range(400)
+        pairwise_tests(scores(rng, 30, case_method_sd=5.0, difference=3.0), "25pct", ["a", "b"])[0]["p_value"] < 0.05 for _ in range(400)
     ]
     print(f"a 3-point difference, 5 draws x 30 cases, case-by-method SD 5: detected in {np.mean(detected):.1%} of 400")
     ours, cluster = [], []
     for _ in range(20):
-        table = scores(rng)
+        table = scores(rng, 6, case_method_sd=1.5)
         a = bootstrap(table, "25pct", ["a", "b"], resamples=1000)[0]
         ours.append(a.high - a.low)
         cluster.append(cluster_interval_width(table, rng, 300))
