@@ -19,6 +19,10 @@ from methods.registry import register_method
 from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted
 from methods.sam_decoder import tokens_to_volume, volume_to_tokens
 
+# The authors build every norm of a block, the adapters' too, with SAM's norm layer:
+# partial(nn.LayerNorm, eps=1e-6) (segment_anything/build_sam.py), not PyTorch's default 1e-5.
+ADAPTER_NORM_EPS = 1e-6
+
 
 class DepthAdapter3D(nn.Module):
     """MA-SAM's 3D adapter on tokens (B*D, h, w, C) -> (B*D, h, w, C); depth D from ``context``."""
@@ -26,7 +30,7 @@ class DepthAdapter3D(nn.Module):
     def __init__(self, dim: int, hidden: int, context, kernel: int = 3, zero_init: bool = False):
         super().__init__()
         self.context = context
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, eps=ADAPTER_NORM_EPS)
         self.down = nn.Linear(dim, hidden, bias=False)
         self.conv = nn.Conv3d(hidden, hidden, (kernel, 1, 1), padding=(kernel // 2, 0, 0))
         self.act = nn.GELU()
@@ -88,11 +92,12 @@ class AdaptedBlock(nn.Module):
     smoke=dict(fact_rank=8),
     notes=(
         "adapters and FacT checked against cchen-cc/MA-SAM MA-SAM/sam_fact_tt_image_encoder.py and "
-        "MA-SAM/segment_anything/modeling/image_encoder.py; the shared 3D decoder (xmed-lab/TP-Mamba "
+        "MA-SAM/segment_anything/modeling/image_encoder.py (adapter LayerNorm eps 1e-6, as its build_sam.py); "
+        "the shared 3D decoder (xmed-lab/TP-Mamba "
         "networks/sam/sam_decoder.py) on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)"
         "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
     ),
-    revision=3,
+    revision=4,
 )
 def build_masam(
     in_channels: int,

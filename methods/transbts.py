@@ -18,6 +18,8 @@ linear patch encoding and a final LayerNorm whose output the decoder ignores) ar
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -88,8 +90,13 @@ class TransformerLayer(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, bias=False, batch_first=True)
+        # qkv keeps nn.Linear's default initialisation, as the original's nn.Linear(dim, 3 * dim) does;
+        # nn.MultiheadAttention would make it xavier-uniform.
+        nn.init.kaiming_uniform_(self.attn.in_proj_weight, a=math.sqrt(5))
         self.attn.out_proj = nn.Linear(dim, dim)  # the original's projection has a bias; qkv has none
-        self.drop = nn.Dropout(dropout)
+        # Two dropouts in series, as the original: its SelfAttention's proj_drop (the attention rate),
+        # then PreNormDrop's (the layer rate), about 0.19 in all at 0.1 each.
+        self.drop = nn.Sequential(nn.Dropout(attn_dropout), nn.Dropout(dropout))
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim), nn.Dropout(dropout))
 
@@ -166,9 +173,10 @@ class TransBTS(nn.Module):
     notes=(
         "checked against Rubics-Xuan/TransBTS models/TransBTS/{TransBTS_downsample8x_skipconnection,Unet_skipconnection}.py: "
         "96^3 crops only (learned position embedding); dropout3d off in eval, unlike the original; "
-        "an unused linear encoding and final LayerNorm left out"
+        "an unused linear encoding and final LayerNorm left out; the attention branch's two dropouts in series and "
+        "qkv's nn.Linear initialisation as models/TransBTS/Transformer.py"
     ),
-    revision=2,
+    revision=3,
 )
 def build_transbts(
     in_channels: int,

@@ -203,6 +203,35 @@ def test_transbts_encoder_normalises_with_groupnorm_8():
     assert "dropout3d" in get_method("transbts").notes
 
 
+def test_transbts_attention_drops_twice_in_series_and_keeps_linear_init_for_qkv():
+    """The original's attention branch: SelfAttention's proj_drop (attention rate), then PreNormDrop's
+    dropout (layer rate); qkv an nn.Linear(dim, 3 * dim) with PyTorch's default initialisation."""
+    from methods.transbts import TransformerLayer
+
+    torch.manual_seed(0)
+    layer = TransformerLayer(512, 8, 64, dropout=0.1, attn_dropout=0.1)
+    assert [m.p for m in layer.drop.modules() if isinstance(m, nn.Dropout)] == [0.1, 0.1]
+    layer.train()
+    dropped = float((layer.drop(torch.ones(200_000)) == 0).float().mean())
+    assert dropped == pytest.approx(1 - 0.9 * 0.9, abs=0.005)  # 0.19, not one dropout's 0.1
+    weight, reference = layer.attn.in_proj_weight, nn.Linear(512, 3 * 512, bias=False).weight
+    bound = 1 / math.sqrt(512)  # nn.Linear's kaiming-uniform(a=sqrt 5) bound; xavier's would be sqrt(6 / 2048) = 0.054
+    weight, reference = weight.detach(), reference.detach()
+    assert 0.99 * bound < float(weight.abs().max()) <= bound
+    assert float(weight.std()) == pytest.approx(float(reference.std()), rel=0.02)
+
+
+def test_masam_adapters_normalise_with_sams_eps():
+    """MA-SAM builds every norm of a block, the adapters' included, as partial(nn.LayerNorm, eps=1e-6)."""
+    model = build_on_meta("masam", size="smoke", roi_size=(32, 32, 32))
+    adapter_norms = [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.LayerNorm) and name.endswith(("before_attention.norm", "before_mlp.norm"))
+    ]
+    assert len(adapter_norms) == 2 * 4 and all(n.eps == 1e-6 for n in adapter_norms)  # two per block of the smoke ViT
+
+
 # --- 4. nnU-Net family: He initialisation and optional deep supervision --------------------------------
 
 
