@@ -113,6 +113,14 @@ def test_scoring_the_reference_labels_gives_perfect_scores(tiny_synthetic, label
     report = invoke("report", tmp_path / "runs")
     assert report.exit_code == 0, report.output
     assert "external" in (tmp_path / "runs" / "report" / "table1.md").read_text()
+    assert len((tmp_path / "runs" / "results.csv").read_text().splitlines()) == 1 + 6 * 13  # rebuilt by the run's lifecycle
+    again = invoke(*score_args(preds, tiny_synthetic, tmp_path / "runs"))
+    assert again.exit_code == 0 and "finished earlier, skipped" in again.output
+    first = sorted(preds.iterdir())[0]
+    nifti = nib.load(str(first))
+    write_nifti(first, np.zeros(nifti.shape, np.uint8), nifti.affine)  # other predictions, same label and draw
+    other = invoke(*score_args(preds, tiny_synthetic, tmp_path / "runs"))
+    assert other.exit_code == 2 and "different configuration" in other.output
 
 
 def test_an_organ_left_out_scores_zero_and_the_volume_diagonal(tiny_synthetic, label_dir, tmp_path):
