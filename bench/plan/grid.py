@@ -96,7 +96,6 @@ class Decided:
     overrides: dict
     weights: BackboneWeights | None
     dataset: Dataset
-    infos: list
 
 
 def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
@@ -153,7 +152,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         say(f"SAM backbone: {plain(weights.description)}")
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
-    return Decided(request, device, profile, overrides, weights, dataset, infos)
+    return Decided(request, device, profile, overrides, weights, dataset)
 
 
 def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:
