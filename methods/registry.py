@@ -15,9 +15,11 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from torch import nn
+
+from methods.plugins import BUILT_IN, MethodSource, PluginError, load_plugins, source_of
 
 Family = Literal["sam-adapter", "3d-net", "own pipeline"]
 ModelSize = Literal["paper", "smoke"]
@@ -109,6 +111,8 @@ class MethodInfo:
     title: str = ""
     # Where bench list and bench flops count it, when that is not the cube every other method gets.
     counted_input: CountedInput | None = None
+    # Built in, or the plugin module and distribution that registered it (set by register_method).
+    source: MethodSource = BUILT_IN
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -121,11 +125,14 @@ class MethodInfo:
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
+FAMILIES: tuple[Family, ...] = get_args(Family)
+
+
 def register_method(
     name: str,
     *,
-    family: Family,
-    reference: str,
+    family: Family | None = None,
+    reference: str | None = None,
     paper: Mapping[str, Any] | None = None,
     smoke: Mapping[str, Any] | None = None,
     trainable: TrainableRule | None = None,
@@ -139,11 +146,35 @@ def register_method(
     title: str = "",
     counted_input: CountedInput | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``)."""
+    """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``).
+
+    ``family`` and ``reference`` are required. A missing or mistyped field, or a name another method
+    holds, raises ``PluginError`` naming the method and where both come from."""
 
     def decorate(builder: Builder) -> Builder:
+        source = source_of(getattr(builder, "__module__", "") or "")
+        where = f"method {name!r} from {source.describe()}"
         if name in _REGISTRY:
-            raise ValueError(f"method {name!r} is registered twice")
+            raise PluginError(f"{where} clashes with the {_REGISTRY[name].source.describe()} method {name!r}; rename one")
+        problems = [
+            *([] if isinstance(name, str) and name.isidentifier() else ["its name must be a Python identifier"]),
+            *([] if family in FAMILIES else [f"family must be one of {', '.join(FAMILIES)}, got {family!r}"]),
+            *(
+                []
+                if isinstance(reference, str) and reference.strip()
+                else ["reference (the paper or repository it reproduces) is required"]
+            ),
+            *([] if callable(builder) else ["the builder is not callable"]),
+            *([] if trainable is None or callable(trainable) else ["trainable must be a function of the model or None"]),
+            *([] if isinstance(revision, int) and revision >= 1 else [f"revision must be a whole number from 1, got {revision!r}"]),
+            *(
+                []
+                if isinstance(size_multiple, int) and size_multiple >= 1
+                else [f"size_multiple must be a whole number from 1, got {size_multiple!r}"]
+            ),
+        ]
+        if problems:
+            raise PluginError(f"{where} cannot be registered: {'; '.join(problems)}")
         _REGISTRY[name] = MethodInfo(
             name=name,
             family=family,
@@ -161,6 +192,7 @@ def register_method(
             pipeline=pipeline,
             title=title,
             counted_input=counted_input,
+            source=source,
         )
         return builder
 
@@ -168,64 +200,17 @@ def register_method(
 
 
 def list_methods() -> list[MethodInfo]:
+    load_plugins()
     return list(_REGISTRY.values())
 
 
 def get_method(name: str) -> MethodInfo:
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
-
-
-# Hyperparameters the harness sets itself (the profile picks the model size), not --set options.
-RESERVED_OPTIONS = {"size": "the profile sets it (--profile paper|smoke)"}
-
-
-def typed_overrides(info: MethodInfo, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` checked against the method's options and converted to their types.
-
-    The options are the keys of the method's ``paper`` settings and a value takes the type of that
-    setting: true/false for a flag, a whole number for an integer, a number for a float, a comma list
-    for a tuple (``features=8,16,32``), text for text. ValueError names the key and what it accepts.
-    """
-    options = {k: v for k, v in info.paper.items() if k not in RESERVED_OPTIONS}
-    typed = {}
-    for key, value in overrides.items():
-        if key in RESERVED_OPTIONS:
-            raise ValueError(f"option {key!r} of {info.name!r} cannot be set: {RESERVED_OPTIONS[key]}")
-        if key not in options:
-            raise ValueError(f"method {info.name!r} has no option {key!r}; its options: {', '.join(options) or 'none'}")
-        typed[key] = as_type_of(options[key], value, f"option {key!r} of {info.name!r}")
-    return typed
-
-
-def as_type_of(default: Any, value: Any, what: str) -> Any:
-    """``value`` (from the command line, or already typed) as the type of ``default``; ValueError
-    naming ``what`` and what it accepts."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{what} takes true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{what} takes a whole number, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{what} takes a number, got {value!r}")
-        return float(value)
-    if isinstance(default, tuple | list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in default):
-        items = list(value) if isinstance(value, tuple | list) else str(value).split(",")
-        try:
-            parsed = tuple(type(default[0])(item.strip()) for item in items) if default else tuple(items)
-        except ValueError:
-            raise ValueError(f"{what} takes a comma list of numbers like {','.join(map(str, default))}, got {value!r}") from None
-        return parsed
-    if isinstance(default, str):
-        return str(value)
-    return value
 
 
 def build_on_meta(name: str, *, size: ModelSize = "paper", roi_size: tuple[int, int, int] = (96, 96, 96), **overrides: Any) -> nn.Module:

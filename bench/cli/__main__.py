@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import costs, data, doctor, run, runs
+from bench.cli import costs, data, doctor, run, runs, scaffold
 
 app = typer.Typer(
     help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
@@ -26,6 +26,7 @@ app.command("list")(costs.list_)
 app.command()(costs.flops)
 app.command()(costs.speed)
 app.command()(doctor.doctor)
+app.command("new-method")(scaffold.new_method)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from bench.errors import RunsFailed, UserError
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
+PluginOption = Annotated[
+    list[str] | None,
+    typer.Option("--plugin", help="Import MODULE to register its methods (repeatable; BENCH_PLUGINS=a,b does the same)."),
+]
 
 
 def method_names(text: str) -> list[str]:
@@ -31,11 +35,22 @@ def method_names(text: str) -> list[str]:
     return [] if names == ["none"] else names
 
 
-def _unknown_method(exc: KeyError) -> bool:
-    # The registry raised it, so it is imported already: the CLI does not import torch to catch it.
-    from methods.registry import UnknownMethodError
+def _method_error(exc: Exception) -> bool:
+    """An unknown method name or a plugin the registry cannot use. The registry raised it, so it is
+    imported already: the CLI does not import torch to catch it."""
+    if "methods.registry" not in sys.modules:
+        return False
+    from methods.registry import PluginError, UnknownMethodError
 
-    return isinstance(exc, UnknownMethodError)
+    return isinstance(exc, UnknownMethodError | PluginError)
+
+
+def use_plugins(modules: list[str] | None) -> None:
+    """Load ``--plugin`` modules in this process and every run it starts (before any method is looked up)."""
+    if modules:
+        from methods.plugins import name_modules
+
+        name_modules(modules)
 
 
 def user_errors(fn: F) -> F:
@@ -45,8 +60,8 @@ def user_errors(fn: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (UserError, KeyError) as exc:
-            if not isinstance(exc, UserError) and not _unknown_method(exc):
+        except (UserError, KeyError, ValueError) as exc:
+            if not isinstance(exc, UserError) and not _method_error(exc):
                 raise
             err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None

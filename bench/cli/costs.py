@@ -11,18 +11,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import console, method_names, user_errors
+from bench.cli.common import PluginOption, console, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import UserError
 
 
 @user_errors
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False) -> None:
-    """Registered methods with parameter counts of the paper-size models (96^3 input, 14 classes; a
-    method that plans its own patch at that patch)."""
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False, plugin: PluginOption = None) -> None:
+    """Registered methods, built in or from plugins, with parameter counts of the paper-size models
+    (96^3 input, 14 classes; a method that plans its own patch at that patch)."""
     from methods import count_parameters, list_methods
     from methods.registry import build_on_meta, counted_at
 
+    use_plugins(plugin)
     rows = []
     for info in list_methods():
         at = counted_at(info, 96)
@@ -32,6 +33,8 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
             {
                 "name": info.name,
                 "family": info.family,
+                "source": info.source.describe(),
+                "revision": info.revision,
                 "params_total": total,
                 "params_trainable": trainable,
                 "counted_input": at.label,
@@ -46,11 +49,11 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.
         sys.stdout.write(json.dumps(rows, indent=2, default=list) + "\n")
         return
     table = Table(title="Registered methods (paper-size, 96^3 input, 14 classes); references: bench list --json")
-    for column in ("name", "family", "params total (M)", "trainable (M)", "notes"):
+    for column in ("name", "family", "source", "params total (M)", "trainable (M)", "notes"):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: (r["family"], r["name"])):
         total, trainable = f"{row['params_total'] / 1e6:.2f}", f"{row['params_trainable'] / 1e6:.2f}"
-        table.add_row(row["name"], row["family"], total, trainable, plain(row["notes"]))
+        table.add_row(row["name"], row["family"], plain(row["source"]), total, trainable, plain(row["notes"]))
     console.print(table)
     for row in rows:
         if row["counted_input_what"]:
@@ -65,12 +68,14 @@ def flops(
     methods: Annotated[str, typer.Option(help="Comma-separated method names, 'all', or 'none' for the adapter table only.")] = "all",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for a Figure 1(c)-style bar chart PNG.")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """GMACs (fvcore multiply-accumulates): what each adapter adds to a SAM block, and each method's forward."""
     from bench.costs.flops import adapter_table, method_costs, save_adapter_chart
     from methods import get_method
     from methods.registry import check_input_size, counted_at
 
+    use_plugins(plugin)
     names = method_names(methods)
     if input < 16 or input % 16:
         raise UserError(f"--input must be a positive multiple of 16 (SAM's patch size), got {input}")
@@ -168,6 +173,7 @@ def speed(
         bool, typer.Option(help="Also time original-space scoring of one 512x512x150 case (0.78 x 0.78 x 2.5 mm) and its peak memory.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Training-step time, sliding-window time and peak memory per method, and the loader's crops per second."""
     from bench.costs.speed import ASSUMED_CASE_MM, loader_crops_per_second, measure, original_space_scoring_cost, paper_grid_hours
@@ -178,6 +184,7 @@ def speed(
     from methods.registry import check_input_size
     from splits import load_splits
 
+    use_plugins(plugin)
     dev = resolve_device(device)
     prof = resolve_profile(profile, has_cuda=dev == "cuda")
     roi = input or prof.roi

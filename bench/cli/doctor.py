@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import console, method_names, user_errors
+from bench.cli.common import PluginOption, console, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import UserError
 
@@ -27,6 +27,7 @@ def doctor(
     data_root: Annotated[Path | None, typer.Option(help="BTCV folder; default $BENCH_DATA_ROOT, else the synthetic abdomen.")] = None,
     sam_checkpoint: Annotated[Path | None, typer.Option(help="SAM ViT-B weights to check; default: the Hugging Face cache.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+    plugin: PluginOption = None,
 ) -> None:
     """Check the setup before spending GPU hours: torch and CUDA, packages, the fused Mamba kernel, SAM weights,
     the data and the cache's free space, and one training step per method (time, peak memory, fit). Exit 1 if a check fails."""
@@ -38,6 +39,7 @@ def doctor(
 
     if device not in ("auto", "cpu", "cuda"):
         raise UserError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    use_plugins(plugin)
     names = method_names(methods)
     for name in names:
         get_method(name)  # an unknown name is a user error, before anything runs

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bench.cli.common import console, method_names, user_errors
+from bench.cli.common import PluginOption, console, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import RunsFailed, UserError
 
@@ -78,10 +78,12 @@ def run(
     slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
     slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
     slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
+    plugin: PluginOption = None,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.plan.runs import RunRequest, parse_options
 
+    use_plugins(plugin)
     names = method_names(methods)
     request = RunRequest(
         methods=names,

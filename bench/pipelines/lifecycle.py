@@ -70,7 +70,7 @@ def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Conso
     config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():
         total, trainable = count_parameters(opened.network) if opened.network is not None else (0, 0)
-        provenance = replace(job.provenance, pipeline=opened.facts, method_title=run.title or None)
+        provenance = replace(job.provenance, pipeline=opened.facts, method_title=run.title or None, method_source=run.source or None)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
     started = time.monotonic()

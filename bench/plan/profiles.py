@@ -13,7 +13,8 @@ from typing import Any, get_args
 
 from bench.data.settings import PreprocessSettings
 from bench.errors import UserError
-from methods.registry import PUBLISHED_SIZE, ModelSize, as_type_of
+from methods.options import as_type_of
+from methods.registry import PUBLISHED_SIZE, ModelSize
 
 
 @dataclass(frozen=True)

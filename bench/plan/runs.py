@@ -64,6 +64,7 @@ class PlannedRun:
     title: str = ""  # the method's title (methods.registry.MethodInfo), for report rows
     backbone: bool = False  # the method takes the grid's SAM backbone weights
     pipeline: object = None  # the method's own pipeline (methods.registry.OwnPipeline); None: the harness's
+    source: str = ""  # where a plugin method comes from ("plugin sam3d-x 0.1.0"), for report rows; "" when built in
 
 
 def method_label(name: str, options: dict) -> str:
@@ -73,7 +74,7 @@ def method_label(name: str, options: dict) -> str:
 
 def parse_options(pairs: list[str], where: str = "--set") -> dict:
     """``["r=48", "planes=dw", "multiscale=false"]`` -> values read as true/false, numbers or text;
-    each method then checks them against its own options (``methods.registry.typed_overrides``)."""
+    each method then checks them against its own options (``methods.options.typed_overrides``)."""
     options = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -140,12 +141,13 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
     other error from a builder is a bug in it and is not dressed up as bad input.
     """
     from methods import get_method
-    from methods.registry import build_on_meta, typed_overrides
+    from methods.options import typed_overrides
+    from methods.registry import build_on_meta
 
     info = get_method(name)
     roi = (profile.roi,) * 3
     try:
-        typed = typed_overrides(info, options)
+        typed = typed_overrides(info.name, info.paper, options)
         build_on_meta(name, size=profile.model_size, roi_size=roi, **typed)  # create_model checks the crop first
     except ValueError as exc:
         raise UserError(f"{method_label(name, options)}: {exc}") from None
@@ -179,6 +181,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
             run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
             run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
+            run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
             run.config = RunConfig(
                 method=label,
                 base_method=name,
@@ -199,6 +202,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
                 weights_identity=weights.identity if info.backbone and weights else None,
                 eval_space=request.eval_space,
                 nsd_tolerance_mm=float(request.nsd_tolerance_mm),
+                method_source=info.source.provenance(),
             )
             run.hash = run.config.hash()
             check_existing(run)

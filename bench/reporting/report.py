@@ -198,8 +198,9 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
     data = load_report_data(runs_dir)
     counts = grid_counts(data.states)
     for (fraction, method, _), config in data.configs.items():
-        if config.provenance.method_title and (fraction, method) in counts:
-            counts[(fraction, method)]["title"] = config.provenance.method_title
+        if (fraction, method) in counts:
+            prov = config.provenance
+            counts[(fraction, method)]["title"] = "; ".join(part for part in (prov.method_title, prov.method_source) if part)
     order = method_order({s.method for s in data.states}, paper)
     tables = {metric: table1(data.results, counts, order, metric) for metric in METRICS}
     table = tables["dice"]

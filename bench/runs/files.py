@@ -126,6 +126,7 @@ class Provenance:
     # What a method with its own pipeline decided for this run (nnU-Net: its plan); None otherwise.
     pipeline: dict[str, Any] | None = None
     method_title: str | None = None  # the method's title (methods.registry.MethodInfo), for report rows
+    method_source: str | None = None  # a plugin method's distribution, version and revision, for report rows; None: built in
     profile_overrides: dict[str, Any] | None = None  # what the command changed in the profile (its values are in the config)
 
 
@@ -152,9 +153,14 @@ class RunConfig:
     weights_identity: str | None
     eval_space: str  # "original": each label file's grid; "preprocessed": the profile's grid
     nsd_tolerance_mm: float
+    # A plugin method's module, distribution and version (methods.plugins.MethodSource); None: built in.
+    method_source: dict[str, str | None] | None = None
 
     def hash(self) -> str:
-        return config_hash(asdict(self))
+        fields = asdict(self)
+        if fields["method_source"] is None:  # built-in runs keep the hashes they had before plugins existed
+            del fields["method_source"]
+        return config_hash(fields)
 
 
 @dataclass(frozen=True)
