@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from methods.registry import register_method
-from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted
+from methods.sam_common import SAM_ADAPTER_FACTS, SAM_FRAME_NOTES, SamSliceEncoder, build_sam_adapted
 from methods.sam_decoder import tokens_to_volume, volume_to_tokens
 
 # The authors build every norm of a block, the adapters' too, with SAM's norm layer:
@@ -87,7 +87,14 @@ class AdaptedBlock(nn.Module):
     **SAM_ADAPTER_FACTS,
     reference="Chen et al., MA-SAM: Modality-agnostic SAM Adaptation for 3D Medical Image Segmentation, Medical Image Analysis 2024",
     paper=dict(
-        adapter_ratio=0.5, depth_kernel=3, fact_rank=32, fact_dropout=0.1, zero_init_adapters=False, slice_scale=1, attention="unpadded"
+        adapter_ratio=0.5,
+        depth_kernel=3,
+        fact_rank=32,
+        fact_dropout=0.1,
+        zero_init_adapters=False,
+        slice_scale=1,
+        attention="unpadded",
+        vit="timm",
     ),
     smoke=dict(fact_rank=8),
     notes=(
@@ -95,7 +102,7 @@ class AdaptedBlock(nn.Module):
         "MA-SAM/segment_anything/modeling/image_encoder.py (adapter LayerNorm eps 1e-6, as its build_sam.py); "
         "the shared 3D decoder (xmed-lab/TP-Mamba "
         "networks/sam/sam_decoder.py) on 3D crops replaces SAM's mask decoder on 5-slice 512x512 inputs (uniform framework)"
-        "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
+        + SAM_FRAME_NOTES
     ),
     revision=4,
 )
@@ -111,6 +118,7 @@ def build_masam(
     zero_init_adapters: bool,
     slice_scale: int,
     attention: str,
+    vit: str,
     backbone_state: dict | None = None,
 ) -> nn.Module:
 
@@ -126,4 +134,4 @@ def build_masam(
             adapters = [DepthAdapter3D(dim, hidden, encoder.context, depth_kernel, zero_init_adapters) for _ in range(2)]
             blocks[index] = AdaptedBlock(block, *adapters)
 
-    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention, vit)

@@ -30,6 +30,18 @@ from methods.sam_windows import SamBlock, set_attention
 # 96^3, its windowed blocks meet padding (partial edge windows).
 SMOKE_VIT = dict(patch_size=8, embed_dim=96, depth=4, num_heads=3, global_attn_indexes=(1, 3), window_size=3, img_size=64)
 
+# Two numerics of the same ViT-B weights (``vit=`` of every SAM method). "timm": timm's samvit, which
+# the TP-Mamba authors' uniform framework runs (xmed-lab/TP-Mamba networks/sam/sam_base.py):
+# LayerNorm eps 1e-5, the 64 x 64 absolute position embedding resized bicubic with antialiasing to
+# the token grid. "segment_anything": SAM's own image encoder as SAMed and MA-SAM build it
+# (MA-SAM/segment_anything/build_sam.py): eps 1e-6, resized bilinear without antialiasing (its
+# load_from). Both resize the relative position tables of the global blocks linearly (at load there,
+# at each forward here: the same numbers).
+VIT_NUMERICS = {
+    "timm": dict(eps=1e-5, mode="bicubic", antialias=True),
+    "segment_anything": dict(eps=1e-6, mode="bilinear", antialias=False),
+}
+
 
 class LoRAQKV(nn.Module):
     """Low-rank update of the q and v parts of a frozen fused qkv projection.
@@ -79,8 +91,11 @@ class SliceContext:
     depth: int = 1
 
 
-def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = None, attention: str = "unpadded") -> nn.Module:
-    """timm's SAM ViT without its neck: ViT-B for "paper", a toy of the same structure for "smoke".
+def build_sam_vit(
+    size: str, backbone_state: dict[str, torch.Tensor] | None = None, attention: str = "unpadded", vit: str = "timm"
+) -> nn.Module:
+    """timm's SAM ViT without its neck: ViT-B for "paper", a toy of the same structure for "smoke",
+    with the LayerNorm eps of ``vit`` (:data:`VIT_NUMERICS`).
 
     Its blocks are ``methods.sam_windows.SamBlock`` (timm's block, same parameters): windowed
     attention without padding tokens, exactly equal to timm's (``attention="unpadded"``), or timm's
@@ -97,16 +112,21 @@ def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = No
     import timm
     from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
 
+    if vit not in VIT_NUMERICS:
+        raise ValueError(f"vit must be one of {', '.join(VIT_NUMERICS)}, got {vit!r}")
     if size == "paper":
-        vit = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0, block_fn=SamBlock)
+        model = timm.create_model("samvit_base_patch16", pretrained=False, num_classes=0, block_fn=SamBlock)
     else:
-        vit = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None, block_fn=SamBlock)
-    set_attention(vit, attention)
-    vit.neck = nn.Identity()
+        model = VisionTransformerSAM(**SMOKE_VIT, use_rel_pos=True, num_classes=0, neck_chans=None, block_fn=SamBlock)
+    set_attention(model, attention)
+    model.neck = nn.Identity()
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = VIT_NUMERICS[vit]["eps"]
     if backbone_state is not None:
-        state = {k: v for k, v in checkpoint_filter_fn(backbone_state, vit).items() if not k.startswith("neck.")}
+        state = {k: v for k, v in checkpoint_filter_fn(backbone_state, model).items() if not k.startswith("neck.")}
         try:
-            missing, unexpected = vit.load_state_dict(state, strict=False)
+            missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches
             raise ValueError(f"SAM weights do not fit the {size} ViT: {str(exc).splitlines()[-1].strip()}") from None
         if missing or unexpected:
@@ -114,7 +134,7 @@ def build_sam_vit(size: str, backbone_state: dict[str, torch.Tensor] | None = No
                 f"SAM weights do not fit the {size} ViT: {len(missing)} missing (e.g. {missing[:2]}), "
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})"
             )
-    return vit
+    return model
 
 
 class SamSliceEncoder(nn.Module):
@@ -123,18 +143,24 @@ class SamSliceEncoder(nn.Module):
     Input ``(B, 1, X, Y, Z)`` in [0, 1]; the CT channel is repeated to SAM's three (no ImageNet
     normalisation, as in the authors' code) and with ``slice_scale=2`` slices are upsampled x2
     first (their ablation code). Output: ``len(out_blocks)`` tensors ``(B*Z, h, w, C)``.
-    ``after_block[i]`` (identity unless an adapter is installed) runs after block i.
+    ``after_block[i]`` (identity unless an adapter is installed) runs after block i. The position
+    embedding is resized to the token grid as ``vit_numerics`` says (:data:`VIT_NUMERICS`), once per
+    grid while it is frozen and unchanged, not at every forward.
     """
 
-    def __init__(self, vit: nn.Module, out_blocks: Sequence[int], slice_scale: int = 1):
+    def __init__(self, vit: nn.Module, out_blocks: Sequence[int], slice_scale: int = 1, vit_numerics: str = "timm"):
         super().__init__()
         if slice_scale not in (1, 2):
             raise ValueError(f"slice_scale must be 1 (native) or 2 (x2 upsampled), got {slice_scale}")
+        if vit_numerics not in VIT_NUMERICS:
+            raise ValueError(f"vit must be one of {', '.join(VIT_NUMERICS)}, got {vit_numerics!r}")
         self.vit = vit
         self.out_blocks = tuple(out_blocks)
         self.slice_scale = slice_scale
+        self.vit_numerics = vit_numerics
         self.context = SliceContext()
         self.after_block = nn.ModuleList(nn.Identity() for _ in vit.blocks)
+        self._resized: tuple[tuple, torch.Tensor] | None = None  # (what it was computed from, the embedding)
 
     @property
     def embed_dim(self) -> int:
@@ -143,6 +169,23 @@ class SamSliceEncoder(nn.Module):
     @property
     def patch_size(self) -> int:
         return self.vit.patch_embed.patch_size[0]
+
+    def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The absolute position embedding ``(1, h, w, C)`` on a token grid of ``grid``."""
+        pos = self.vit.pos_embed
+        if tuple(grid) == tuple(pos.shape[1:3]):
+            return pos
+        if pos.requires_grad:  # trained: no cache, the gradient must reach it
+            return self._resize(pos, grid)
+        key = (tuple(grid), pos.device, pos.dtype, pos.data_ptr(), pos._version)  # _version: load_state_dict writes in place
+        if self._resized is None or self._resized[0] != key:
+            with torch.no_grad():
+                self._resized = (key, self._resize(pos, grid))
+        return self._resized[1]
+
+    def _resize(self, pos: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        numerics = VIT_NUMERICS[self.vit_numerics]
+        return resample_abs_pos_embed_nhwc(pos, list(grid), interpolation=numerics["mode"], antialias=numerics["antialias"])
 
     def forward(self, volume: torch.Tensor) -> list[torch.Tensor]:
         b, c, x, y, z = volume.shape
@@ -153,7 +196,7 @@ class SamSliceEncoder(nn.Module):
             slices = F.interpolate(slices, scale_factor=self.slice_scale, mode="bilinear", align_corners=False)
         self.context.depth = z
         tokens = self.vit.patch_embed(slices)
-        tokens = tokens + resample_abs_pos_embed_nhwc(self.vit.pos_embed, tokens.shape[1:3])
+        tokens = tokens + self.position_embedding(tokens.shape[1:3])
         features = []
         for index, (block, adapter) in enumerate(zip(self.vit.blocks, self.after_block, strict=True)):
             tokens = adapter(block(tokens))
@@ -185,14 +228,16 @@ def build_sam_adapted(
     install_adapters: Callable[[SamSliceEncoder], None],
     backbone_state: dict[str, torch.Tensor] | None = None,
     attention: str = "unpadded",
+    vit: str = "timm",
 ) -> SamAdapted3D:
-    """Assemble a SAM method: build (and load) the ViT, record its parameters as frozen, let the
-    method install its adapters, then attach the decoder sized for the crop."""
+    """Assemble a SAM method: build (and load) the ViT with the numerics ``vit`` names, record its
+    parameters as frozen, let the method install its adapters, then attach the decoder sized for the crop."""
     if in_channels != 1:
         raise ValueError(f"SAM methods take one CT channel, got {in_channels}")
-    vit = build_sam_vit(size, backbone_state, attention)
-    encoder = SamSliceEncoder(vit, out_blocks=range(len(vit.blocks) - 4, len(vit.blocks)), slice_scale=slice_scale)
-    frozen_ids = {id(p) for p in vit.parameters()}
+    backbone = build_sam_vit(size, backbone_state, attention, vit)
+    blocks = len(backbone.blocks)
+    encoder = SamSliceEncoder(backbone, out_blocks=range(blocks - 4, blocks), slice_scale=slice_scale, vit_numerics=vit)
+    frozen_ids = {id(p) for p in backbone.parameters()}
     install_adapters(encoder)
     tokens = roi_size[0] * slice_scale // encoder.patch_size
     if roi_size[0] != roi_size[1] or tokens * encoder.patch_size != roi_size[0] * slice_scale:
@@ -220,6 +265,14 @@ SAM_VIT_B_WEIGHTS = BackboneSpec(
     hub_repo="timm/samvit_base_patch16.sa1b",
     hub_file="model.safetensors",
     accepted_files="Meta's sam_vit_b_01ec64.pth or a timm samvit_base_patch16 weight file",
+)
+# What every SAM method's notes say about the shared frame (the ViT's numerics and attention).
+SAM_FRAME_NOTES = (
+    "; the frozen ViT computes as the uniform framework that produced the paper's SAM rows (xmed-lab/TP-Mamba "
+    "networks/sam/sam_base.py: timm samvit, LayerNorm eps 1e-5, position embedding resized bicubic with antialiasing, "
+    "here once per token grid); --set vit=segment_anything for SAM's own encoder as SAMed and MA-SAM build it "
+    "(segment_anything build_sam.py: eps 1e-6, resized bilinear without antialiasing)"
+    "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
 )
 SAM_ADAPTER_FACTS = dict(
     family="sam-adapter",

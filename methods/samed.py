@@ -10,19 +10,18 @@ from __future__ import annotations
 from torch import nn
 
 from methods.registry import register_method
-from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, install_lora
+from methods.sam_common import SAM_ADAPTER_FACTS, SAM_FRAME_NOTES, SamSliceEncoder, build_sam_adapted, install_lora
 
 
 @register_method(
     "samed",
     **SAM_ADAPTER_FACTS,
     reference="Zhang & Liu, Customized Segment Anything Model for Medical Image Segmentation (SAMed), arXiv 2304.13785",
-    paper=dict(lora_rank=4, slice_scale=1, attention="unpadded"),
+    paper=dict(lora_rank=4, slice_scale=1, attention="unpadded", vit="timm"),
     notes=(
         "LoRA checked against hitachinsk/SAMed sam_lora_image_encoder.py (rank 4 on q and v, no scaling); "
         "the shared 3D decoder (xmed-lab/TP-Mamba networks/sam/sam_decoder.py) on 3D crops replaces SAM's 2D mask decoder "
-        "at 512x512 (uniform framework)"
-        "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
+        "at 512x512 (uniform framework)" + SAM_FRAME_NOTES
     ),
     revision=3,
 )
@@ -34,10 +33,11 @@ def build_samed(
     lora_rank: int,
     slice_scale: int,
     attention: str,
+    vit: str,
     backbone_state: dict | None = None,
 ) -> nn.Module:
 
     def install(encoder: SamSliceEncoder) -> None:
         install_lora(encoder, lora_rank, gelu=False)
 
-    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention, vit)

@@ -29,7 +29,7 @@ from torch import nn
 
 from methods.mamba import Mamba
 from methods.registry import register_method
-from methods.sam_common import SAM_ADAPTER_FACTS, SamSliceEncoder, build_sam_adapted, install_lora
+from methods.sam_common import SAM_ADAPTER_FACTS, SAM_FRAME_NOTES, SamSliceEncoder, build_sam_adapted, install_lora
 from methods.sam_decoder import tokens_to_volume, volume_to_tokens
 
 PLANES = ("hw", "dh", "dw")
@@ -174,13 +174,14 @@ class TriPlaneMambaAdapter(nn.Module):
         lora_gelu=True,
         slice_scale=1,
         attention="unpadded",
+        vit="timm",
     ),
     smoke=dict(r=16, d_state=8, lora_rank=8),
     notes=(
         "checked against xmed-lab/TP-Mamba networks/sam/{sam_ms.py, adapters.py, samunet_mamba.py, sam_decoder.py}: "
         "convolutions, norms and init of Adapter_MSConv; Mamba + LayerNorm + GELU per plane from the design code "
         "(released for one plane; three summed as the paper says); r = 96 as in the paper (the code's 192 via --set r=192)"
-        "; windowed attention runs without padding tokens, exactly (methods/sam_windows.py; --set attention=padded for timm's)"
+        + SAM_FRAME_NOTES
     ),
     revision=3,
 )
@@ -199,6 +200,7 @@ def build_tpmamba(
     lora_gelu: bool,
     slice_scale: int,
     attention: str,
+    vit: str,
     backbone_state: dict | None = None,
 ) -> nn.Module:
     plane_list = parse_planes(planes)
@@ -210,4 +212,4 @@ def build_tpmamba(
             for _ in encoder.vit.blocks
         )
 
-    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention)
+    return build_sam_adapted(in_channels, out_channels, roi_size, size, slice_scale, install, backbone_state, attention, vit)
