@@ -1,4 +1,16 @@
-"""The fixed, committed BTCV splits (see make_splits.py for how they were drawn)."""
+"""Protocols: which cases each run trains on and is tested on, as committed data.
+
+A protocol is a JSON file: per data fraction (``100pct``, ``25pct``, ...), a list of draws, each a
+``{"train": [...], "test": [...]}`` pair of case ids. The built-in ones live in ``protocols/`` and are
+made by ``make_splits.py`` (a test checks that the committed files equal its output):
+
+- ``tpmamba`` (the default): the TP-Mamba paper's. Test 0035-0040 for every draw; 100 % trains on
+  the other 24, and five seeded draws of 25 % and 12 % of them.
+- ``cv5``: nnU-Net's five folds over the 30 labelled cases, nnU-Net's own assignment; fold k is
+  draw k of every fraction, tested on its six held-out cases (each labelled case is tested once).
+
+``bench run --protocol NAME|FILE`` selects one; its name is in every run's configuration.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +18,144 @@ import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
+
+DEFAULT_PROTOCOL = "tpmamba"
+
+
+class ProtocolError(ValueError):
+    """A protocol that cannot be used: unknown name, unreadable file, malformed draws, a fraction it
+    lacks. The CLI prints it as one line, exit code 2."""
 
 
 @dataclass(frozen=True)
-class Splits:
+class Draw:
+    train: tuple[str, ...]
     test: tuple[str, ...]
-    train: dict[str, tuple[tuple[str, ...], ...]]  # fraction -> draws -> case ids
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str  # one line: what the protocol is, printed under every table
+    draws: dict[str, tuple[Draw, ...]]  # fraction -> draws
     seed: int
+    # The paper's Table 1 was measured under this protocol: reports set their rows beside it.
+    compare_with_paper: bool = False
+    source: str = ""  # "built-in" or the file it was read from
 
     @property
     def fractions(self) -> tuple[str, ...]:
-        return tuple(self.train)
+        return tuple(self.draws)
+
+    @property
+    def caption(self) -> str:
+        """What every table says about the protocol it was made under."""
+        return f"protocol {self.name}: {self.description}"
 
     def cases_per_draw(self, fraction: str) -> int:
-        return len(self.train[fraction][0])
+        return len(self.draws[fraction][0].train)
 
     def percent(self, fraction: str) -> str:
         """``25pct`` -> ``25%``."""
         return fraction.removesuffix("pct") + "%"
 
-    def title(self, fraction: str) -> str:
-        """``25% (6 cases)``; the full set reads ``100% of the training data (24 cases)``."""
+    def fraction_title(self, fraction: str) -> str:
+        """``25% (6 cases)``; the first fraction reads ``100% of the training data (24 cases)``."""
         of = " of the training data" if fraction == self.fractions[0] else ""
         return f"{self.percent(fraction)}{of} ({self.cases_per_draw(fraction)} cases)"
 
+    @property
+    def fixed_test(self) -> bool:
+        """Every draw of every fraction is tested on the same cases."""
+        return len({draw.test for draws in self.draws.values() for draw in draws}) == 1
+
+    def test_ids(self) -> tuple[str, ...]:
+        """Every case some draw is tested on."""
+        return tuple(sorted({case for draws in self.draws.values() for draw in draws for case in draw.test}))
+
     def all_ids(self) -> tuple[str, ...]:
-        ids = set(self.test)
-        for draws in self.train.values():
+        ids = set(self.test_ids())
+        for draws in self.draws.values():
             for draw in draws:
-                ids.update(draw)
+                ids.update(draw.train)
         return tuple(sorted(ids))
+
+    def check_fraction(self, fraction: str) -> tuple[Draw, ...]:
+        if fraction not in self.draws:
+            raise ProtocolError(f"protocol {self.name} has no data fraction {fraction!r}; choose one of {', '.join(self.fractions)}")
+        return self.draws[fraction]
+
+
+def built_in_protocols() -> tuple[str, ...]:
+    folder = resources.files(__name__).joinpath("protocols")
+    return tuple(sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")))
 
 
 @functools.cache
-def load_splits() -> Splits:
-    """The committed splits (read once per process)."""
-    raw = json.loads(resources.files(__name__).joinpath("btcv.json").read_text())
-    return Splits(
-        test=tuple(raw["test"]),
-        train={name: tuple(tuple(draw) for draw in draws) for name, draws in raw["train"].items()},
-        seed=raw["seed"],
+def load_protocol(spec: str = DEFAULT_PROTOCOL) -> Protocol:
+    """A built-in protocol by name, or a protocol file by path (read once per process)."""
+    if spec in built_in_protocols():
+        text, source = resources.files(__name__).joinpath("protocols", f"{spec}.json").read_text(), "built-in"
+    elif Path(spec).is_file():
+        try:
+            text, source = Path(spec).read_text(), str(Path(spec).resolve())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"cannot read protocol file {spec}: {exc}") from None
+    else:
+        raise ProtocolError(f"unknown protocol {spec!r}; built-in: {', '.join(built_in_protocols())}, or the path of a protocol file")
+    return parse_protocol(text, source)
+
+
+def parse_protocol(text: str, source: str) -> Protocol:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"protocol {source} is not JSON: {exc}") from None
+    where = f"protocol {source}"
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("name"), str)
+        or not isinstance(raw.get("fractions"), dict)
+        or not raw["fractions"]
+    ):
+        raise ProtocolError(f"{where} needs a name and a non-empty 'fractions' object")
+    draws: dict[str, tuple[Draw, ...]] = {}
+    for fraction, entries in raw["fractions"].items():
+        if not isinstance(entries, list) or not entries:
+            raise ProtocolError(f"{where}: fraction {fraction} has no draws")
+        parsed = []
+        for k, entry in enumerate(entries):
+            ok = isinstance(entry, dict) and all(
+                isinstance(entry.get(part), list) and entry[part] and all(isinstance(c, str) for c in entry[part])
+                for part in ("train", "test")
+            )
+            if not ok:
+                raise ProtocolError(f"{where}: draw {k} of {fraction} needs non-empty 'train' and 'test' lists of case ids")
+            if overlap := sorted(set(entry["train"]) & set(entry["test"])):
+                raise ProtocolError(f"{where}: draw {k} of {fraction} trains and tests on {', '.join(overlap)}")
+            parsed.append(Draw(tuple(entry["train"]), tuple(entry["test"])))
+        draws[fraction] = tuple(parsed)
+    return Protocol(
+        name=raw["name"],
+        description=str(raw.get("description", raw["name"])),
+        draws=draws,
+        seed=int(raw.get("seed", 0)),
+        compare_with_paper=bool(raw.get("compare_with_paper", False)),
+        source=source,
     )
 
 
-# The data fractions, largest first, as the committed splits define them.
-FRACTIONS = load_splits().fractions
+def protocol_json(protocol: Protocol) -> dict:
+    """What a protocol file holds (``parse_protocol`` reads it back to an equal protocol)."""
+    return {
+        "name": protocol.name,
+        "description": protocol.description,
+        "seed": protocol.seed,
+        "compare_with_paper": protocol.compare_with_paper,
+        "fractions": {f: [{"train": list(d.train), "test": list(d.test)} for d in draws] for f, draws in protocol.draws.items()},
+    }
+
+
+# The data fractions of the default protocol, largest first (the built-in protocols share them).
+FRACTIONS = load_protocol().fractions

@@ -1,12 +1,17 @@
-"""Make the fixed BTCV splits committed beside this file (``btcv.json``).
+"""Make the built-in protocols committed in ``protocols/`` (``python -m splits.make_splits``; a test
+checks that the committed files equal this output).
 
-The TP-Mamba paper trains on 24 cases and tests on 0035-0040 (the MONAI dataset_0.json split, also
-MA-SAM's test set). For 25% and 12% of the data it draws 6 and 3 training cases five times at random
-from the 24 and reports the mean of the five runs, but it does not say which cases. These draws
-fix that choice once: draw k of a fraction of n cases is ``random.Random(SEED + 1000 * k + n)``
-sampling n of the sorted 24 ids (then sorted for reading), so each draw has its own stream and
-adding draws never changes earlier ones. Regenerate with ``python -m splits.make_splits``; a test
-checks that the committed file equals the output.
+``tpmamba``: the TP-Mamba paper trains on 24 cases and tests on 0035-0040 (the MONAI dataset_0.json
+split, also MA-SAM's test set). For 25 % and 12 % of the data it draws 6 and 3 training cases five
+times at random from the 24 and reports the mean of the five runs, but it does not say which cases.
+These draws fix that choice once: draw k of a fraction of n cases is ``random.Random(SEED + 1000 * k
++ n)`` sampling n of the sorted 24 ids (then sorted for reading), so each draw has its own stream and
+adding draws never changes earlier ones.
+
+``cv5``: nnU-Net's five folds over the 30 labelled cases, exactly as nnU-Net assigns them
+(``nnunetv2.utilities.crossval_split.generate_crossval_split`` with its seed 12345 on the sorted
+ids). Fold k is draw k of every fraction: 100 % trains on the fold's 24 training cases, 25 % and
+12 % on 6 and 3 of them drawn as above from the fold's own 24; all are tested on the fold's six.
 """
 
 from __future__ import annotations
@@ -16,34 +21,66 @@ import random
 from pathlib import Path
 
 SEED = 20240611  # fixed before any model was trained on these splits
+NNUNET_SEED = 12345  # nnunetv2's fixed seed for its five folds
 TEST_IDS = ("0035", "0036", "0037", "0038", "0039", "0040")
 LABELLED_IDS = tuple(f"{i:04d}" for i in [*range(1, 11), *range(21, 41)])
 DRAWS = 5
-FRACTIONS = {"100pct": None, "25pct": 6, "12pct": 3}
-SPLITS_FILE = Path(__file__).with_name("btcv.json")
+SUBSETS = {"25pct": 6, "12pct": 3}
+DATASET = "BTCV (Multi-Atlas Labeling Beyond the Cranial Vault), 30 labelled cases"
+PROTOCOLS_DIR = Path(__file__).with_name("protocols")
 
 
-def make_splits() -> dict:
-    train_pool = sorted(set(LABELLED_IDS) - set(TEST_IDS))
-    fractions: dict[str, list[list[str]]] = {}
-    for name, size in FRACTIONS.items():
-        if size is None:
-            fractions[name] = [train_pool]
-            continue
-        fractions[name] = [sorted(random.Random(SEED + k * 1000 + size).sample(train_pool, size)) for k in range(DRAWS)]
+def draw_subset(pool: list[str], size: int, k: int) -> list[str]:
+    return sorted(random.Random(SEED + k * 1000 + size).sample(sorted(pool), size))
+
+
+def tpmamba() -> dict:
+    pool = sorted(set(LABELLED_IDS) - set(TEST_IDS))
+    test = list(TEST_IDS)
+    fractions = {"100pct": [{"train": pool, "test": test}]}
+    for name, size in SUBSETS.items():
+        fractions[name] = [{"train": draw_subset(pool, size, k), "test": test} for k in range(DRAWS)]
     return {
-        "dataset": "BTCV (Multi-Atlas Labeling Beyond the Cranial Vault), 30 labelled cases",
+        "name": "tpmamba",
+        "description": "as in TP-Mamba (MICCAI 2024): test 0035-0040; 100 % of the other 24, five seeded draws of 25 % and 12 %",
+        "dataset": DATASET,
         "made_by": "splits/make_splits.py",
         "seed": SEED,
-        "test": list(TEST_IDS),
-        "train": fractions,
+        "compare_with_paper": True,
+        "fractions": fractions,
     }
 
 
-def render(splits: dict) -> str:
-    return json.dumps(splits, indent=2) + "\n"
+def cv5() -> dict:
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    folds = generate_crossval_split(sorted(LABELLED_IDS), seed=NNUNET_SEED, n_splits=DRAWS)
+    fractions = {"100pct": [{"train": sorted(map(str, f["train"])), "test": sorted(map(str, f["val"]))} for f in folds]}
+    for name, size in SUBSETS.items():
+        fractions[name] = [
+            {"train": draw_subset(list(map(str, f["train"])), size, k), "test": sorted(map(str, f["val"]))} for k, f in enumerate(folds)
+        ]
+    return {
+        "name": "cv5",
+        "description": "nnU-Net's five folds over the 30 labelled cases, each fold tested on its own 6 held-out cases",
+        "dataset": DATASET,
+        "made_by": "splits/make_splits.py",
+        "seed": SEED,
+        "fold_seed": NNUNET_SEED,
+        "fractions": fractions,
+    }
+
+
+MAKERS = {"tpmamba": tpmamba, "cv5": cv5}
+
+
+def render(protocol: dict) -> str:
+    return json.dumps(protocol, indent=2) + "\n"
 
 
 if __name__ == "__main__":
-    SPLITS_FILE.write_text(render(make_splits()))
-    print(f"wrote {SPLITS_FILE}")
+    PROTOCOLS_DIR.mkdir(exist_ok=True)
+    for name, make in MAKERS.items():
+        path = PROTOCOLS_DIR / f"{name}.json"
+        path.write_text(render(make()))
+        print(f"wrote {path}")

@@ -72,7 +72,8 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     ("args", "message"),
     [
         (["--methods", "unetr,nosuch"], "unknown method 'nosuch'"),
-        (["--data", "50pct"], "unknown data fraction '50pct'"),
+        (["--data", "50pct"], "protocol tpmamba has no data fraction '50pct'; choose one of 100pct, 25pct, 12pct"),
+        (["--protocol", "cv10"], "unknown protocol 'cv10'; built-in: cv5, tpmamba, or the path of a protocol file"),
         (["--executor", "pbs"], "unknown executor 'pbs'"),
         (["--repeats", "7"], "out of range"),
         (["--repeats", "a,b"], "--repeats must be"),

@@ -11,7 +11,7 @@ import torch
 from bench.runs.files import ConfigFile, RunSummary
 from methods import count_parameters, get_method
 from methods.registry import build_on_meta
-from splits import load_splits
+from splits import load_protocol
 from tests.conftest import TEST_CASES, invoke
 
 
@@ -113,7 +113,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     assert result.exit_code == 0, result.output
     assert started == [1]  # epoch index 1: the first was not trained again
     assert mirrored == [False]
-    train = load_splits().train["12pct"][0]
+    train = load_protocol().draws["12pct"][0].train
 
     (raw,) = (isolated_cache / "nnunetv2").glob("*/raw/Dataset501_BTCVbench")
     assert sorted(p.name for p in (raw / "labelsTr").iterdir()) == [f"BTCV_{c}.nii.gz" for c in sorted(train)]

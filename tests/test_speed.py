@@ -60,12 +60,12 @@ def test_paper_grid_hours_by_hand():
 
     from bench.costs.speed import ASSUMED_CASE_MM, paper_grid_hours
     from bench.plan.profiles import PROFILES
-    from splits import load_splits
+    from splits import load_protocol
 
     profile = PROFILES["paper"]
     case_voxels = math.prod(mm / profile.preprocess.spacing_mm for mm in ASSUMED_CASE_MM)
     row = {"train_step_s": 0.5, "sliding_window_s": 2.0, "sliding_window_volume": [int(case_voxels), 1, 1]}
-    grid = paper_grid_hours(row, profile, load_splits(), 6, scoring_s_per_case=10.0)
+    grid = paper_grid_hours(row, profile, load_protocol(), scoring_s_per_case=10.0)
     assert (grid["runs"], grid["train_steps"], grid["window_passes"]) == (11, 69_000, 1_386)
     expected_s = 69_000 * 0.5 + 1_386 * 2.0 * case_voxels / int(case_voxels) + 11 * 6 * 10.0
     assert grid["hours"] == pytest.approx(expected_s / 3600, abs=0.01)

@@ -18,6 +18,13 @@ from bench.errors import RunsFailed, UserError
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        help="Which cases each draw trains and tests on: tpmamba (the paper's: test 0035-0040, five draws), "
+        "cv5 (nnU-Net's five folds over all 30 cases; --repeats picks folds), or a protocol file."
+    ),
+]
 PluginOption = Annotated[
     list[str] | None,
     typer.Option("--plugin", help="Import MODULE to register its methods (repeatable; BENCH_PLUGINS=a,b does the same)."),
@@ -35,9 +42,13 @@ def method_names(text: str) -> list[str]:
     return [] if names == ["none"] else names
 
 
-def _method_error(exc: Exception) -> bool:
-    """An unknown method name or a plugin the registry cannot use. The registry raised it, so it is
-    imported already: the CLI does not import torch to catch it."""
+def _users_to_fix(exc: Exception) -> bool:
+    """An unknown method name, a plugin the registry cannot use, a protocol that cannot be used.
+    Whoever raised it is imported already: the CLI does not import torch to catch it."""
+    from splits import ProtocolError
+
+    if isinstance(exc, ProtocolError):
+        return True
     if "methods.registry" not in sys.modules:
         return False
     from methods.registry import PluginError, UnknownMethodError
@@ -61,7 +72,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (UserError, KeyError, ValueError) as exc:
-            if not isinstance(exc, UserError) and not _method_error(exc):
+            if not isinstance(exc, UserError) and not _users_to_fix(exc):
                 raise
             err_console.print(f"[red]error:[/red] {plain(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None

@@ -182,7 +182,7 @@ def speed(
     from bench.provenance import hardware, package_versions
     from methods import get_method
     from methods.registry import check_input_size
-    from splits import load_splits
+    from splits import load_protocol
 
     use_plugins(plugin)
     dev = resolve_device(device)
@@ -201,9 +201,8 @@ def speed(
     scoring_cost = original_space_scoring_cost(profile_spacing_mm=prof.preprocess.spacing_mm) if scoring else None
     scoring_s = (scoring_cost["to_original_grid_s"] + scoring_cost["score_s"]) if scoring_cost else 0.0
     if prof.published_size:  # CPU-sized networks say nothing about the paper grid's cost
-        splits = load_splits()
         for row in rows:
-            row["paper_grid"] = paper_grid_hours(row, prof, splits, len(splits.test), scoring_s)
+            row["paper_grid"] = paper_grid_hours(row, prof, load_protocol(), scoring_s)
     report = {
         "device": dev,
         "hardware": hardware(dev),

@@ -20,9 +20,9 @@ def data_check(
     """Validate every case: files present and readable, shapes and affines agree, labels 0..13, ids match the splits."""
     from bench.data.btcv import check_dataset
     from bench.data.source import resolve_dataset
-    from splits import load_splits
+    from splits import load_protocol
 
-    ids = load_splits().all_ids()
+    ids = load_protocol().all_ids()
     dataset = resolve_dataset(data_root, ids, err_console)
     problems = check_dataset(dataset, ids)
     for line in problems:

@@ -35,7 +35,7 @@ def doctor(
     from bench.costs import doctor_fit
     from bench.plan.profiles import resolve_profile
     from methods import get_method
-    from splits import load_splits
+    from splits import load_protocol
 
     if device not in ("auto", "cpu", "cuda"):
         raise UserError(f"unknown device {device!r}; choose auto, cpu or cuda")
@@ -61,7 +61,7 @@ def doctor(
     add([checks_of.package_check()])
     add([checks_of.mamba_check(used or "cpu")])
     add(checks_of.sam_weights_checks(names, sam_checkpoint))
-    add(doctor_fit.data_checks(data_root, prof.preprocess, load_splits().all_ids()))
+    add(doctor_fit.data_checks(data_root, prof.preprocess, load_protocol().all_ids()))
     if used is None:
         add([checks_of.Check("training steps", "fail", f"not run: no {device} device")])
     elif names:

@@ -12,9 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bench.cli.common import PluginOption, console, method_names, use_plugins, user_errors
+from bench.cli.common import PluginOption, ProtocolOption, console, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import RunsFailed, UserError
+from splits import DEFAULT_PROTOCOL
 
 
 @user_errors
@@ -25,7 +26,8 @@ def run(
             help="Comma-separated method names (bench list shows them), or 'all'; options per method in brackets: 'tpmamba[r=48],masam'."
         ),
     ] = "tpmamba,masam",
-    data: Annotated[str, typer.Option(help="Fraction of the 24 training cases: 100pct, 25pct or 12pct.")] = "25pct",
+    data: Annotated[str, typer.Option(help="Fraction of the training cases: 100pct, 25pct or 12pct (the protocol's fractions).")] = "25pct",
+    protocol: ProtocolOption = DEFAULT_PROTOCOL,
     repeats: Annotated[
         str | None, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1' (default: the profile's; smoke: 0).")
     ] = None,
@@ -88,6 +90,7 @@ def run(
     request = RunRequest(
         methods=names,
         data=data,
+        protocol=protocol,
         repeats=repeats,
         data_root=data_root,
         profile=profile,
@@ -127,6 +130,7 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     from bench.plan.grid import prepare_grid
     from bench.reporting.terminal import print_dice_table
     from bench.runs.files import REPORT_DIR, RESULTS_CSV, describe_space
+    from splits import load_protocol
 
     if distributed.world_size() > 1 and not distributed.is_main():  # one voice: rank 0 prints and writes
         console, announce = Console(quiet=True), lambda _: None
@@ -145,7 +149,8 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     if not distributed.is_main():
         return out / RESULTS_CSV
     labels = [run.method for run in grid.runs]
-    caption = f"{grid.provenance.stamp}; {describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)}"
+    space = describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)
+    caption = f"{grid.provenance.stamp}; {load_protocol(request.protocol).caption}; {space}"
     print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, caption)
     if render_report:
         from bench.reporting.report import write_report

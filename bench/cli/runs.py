@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import console, user_errors
+from bench.cli.common import ProtocolOption, console, user_errors
 from bench.console import plain
 from bench.errors import UserError
+from splits import DEFAULT_PROTOCOL
 
 
 @user_errors
@@ -43,11 +44,12 @@ def score(
     data_root: Annotated[Path | None, typer.Option(help="BTCV folder with the test labels; default as bench run.")] = None,
     out: Annotated[Path, typer.Option(help="Runs folder to write <data>/<method>/repeat<k>/ into.")] = Path("runs"),
     nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
+    protocol: ProtocolOption = DEFAULT_PROTOCOL,
 ) -> None:
     """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs."""
     from bench.pipelines.external import score_predictions
 
-    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root=data_root, nsd_tolerance_mm=nsd_tolerance)
+    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root, nsd_tolerance, protocol)
     console.print(f"scored run: {plain(folder)}")
 
 

@@ -237,17 +237,18 @@ def original_space_scoring_cost(shape=(512, 512, 150), spacing_mm=(0.78, 0.78, 2
 ASSUMED_CASE_MM = (330.0, 260.0, 220.0)
 
 
-def paper_grid_hours(row: dict, profile, splits, test_cases: int, scoring_s_per_case: float = 0.0) -> dict:
-    """Projected device-hours of one method over the whole grid the splits define (every draw of
+def paper_grid_hours(row: dict, profile, protocol, scoring_s_per_case: float = 0.0) -> dict:
+    """Projected device-hours of one method over the whole grid the protocol defines (every draw of
     every fraction) under ``profile``: its training steps (``epochs`` x steps per epoch, as the
     trainer counts them) at the measured step time, plus the sliding-window passes over the test
     cases at every validation epoch and at the final evaluation, scaled from the measured window
     volume to ``ASSUMED_CASE_MM``, plus ``scoring_s_per_case`` for each finally scored case."""
-    draws = [len(draw) for fraction in splits.train.values() for draw in fraction]
-    steps = sum(profile.epochs * max(n, profile.min_iterations_per_epoch) for n in draws)
+    draws = [draw for fraction in protocol.draws.values() for draw in fraction]
+    steps = sum(profile.epochs * max(len(d.train), profile.min_iterations_per_epoch) for d in draws)
     validations = profile.epochs // profile.val_every
-    passes = len(draws) * (validations + 1) * test_cases
+    tested = sum(len(d.test) for d in draws)
+    passes = (validations + 1) * tested
     case_voxels = math.prod(mm / profile.preprocess.spacing_mm for mm in ASSUMED_CASE_MM)
     pass_s = row["sliding_window_s"] * case_voxels / math.prod(row["sliding_window_volume"])
-    seconds = steps * row["train_step_s"] + passes * pass_s + len(draws) * test_cases * scoring_s_per_case
+    seconds = steps * row["train_step_s"] + passes * pass_s + tested * scoring_s_per_case
     return {"runs": len(draws), "train_steps": steps, "window_passes": passes, "hours": round(seconds / 3600, 2)}

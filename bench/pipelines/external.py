@@ -24,7 +24,8 @@ from bench.pipelines.lifecycle import execute_run
 from bench.plan.runs import PlannedRun, RunJob, check_existing
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance, RunConfig, run_dir
-from splits import FRACTIONS
+from bench.runs.protocol import check_folder, claim_folder
+from splits import DEFAULT_PROTOCOL, load_protocol
 
 EXTERNAL_FAMILY = "external predictions"
 EXTERNAL_PROFILE = "external"  # in the summary's and provenance's profile field: no profile made these
@@ -123,22 +124,20 @@ def score_predictions(
     console: Console,
     data_root: Path | None = None,
     nsd_tolerance_mm: float = 1.0,
+    protocol_spec: str = DEFAULT_PROTOCOL,
 ) -> Path:
-    """Score ``pred_dir`` against the test labels and write runs/<data>/<method>/repeat<k>/; returns that folder."""
-    from splits import load_splits
-
-    if data not in FRACTIONS:
-        raise UserError(f"unknown data fraction {data!r}; choose one of {', '.join(FRACTIONS)}")
+    """Score ``pred_dir`` against the test labels of draw ``repeat`` of ``data`` under the protocol
+    and write runs/<data>/<method>/repeat<k>/; returns that folder."""
+    protocol = load_protocol(protocol_spec)
+    draws = protocol.check_fraction(data)
     if not method or any(ch in method for ch in "/\\") or method.startswith("."):
         raise UserError(f"--method {method!r} cannot name a folder; use a label such as tpmamba-official")
-    splits = load_splits()
-    draws = splits.train[data]
     if not 0 <= repeat < len(draws):
         raise UserError(f"--repeat must be between 0 and {len(draws) - 1} for {data}, got {repeat}")
     check_scoring_options("original", nsd_tolerance_mm)
-    test_ids = list(splits.test)
+    test_ids = list(draws[repeat].test)
     files = find_predictions(Path(pred_dir), test_ids)
-    dataset = resolve_dataset(data_root, splits.all_ids(), console)
+    dataset = resolve_dataset(data_root, protocol.all_ids(), console)
     missing = [c for c in test_ids if c not in dataset.cases]
     if missing:
         raise UserError(f"test case {missing[0]} has no label under {dataset.root}")
@@ -152,11 +151,11 @@ def score_predictions(
         hyperparameters={"predictions": str(Path(pred_dir).resolve())},
         data=data,
         repeat=repeat,
-        train_cases=list(draws[repeat]),
+        train_cases=list(draws[repeat].train),
         test_cases=test_ids,
         profile={},
         preprocess_key="none",
-        data_identity=data_identity(dataset, splits.all_ids()),
+        data_identity=data_identity(dataset, protocol.all_ids()),
         device="none",
         processes=1,
         seed=0,
@@ -164,10 +163,13 @@ def score_predictions(
         weights_identity=identity,
         eval_space="original",
         nsd_tolerance_mm=float(nsd_tolerance_mm),
+        protocol=protocol.name,
     )
     folder = run_dir(out, data, method, repeat)
-    run = PlannedRun(method, data, repeat, tuple(draws[repeat]), tuple(test_ids), folder, config, config.hash(), method)
+    run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), folder, config, config.hash(), method)
+    check_folder(Path(out), protocol)
     check_existing(run)
+    claim_folder(Path(out), protocol)
     provenance = Provenance(
         data_source=dataset.source,
         data_root=str(dataset.root),

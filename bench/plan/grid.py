@@ -25,7 +25,8 @@ from bench.plan.runs import PlannedRun, PreparedGrid, RunRequest, parse_method_e
 from bench.plan.weights import BackboneWeights, resolve_backbone_weights
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance
-from splits import FRACTIONS
+from bench.runs.protocol import check_folder, claim_folder
+from splits import load_protocol
 
 
 def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None, overrides: dict | None = None) -> str:
@@ -101,10 +102,9 @@ class Decided:
 def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
     """Check the request and settle everything its runs share; says what kind of numbers they make."""
     from methods import get_method
-    from splits import load_splits
 
-    if request.data not in FRACTIONS:
-        raise UserError(f"unknown data fraction {request.data!r}; choose one of {', '.join(FRACTIONS)}")
+    protocol = load_protocol(request.protocol)
+    draws = protocol.check_fraction(request.data)
     if not request.methods:
         raise UserError("--methods is empty; name at least one method (bench list shows them)")
     infos = [get_method(parse_method_entry(entry)[0]) for entry in request.methods]
@@ -140,12 +140,12 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     if backbones:
         weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.published_size, request.allow_random_backbone)
 
-    splits = load_splits()
-    parse_repeats(request.repeats, len(splits.train[request.data]))
+    parse_repeats(request.repeats, len(draws))
     check_writable(Path(request.out))
+    check_folder(Path(request.out), protocol)
     if not distributed.is_main():
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
-    dataset = resolve_dataset(request.data_root, splits.all_ids(), console)
+    dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     say = announce or console.print
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
     if weights is not None:
@@ -156,18 +156,19 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
 
 
 def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:
-    """The grid of ``planned``: every case they read found and preprocessed (or loaded from the cache)."""
-    from splits import load_splits
-
+    """The grid of ``planned``: every case they read found and preprocessed (or loaded from the cache);
+    the runs folder claimed for the request's protocol."""
     dataset, profile = decided.dataset, decided.profile
-    needed = set(load_splits().test)
+    protocol = load_protocol(decided.request.protocol)
+    needed = set()
     for run in planned:
-        needed.update(run.train_ids)
+        needed.update(run.train_ids, run.test_ids)
     missing = sorted(c for c in needed if c not in dataset.cases)
     if missing:
-        raise UserError(
-            f"case {missing[0]} is required by the splits but not found under {dataset.root} ({len(missing)} missing; run bench data check)"
-        )
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise UserError(f"protocol {protocol.name} names cases that {dataset.root} lacks: {shown} (run bench data check)")
+    if distributed.is_main():
+        claim_folder(Path(decided.request.out), protocol)
     if uses_harness_preprocessing([run.pipeline for run in planned], profile):
         cases, prep = prepare_cases(dataset, needed, profile, console)
         console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
@@ -182,10 +183,8 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
 
 def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
     """Check the request, find the data, plan the runs and preprocess the cases they need."""
-    from splits import load_splits
-
     decided = decide(request, console, announce)
-    identity = data_identity(decided.dataset, load_splits().all_ids())
+    identity = data_identity(decided.dataset, load_protocol(request.protocol).all_ids())
     planned = plan_runs(decided.request, decided.profile, decided.device, identity, decided.weights)
     return prepare_runs(decided, planned, console)
 

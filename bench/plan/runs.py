@@ -18,6 +18,7 @@ from bench.errors import UserError
 from bench.plan.profiles import Profile, parse_repeats, profile_dict
 from bench.plan.weights import BackboneWeights
 from bench.runs.files import CONFIG_FILE, Provenance, RunConfig, config_hash_in, run_dir
+from splits import DEFAULT_PROTOCOL, load_protocol
 
 # Settings that change how fast a run goes or which runs a command makes, not what a run computes:
 # left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
@@ -47,6 +48,7 @@ class RunRequest:
     save_predictions: bool = False  # label maps as NIfTI in RUN/predictions/ (not hashed: they do not change a score)
     executor: str = "local"  # local: runs one after another here; slurm: one SLURM job per run (bench.executors.slurm)
     slurm: object = None  # bench.executors.slurm.SlurmOptions for --executor slurm
+    protocol: str = DEFAULT_PROTOCOL  # a built-in protocol's name or a protocol file (splits.load_protocol)
 
 
 @dataclass
@@ -158,10 +160,9 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
     """Every run the request asks for, configured and hashed; ``identity``: the data's content
     identity (``bench.data.source.data_identity``)."""
     from methods import get_method
-    from splits import load_splits
 
-    splits = load_splits()
-    draws = splits.train[request.data]
+    protocol = load_protocol(request.protocol)
+    draws = protocol.check_fraction(request.data)
     repeats = parse_repeats(request.repeats, len(draws))
     planned, labels = [], set()
     for entry in request.methods:
@@ -178,7 +179,8 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
             continue
         labels.add(label)
         for repeat in repeats:
-            run = PlannedRun(label, request.data, repeat, draws[repeat], splits.test, run_dir(request.out, request.data, label, repeat))
+            draw = draws[repeat]
+            run = PlannedRun(label, request.data, repeat, draw.train, draw.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
             run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
             run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
@@ -188,6 +190,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
                 method_revision=info.revision,
                 family=info.family,
                 hyperparameters=hyper,
+                protocol=protocol.name,
                 data=request.data,
                 repeat=repeat,
                 train_cases=list(run.train_ids),

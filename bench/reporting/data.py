@@ -12,8 +12,10 @@ import pandas as pd
 from bench.errors import UserError
 from bench.io import read_json
 from bench.runs.files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, ConfigFile, RunFileError, RunSummary, read_log
+from bench.runs.protocol import folder_protocol
 from bench.runs.results import load_results
 from bench.runs.state import RunState, scan_grid
+from splits import Protocol
 
 
 @dataclass
@@ -26,6 +28,7 @@ class ReportData:
     configs: dict[tuple[str, str, int], ConfigFile]
     curves: dict[str, dict[str, list[tuple[list[int], list[float]]]]]
     stamps: list[str]
+    protocol: Protocol  # the folder's (bench.runs.protocol): which cases each draw trained and was tested on
     extras: dict = field(default_factory=dict)  # flops / speed JSON found in the folder
 
     @property
@@ -161,4 +164,16 @@ def load_report_data(runs_dir: Path) -> ReportData:
         results = load_results(runs_dir)
     except RunFileError as exc:
         raise UserError(str(exc)) from None
-    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), find_extras(runs_dir))
+    protocol = folder_protocol(runs_dir)
+    others = sorted(
+        {
+            f"{c.config.protocol} ({data} {method} repeat {r})"
+            for (data, method, r), c in configs.items()
+            if c.config.protocol != protocol.name
+        }
+    )
+    if others:
+        raise UserError(
+            f"{runs_dir} is a folder of protocol {protocol.name} but holds runs of another: {', '.join(others[:3])}; report them apart"
+        )
+    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, find_extras(runs_dir))

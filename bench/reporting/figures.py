@@ -13,12 +13,9 @@ from matplotlib.figure import Figure
 
 from bench.data.labels import ORGAN_COLUMNS, ORGANS
 from reports import PAPER_METHOD
-from splits import FRACTIONS, load_splits
+from splits import Protocol
 
 PAPER_RED = (0.84, 0.15, 0.16)
-
-FRACTION_CASES = {f: load_splits().cases_per_draw(f) for f in reversed(FRACTIONS)}  # fewest cases first
-FRACTION_LABELS = {f: load_splits().percent(f) for f in FRACTIONS}
 
 
 def method_colors(methods) -> dict[str, tuple]:
@@ -47,12 +44,12 @@ def save_png(fig: Figure, path: Path) -> bytes:
     return data
 
 
-def convergence_figure(curves: dict[str, dict[str, list[tuple[list[int], list[float]]]]], colors: dict) -> Figure:
+def convergence_figure(curves: dict[str, dict[str, list[tuple[list[int], list[float]]]]], colors: dict, protocol: Protocol) -> Figure:
     """Validation Dice (%) against epoch, one panel per data fraction; mean over draws, min-max band.
 
     curves: fraction -> method -> [(epochs, dice) per draw].
     """
-    fractions = [f for f in FRACTIONS if f in curves]
+    fractions = [f for f in protocol.fractions if f in curves]
     fig = Figure(figsize=(5.2 * len(fractions), 3.8), layout="constrained")
     axes = fig.subplots(1, len(fractions), squeeze=False)[0]
     for ax, fraction in zip(axes, fractions, strict=True):
@@ -66,7 +63,7 @@ def convergence_figure(curves: dict[str, dict[str, list[tuple[list[int], list[fl
             ax.plot(stats.index, stats["mean"], marker="o", markersize=3, color=colors[method], label=f"{method} ({len(draws)})")
             if len(draws) > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[method], alpha=0.15, linewidth=0)
-        ax.set_title(f"{FRACTION_LABELS[fraction]} of the training data")
+        ax.set_title(f"{protocol.percent(fraction)} of the training data")
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation Dice (%)")
         ax.grid(alpha=0.3)
@@ -74,13 +71,14 @@ def convergence_figure(curves: dict[str, dict[str, list[tuple[list[int], list[fl
     return fig
 
 
-def data_efficiency_figure(table: pd.DataFrame, colors: dict) -> Figure:
+def data_efficiency_figure(table: pd.DataFrame, colors: dict, protocol: Protocol) -> Figure:
     """Average Dice (%) against the number of training cases, mean +/- std over draws (Fig. 1a)."""
+    cases = {f: protocol.cases_per_draw(f) for f in reversed(protocol.fractions)}  # fewest cases first
     fig = Figure(figsize=(6.0, 4.0), layout="constrained")
     ax = fig.subplots()
     for method, rows in table.groupby("method"):
         rows = rows[rows["Avg_mean"].notna()]
-        rows = rows.assign(cases=rows["data"].map(FRACTION_CASES)).sort_values("cases")
+        rows = rows.assign(cases=rows["data"].map(cases)).sort_values("cases")
         if rows.empty:
             continue
         ax.errorbar(
@@ -93,7 +91,7 @@ def data_efficiency_figure(table: pd.DataFrame, colors: dict) -> Figure:
             label=method,
         )
     ax.set_xscale("log")
-    ax.set_xticks(list(FRACTION_CASES.values()), [f"{n} ({FRACTION_LABELS[f]})" for f, n in FRACTION_CASES.items()])
+    ax.set_xticks(list(cases.values()), [f"{n} ({protocol.percent(f)})" for f, n in cases.items()])
     ax.minorticks_off()
     ax.set_xlabel("training cases")
     ax.set_ylabel("average Dice (%)")
@@ -102,7 +100,7 @@ def data_efficiency_figure(table: pd.DataFrame, colors: dict) -> Figure:
     return fig
 
 
-def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str], colors: dict) -> Figure:
+def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str], colors: dict, percent: str) -> Figure:
     """Per-organ Dice (%) over test cases and draws: one group of boxes per organ, one box per method."""
     df = results[results["data"] == fraction].copy()
     df["dice"] = pd.to_numeric(df["dice"], errors="coerce") * 100
@@ -131,7 +129,7 @@ def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str
     ax.set_xticks(range(len(ORGANS)), ORGAN_COLUMNS)
     ax.set_ylim(-2, 102)
     ax.set_ylabel("Dice (%) per case")
-    ax.set_title(f"{FRACTION_LABELS[fraction]} of the training data: Dice per organ over test cases and draws")
+    ax.set_title(f"{percent} of the training data: Dice per organ over test cases and draws")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(len(methods), 6), loc="lower left")
     return fig

@@ -30,7 +30,6 @@ from bench.reporting.stats import (
 )
 from bench.reporting.tables import (
     COLUMNS,
-    FRACTION_TITLES,
     beside_paper,
     hd95_penalty_range,
     hd95_rows,
@@ -41,7 +40,6 @@ from bench.reporting.tables import (
 )
 from bench.runs.files import METRICS
 from bench.runs.state import grid_counts
-from splits import FRACTIONS
 
 
 def _data_uri(png: bytes) -> str:
@@ -54,7 +52,7 @@ def statistics(data: ReportData, table: pd.DataFrame) -> list[dict]:
     (``limit``), cluster-bootstrap intervals and ranks, and the discriminative power."""
     scores = per_case_scores(data.results)
     out = []
-    for fraction in FRACTIONS:
+    for fraction in data.protocol.fractions:
         ranked = table[(table["data"] == fraction) & table["Avg_mean"].notna()].sort_values("Avg_mean", ascending=False)
         methods = ranked["method"].tolist()
         if len(methods) < 2:
@@ -63,7 +61,7 @@ def statistics(data: ReportData, table: pd.DataFrame) -> list[dict]:
         out.append(
             {
                 "fraction": fraction,
-                "heading": FRACTION_TITLES[fraction],
+                "heading": data.protocol.fraction_title(fraction),
                 "order": methods,
                 "tests": tests,
                 "limit": limit_of_tests(tests, len(methods)),
@@ -114,11 +112,12 @@ def render_html(
     env.filters["millions"] = lambda v: "-" if v is None else f"{v / 1e6:.2f}"
 
     def fractions(metric: str) -> list:
-        rows = [(f, FRACTION_TITLES[f], marked_rows(tables[metric], f, counts, metric)) for f in FRACTIONS]
+        rows = [(f, data.protocol.fraction_title(f), marked_rows(tables[metric], f, counts, metric)) for f in data.protocol.fractions]
         return [row for row in rows if row[2]]
 
-    hd95_extra = {f: hd95_rows(tables["hd95"], data.results, f) for f in FRACTIONS}
-    status = sorted(data.states, key=lambda s: (FRACTIONS.index(s.data), order.index(s.method) if s.method in order else 99, s.repeat))
+    order_of = data.protocol.fractions
+    hd95_extra = {f: hd95_rows(tables["hd95"], data.results, f) for f in order_of}
+    status = sorted(data.states, key=lambda s: (order_of.index(s.data), order.index(s.method) if s.method in order else 99, s.repeat))
     template = env.get_template("report.html.j2")
     return template.render(
         title="TP-Mamba benchmark report",
@@ -126,6 +125,7 @@ def render_html(
         runs_dir=str(data.runs_dir),
         stamps=data.stamps,
         scoring=data.scoring,
+        protocol=data.protocol.caption,
         synthetic=data.synthetic,
         columns=COLUMNS,
         fractions=fractions("dice"),
@@ -133,7 +133,7 @@ def render_html(
         hd95_fractions=fractions("hd95"),
         hd95_extra=hd95_extra,
         hd95_penalty=hd95_penalty_range([r for rows in hd95_extra.values() for r in rows]),
-        beside=beside_paper(tables["dice"], paper, counts),
+        beside=beside_paper(tables["dice"], paper, counts, data.protocol),
         figures={name: _data_uri(png) for name, png in figures.items()},
         statistics=stats,
         resamples=BOOTSTRAP_RESAMPLES,
@@ -165,20 +165,20 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
     colors = method_colors(order)
     figures: dict[str, bytes] = {}
     if data.curves:
-        figures["fig4_convergence"] = save_png(convergence_figure(data.curves, colors), out_dir / "fig4_convergence.png")
+        figures["fig4_convergence"] = save_png(convergence_figure(data.curves, colors, data.protocol), out_dir / "fig4_convergence.png")
     if table["Avg_mean"].notna().any():
-        figures["fig1a_dice_vs_data"] = save_png(data_efficiency_figure(table, colors), out_dir / "fig1a_dice_vs_data.png")
-    for fraction in FRACTIONS:
+        figures["fig1a_dice_vs_data"] = save_png(data_efficiency_figure(table, colors, data.protocol), out_dir / "fig1a_dice_vs_data.png")
+    for fraction in data.protocol.fractions:
         methods = [
             m for m in order if not data.results.empty and ((data.results["data"] == fraction) & (data.results["method"] == m)).any()
         ]
         if methods:
-            fig = organ_boxplot_figure(data.results, fraction, methods, colors)
+            fig = organ_boxplot_figure(data.results, fraction, methods, colors, data.protocol.percent(fraction))
             figures[f"organs_{fraction}"] = save_png(fig, out_dir / f"organs_{fraction}.png")
     for st in stats:
         if st["limit"]:  # an empty heatmap would read as "no differences"; the report says why instead
             continue
-        title = f"Pairwise Wilcoxon, Holm-adjusted p: {FRACTION_TITLES[st['fraction']]}"
+        title = f"Pairwise Wilcoxon, Holm-adjusted p: {data.protocol.fraction_title(st['fraction'])}"
         figures[f"significance_{st['fraction']}"] = save_png(
             significance_heatmap(st["tests"], st["order"], title), out_dir / f"significance_{st['fraction']}.png"
         )
@@ -202,7 +202,7 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
             prov = config.provenance
             counts[(fraction, method)]["title"] = "; ".join(part for part in (prov.method_title, prov.method_source) if part)
     order = method_order({s.method for s in data.states}, paper)
-    tables = {metric: table1(data.results, counts, order, metric) for metric in METRICS}
+    tables = {metric: table1(data.results, counts, order, metric, data.protocol.fractions) for metric in METRICS}
     table = tables["dice"]
     stats = statistics(data, table)
     out_dir = Path(out_dir)

@@ -12,13 +12,18 @@ import pandas as pd
 from bench.reporting.data import ReportData
 from bench.runs.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, hd95_summary, organ_table
 from bench.runs.state import describe
-from splits import FRACTIONS, load_splits
+from splits import FRACTIONS, Protocol
 
 COLUMNS = TABLE_COLUMNS
-FRACTION_TITLES = {f: load_splits().title(f) for f in FRACTIONS}
 
 
-def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] | None = None, metric: str = "dice") -> pd.DataFrame:
+def table1(
+    results: pd.DataFrame,
+    counts: dict | None = None,
+    order: list[str] | None = None,
+    metric: str = "dice",
+    fractions: tuple[str, ...] = FRACTIONS,
+) -> pd.DataFrame:
     """Long table of one metric: one row per (data, method) with mean/std over draws for every column
     and the draw count. Grid cells with no finished draw (counts) get a row of NaN, so they are
     shown, not dropped.
@@ -30,7 +35,7 @@ def table1(results: pd.DataFrame, counts: dict | None = None, order: list[str] |
             rows.append({"data": data, "method": method, "repeats": 0, **{f"{c}_{s}": math.nan for c in COLUMNS for s in ("mean", "std")}})
     table = pd.DataFrame(rows, columns=["data", "method", *[f"{c}_{s}" for s in ("mean", "std") for c in COLUMNS], "repeats"])
     rank = {m: i for i, m in enumerate(order or sorted(table["method"].unique()))}
-    table["_f"] = table["data"].map({f: i for i, f in enumerate(FRACTIONS)})
+    table["_f"] = table["data"].map({f: i for i, f in enumerate(fractions)})
     table["_m"] = table["method"].map(lambda m: rank.get(m, len(rank)))
     return table.sort_values(["_f", "_m"]).drop(columns=["_f", "_m"]).reset_index(drop=True)
 
@@ -94,10 +99,11 @@ def hd95_penalty_range(rows: list[dict]) -> str:
     return f"{low:.0f} mm" if round(low) == round(high) else f"{low:.0f}-{high:.0f} mm"
 
 
-def beside_paper(table: pd.DataFrame, paper: dict, counts: dict) -> list[dict]:
-    """Ours, the paper's and the difference per column, for every (fraction, method) both have."""
+def beside_paper(table: pd.DataFrame, paper: dict, counts: dict, protocol: Protocol) -> list[dict]:
+    """Ours, the paper's and the difference per column, for every (fraction, method) both have, when
+    the runs were made under the protocol the paper's table was measured under."""
     beside = []
-    for fraction in FRACTIONS:
+    for fraction in protocol.fractions if protocol.compare_with_paper else ():
         for row in marked_rows(table, fraction, counts):
             published = paper.get((fraction, row["method"]))
             if published and row["repeats"]:
@@ -125,14 +131,20 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
     name = "Table 1: " if metric == "dice" else ""
     spread = ", mean over draws" if compact else ", mean +/- std over draws"
     lines = [f"# {name}{METRIC_TITLES[metric]} on the test cases{spread}", ""]
-    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [f"Scores: {space}" for space in data.scoring] + [""]
+    lines += [f"Runs: {stamp}" for stamp in data.stamps] + [f"Scores: {space}" for space in data.scoring]
+    lines += [f"Cases: {data.protocol.caption}", ""]
     direction = "lowest" if metric in LOWER_IS_BETTER else "best"
     lines += [f"Best ({direction}) per column in **bold**, second <u>underlined</u>; a row that lacks draws says so.", ""]
-    for fraction in FRACTIONS:
+    for fraction in data.protocol.fractions:
         rows = marked_rows(table, fraction, counts, metric)
         if not rows:
             continue
-        lines += [f"### {FRACTION_TITLES[fraction]}", "", "| Method | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        lines += [
+            f"### {data.protocol.fraction_title(fraction)}",
+            "",
+            "| Method | " + " | ".join(COLUMNS) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|",
+        ]
         for row in rows:
             cells = []
             for cell in row["cells"]:
@@ -146,7 +158,7 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
             lines += ["Failed runs: " + "; ".join(failed), ""]
         if metric == "hd95":
             lines += _hd95_markdown(hd95_rows(table, data.results, fraction))
-    beside = beside_paper(table, paper, counts) if metric == "dice" else []
+    beside = beside_paper(table, paper, counts, data.protocol) if metric == "dice" else []
     if beside:
         lines += ["## Beside the paper's Table 1", ""]
         if data.synthetic:
@@ -189,6 +201,7 @@ def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: b
     lines = (
         [f"% runs: {stamp}" for stamp in data.stamps]
         + [f"% scores: {space}" for space in data.scoring]
+        + [f"% cases: {data.protocol.caption}"]
         + [
             "% needs \\usepackage{booktabs,xcolor}",
             f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
@@ -197,11 +210,11 @@ def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: b
             "\\midrule",
         ]
     )
-    for fraction in FRACTIONS:
+    for fraction in data.protocol.fractions:
         rows = marked_rows(table, fraction, counts)
         if not rows:
             continue
-        lines.append(f"\\multicolumn{{{len(COLUMNS) + 1}}}{{l}}{{\\emph{{{latex_escape(FRACTION_TITLES[fraction])}}}}} \\\\")
+        lines.append(f"\\multicolumn{{{len(COLUMNS) + 1}}}{{l}}{{\\emph{{{latex_escape(data.protocol.fraction_title(fraction))}}}}} \\\\")
         for row in rows:
             cells = []
             for cell in row["cells"]:

@@ -30,6 +30,7 @@ from typing import Any
 
 from bench.data.labels import ORGANS
 from bench.io import read_json, write_json
+from splits import DEFAULT_PROTOCOL
 
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
@@ -153,6 +154,9 @@ class RunConfig:
     weights_identity: str | None
     eval_space: str  # "original": each label file's grid; "preprocessed": the profile's grid
     nsd_tolerance_mm: float
+    # Which cases each draw trains and tests on (splits.Protocol.name; the runs folder's protocol.json).
+    # Files written before protocols existed were all made under the default.
+    protocol: str = DEFAULT_PROTOCOL
     # A plugin method's module, distribution and version (methods.plugins.MethodSource); None: built in.
     method_source: dict[str, str | None] | None = None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from splits import FRACTIONS
+from bench.runs.protocol import folder_protocol
 from bench.io import read_json, write_json
 from bench.runs.files import FAILED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
 
@@ -127,12 +127,6 @@ def is_running(run_dir: Path, ask_scheduler: bool = True) -> tuple[bool, str]:
     return True, f"pid {pid} since {marker.get('started')}"
 
 
-def expected_repeats() -> dict[str, int]:
-    from splits import load_splits
-
-    return {fraction: len(draws) for fraction, draws in load_splits().train.items()}
-
-
 def _state_of(run_dir: Path, data: str, method: str, repeat: int, ask_scheduler: bool) -> RunState:
     if is_finished(run_dir):
         return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs_logged(run_dir))
@@ -154,8 +148,9 @@ def scan_grid(runs_dir: Path, ask_scheduler: bool = True) -> list[RunState]:
     """Every run of the expected grid, in (fraction as in the paper, method, repeat) order; whether
     a SLURM job is still on a run is asked of the queue only with ``ask_scheduler``."""
     runs_dir = Path(runs_dir)
-    expected = expected_repeats()
-    fractions = [f for f in FRACTIONS if (runs_dir / f).is_dir()]
+    protocol = folder_protocol(runs_dir)
+    expected = {fraction: len(draws) for fraction, draws in protocol.draws.items()}
+    fractions = [f for f in protocol.fractions if (runs_dir / f).is_dir()]
     methods = sorted({m.name for f in fractions for m in (runs_dir / f).iterdir() if m.is_dir() and any(m.glob("repeat*"))})
     found: set[tuple[str, str, int]] = set()
     for fraction in fractions:

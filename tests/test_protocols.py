@@ -1,0 +1,75 @@
+"""Protocols in runs: which cases each draw trains and tests on, chosen with --protocol, recorded in
+every configuration and in the runs folder, and never mixed in one report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from bench.runs.protocol import PROTOCOL_FILE, claim_folder, folder_protocol
+from splits import load_protocol, protocol_json
+from tests.conftest import invoke
+
+FAST = ["--profile", "smoke", "--device", "cpu", "--epochs", "1"]
+
+
+def test_a_protocol_naming_absent_cases_is_exit_2_naming_them_and_writes_nothing(tiny_synthetic, tmp_path):
+    mine = protocol_json(load_protocol())
+    mine["name"] = "mine"
+    mine["fractions"] = {"12pct": [{"train": ["0001", "0098"], "test": ["0035", "0099"]}]}
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(mine))
+    out = tmp_path / "runs"
+    result = invoke("run", "--methods", "unetr", "--data", "12pct", "--protocol", path, "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(
+        f"error: protocol mine names cases that {tiny_synthetic} lacks: 0098, 0099 (run bench data check)"
+    )
+    assert not (out / PROTOCOL_FILE).exists() and not list(out.glob("*/*/repeat*"))
+
+
+def test_a_runs_folder_holds_one_protocol(tmp_path):
+    out = tmp_path / "runs"
+    claim_folder(out, load_protocol("cv5"))
+    assert folder_protocol(out).name == "cv5"
+    claim_folder(out, load_protocol("cv5"))  # the same again: fine
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="holds runs of protocol cv5, not tpmamba: a runs folder holds one protocol"):
+        claim_folder(out, load_protocol("tpmamba"))
+
+
+def test_a_folder_from_before_protocols_is_the_default_ones(tmp_path):
+    (tmp_path / "25pct" / "unetr" / "repeat0").mkdir(parents=True)
+    assert folder_protocol(tmp_path).name == "tpmamba"
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="holds runs of protocol tpmamba, not cv5"):
+        claim_folder(tmp_path, load_protocol("cv5"))
+
+
+@pytest.mark.slow
+def test_cv5_tests_every_labelled_case_once_and_the_statistics_pair_all_30(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "unetr,vnet", "--data", "12pct", "--protocol", "cv5", "--repeats", "all"]
+    result = invoke(*args, "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "protocol cv5: nnU-Net's five folds" in result.output  # under the table
+    folds = load_protocol("cv5").draws["12pct"]
+    for k, fold in enumerate(folds):
+        config = json.loads((out / "12pct" / "unetr" / f"repeat{k}" / "config.json").read_text())
+        assert config["protocol"] == "cv5" and config["test_cases"] == list(fold.test) and config["train_cases"] == list(fold.train)
+    with open(out / "results.csv") as fh:
+        cases = {row["case"] for row in csv.DictReader(fh) if row["method"] == "unetr"}
+    assert len(cases) == 30
+    with open(out / "report" / "pairwise_tests.csv") as fh:
+        (test,) = list(csv.DictReader(fh))
+    assert (int(test["cases"]), int(test["draws"])) == (30, 5) and test["test"].startswith("exact")
+    table = (out / "report" / "table1.md").read_text()
+    assert "Cases: protocol cv5" in table and "Beside the paper" not in table  # the paper's numbers are another protocol's
+    html = (out / "report" / "report.html").read_text()
+    assert "protocol cv5" in html and "cannot show a difference" not in html  # 30 cases can
+    again = invoke("run", "--methods", "unetr", "--data", "12pct", "--data-root", tiny_synthetic, "--out", out, *FAST)
+    assert again.exit_code == 2 and "holds runs of protocol cv5, not tpmamba" in again.output
