@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.labels import LABEL_VALUES
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.errors import DataError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -41,6 +41,7 @@ class Dataset:
     root: Path
     cases: dict[str, Case]
     synthetic: bool = False
+    labels: LabelSet = BTCV_LABELS  # from dataset.json where it names them
 
     @property
     def source(self) -> str:
@@ -79,9 +80,10 @@ def _pair_folders(image_dir: Path, label_dir: Path) -> dict[str, Case]:
     return dict(sorted(cases.items()))
 
 
-def _from_dataset_json(root: Path, json_path: Path) -> dict[str, Case]:
+def _from_dataset_json(root: Path, json_path: Path) -> tuple[dict[str, Case], LabelSet]:
     try:
-        entries = json.loads(json_path.read_text())["training"]
+        description = json.loads(json_path.read_text())
+        entries = description["training"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{json_path}: not a readable dataset json with a 'training' list ({exc})") from exc
     cases: dict[str, Case] = {}
@@ -94,7 +96,20 @@ def _from_dataset_json(root: Path, json_path: Path) -> dict[str, Case]:
         if cid is None:
             raise DataError(f"{json_path}: no case number in image name {image.name!r}")
         cases[cid] = Case(cid, image, label)
-    return dict(sorted(cases.items()))
+    return dict(sorted(cases.items())), _label_set(description, json_path)
+
+
+def _label_set(description: dict, json_path: Path) -> LabelSet:
+    """The dataset.json's labels; BTCV's own names when it is BTCV under its short names (MONAI's
+    dataset_0.json: "rk", "IVC", ...): same values, so the tables keep Table 1's columns."""
+    labels = description.get("labels")
+    if labels is None:
+        return BTCV_LABELS
+    if not isinstance(labels, dict):
+        raise DataError(f"{json_path}: 'labels' must map names to values")
+    found = labels_from_dataset_json(labels, str(json_path))
+    named_btcv = "btcv" in f"{description.get('name', '')} {description.get('description', '')}".lower()
+    return BTCV_LABELS if named_btcv and len(found.organs) == len(BTCV_LABELS.organs) else found
 
 
 def locate_dataset(root: Path | str, synthetic: bool = False) -> Dataset:
@@ -102,6 +117,7 @@ def locate_dataset(root: Path | str, synthetic: bool = False) -> Dataset:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist or is not a folder")
+    labels = BTCV_LABELS
     for base in (root / "RawData" / "Training", root / "Training", root):
         if (base / "img").is_dir() and (base / "label").is_dir():
             cases = _pair_folders(base / "img", base / "label")
@@ -111,7 +127,7 @@ def locate_dataset(root: Path | str, synthetic: bool = False) -> Dataset:
         if (root / "imagesTr").is_dir() and (root / "labelsTr").is_dir():
             json_files = sorted(root.glob("dataset*.json"))
             if json_files:
-                cases, layout = _from_dataset_json(root, json_files[0]), "decathlon-json"
+                (cases, labels), layout = _from_dataset_json(root, json_files[0]), "decathlon-json"
             else:
                 cases, layout = _pair_folders(root / "imagesTr", root / "labelsTr"), "decathlon"
         else:
@@ -121,10 +137,10 @@ def locate_dataset(root: Path | str, synthetic: bool = False) -> Dataset:
             )
     if not cases:
         raise DataError(f"{root}: the {layout} layout was found but holds no NIfTI cases")
-    return Dataset(layout=layout, root=root, cases=cases, synthetic=synthetic)
+    return Dataset(layout=layout, root=root, cases=cases, synthetic=synthetic, labels=labels)
 
 
-def read_pair(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_pair(case: Case, labels: LabelSet = BTCV_LABELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Load (image, label, affine) and check that they belong together; DataError naming the file."""
     import nibabel as nib
 
@@ -143,7 +159,7 @@ def read_pair(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise DataError(f"case {case.case_id}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
     image, label = arrays
     check_pair(case, image.shape, label.shape, affines[0], affines[1])
-    check_label_values(case, label)
+    check_label_values(case, label, labels)
     return image, label, affines[0]
 
 
@@ -155,7 +171,7 @@ def read_grid(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
     return tuple(int(n) for n in header.get_data_shape()[:3]), tuple(float(z) for z in header.get_zooms()[:3])
 
 
-def read_label(case: Case) -> tuple[np.ndarray, np.ndarray]:
+def read_label(case: Case, labels: LabelSet = BTCV_LABELS) -> tuple[np.ndarray, np.ndarray]:
     """The label array exactly as stored and its affine: what original-space scores compare against."""
     import nibabel as nib
 
@@ -166,7 +182,7 @@ def read_label(case: Case) -> tuple[np.ndarray, np.ndarray]:
         label = np.asanyarray(nifti.dataobj)
     except Exception as exc:  # nibabel raises many types for truncated/corrupt files
         raise DataError(f"case {case.case_id}: cannot read {case.label} ({type(exc).__name__}: {exc})") from exc
-    check_label_values(case, label)
+    check_label_values(case, label, labels)
     return np.rint(label).astype(np.uint8), np.asarray(nifti.affine, dtype=np.float64)
 
 
@@ -177,12 +193,14 @@ def check_pair(case: Case, image_shape, label_shape, image_affine, label_affine)
         raise DataError(f"case {case.case_id}: image and label affines differ ({case.label})")
 
 
-def check_label_values(case: Case, label: np.ndarray) -> None:
+def check_label_values(case: Case, label: np.ndarray, labels: LabelSet = BTCV_LABELS) -> None:
     values = np.unique(label)
-    bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+    bad = [v for v in values.tolist() if v not in labels.values]
     if bad:
         shown = ", ".join(f"{v:g}" for v in bad[:5])
-        raise DataError(f"case {case.case_id}: label values outside 0..13 in {case.label}: {shown}")
+        raise DataError(
+            f"case {case.case_id}: label values outside 0..{labels.num_classes - 1} in {case.label}: {shown} (not in the dataset's labels)"
+        )
 
 
 def check_dataset(dataset: Dataset, expected_ids: Iterable[str]) -> list[str]:
@@ -197,7 +215,33 @@ def check_dataset(dataset: Dataset, expected_ids: Iterable[str]) -> list[str]:
     for cid in expected:
         if cid in dataset.cases:
             try:
-                read_pair(dataset.cases[cid])
+                read_pair(dataset.cases[cid], dataset.labels)
             except DataError as exc:
                 problems.append(str(exc))
     return problems
+
+
+def labels_from_dataset_json(labels: Mapping, where: str) -> LabelSet:
+    """The label set of a ``dataset.json`` ``labels`` entry, nnU-Net v2's ``{"name": value}`` or the
+    Decathlon's ``{"value": "name"}``. DataError naming ``where`` for two names of one value, a
+    missing background 0 or values that are not 1..N."""
+    by_value: dict[int, str] = {}
+    for key, value in labels.items():
+        name, number = (key, value) if isinstance(value, int | float) else (value, key)
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: label {name!r} has no whole-number value ({number!r})") from None
+        if number in by_value:
+            raise DataError(f"{where}: label value {number} has two names, {by_value[number]!r} and {name!r}")
+        by_value[number] = str(name)
+    if 0 not in by_value:
+        raise DataError(f"{where}: no background label 0")
+    values = sorted(by_value)
+    if values != list(range(len(values))) or len(values) < 2:
+        raise DataError(f"{where}: label values must be 0, 1, ..., N without gaps (as nnU-Net requires), got {values}")
+    organs = tuple(by_value[v] for v in values[1:])
+    columns = LabelSet(organs).columns
+    if len(set(columns)) != len(columns):
+        raise DataError(f"{where}: two organs shorten to one table column ({', '.join(columns)}); give them more different names")
+    return LabelSet(organs)

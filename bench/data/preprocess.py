@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.btcv import Case, Dataset, read_pair
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.settings import PreprocessSettings
 from bench.io import atomic_write
 
@@ -70,11 +71,11 @@ def _transforms(settings: PreprocessSettings):
     return Compose(steps)
 
 
-def preprocess_case(case: Case, settings: PreprocessSettings) -> PreprocessedCase:
-    """Read, validate and preprocess one case (no caching)."""
+def preprocess_case(case: Case, settings: PreprocessSettings, labels: LabelSet = BTCV_LABELS) -> PreprocessedCase:
+    """Read, validate (label values: ``labels``) and preprocess one case (no caching)."""
     from monai.data import MetaTensor
 
-    image, label, affine = read_pair(case)
+    image, label, affine = read_pair(case, labels)
     import torch
 
     data = {
@@ -108,7 +109,9 @@ def _savez(path: Path, **arrays) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load_or_preprocess(case: Case, settings: PreprocessSettings, cache_dir: Path) -> tuple[PreprocessedCase, bool]:
+def load_or_preprocess(
+    case: Case, settings: PreprocessSettings, cache_dir: Path, labels: LabelSet = BTCV_LABELS
+) -> tuple[PreprocessedCase, bool]:
     """The cached preprocessed case, computing and caching it first if needed. Returns (case, was_cached)."""
     path = Path(cache_dir) / f"{case.case_id}.npz"
     if path.exists():
@@ -117,7 +120,7 @@ def load_or_preprocess(case: Case, settings: PreprocessSettings, cache_dir: Path
                 return PreprocessedCase(case.case_id, npz["image"], npz["label"], float(npz["spacing_mm"]), npz["affine"]), True
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
-    result = preprocess_case(case, settings)
+    result = preprocess_case(case, settings, labels)
     path.parent.mkdir(parents=True, exist_ok=True)
     _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm), affine=result.affine)
     return result, False

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.preprocess import PreprocessedCase, to_original_grid
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
@@ -53,7 +54,7 @@ def reference_of(dataset, case_id: str) -> Reference:
     """A dataset case's label file as the reference its scores compare against."""
     from bench.data.btcv import read_label
 
-    return Reference(*read_label(dataset.cases[case_id]))
+    return Reference(*read_label(dataset.cases[case_id], dataset.labels))
 
 
 def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
@@ -143,27 +144,25 @@ def evaluate_cases(
     overlap: float,
     sw_batch_size: int,
     device: str,
-    num_classes: int = 14,
+    labels: LabelSet = BTCV_LABELS,
 ) -> list[CaseScores]:
     """Per-case Dice on the preprocessed grid (validation during training): organ -> {"dice"}."""
-    from bench.data.labels import ORGANS
-
     results = []
     for case in predict_cases(model, cases, roi, overlap, sw_batch_size, device):
-        dice = dice_per_organ(case.prediction, case.truth, num_classes)
-        results.append(CaseScores(case.case_id, {organ: {"dice": float(d)} for organ, d in zip(ORGANS, dice, strict=True)}))
+        dice = dice_per_organ(case.prediction, case.truth, labels.num_classes)
+        results.append(CaseScores(case.case_id, {organ: {"dice": float(d)} for organ, d in zip(labels.organs, dice, strict=True)}))
     return results
 
 
 def validation_dice(
-    cases: Sequence[PreprocessedCase], roi: int, overlap: float, sw_batch_size: int, device: str
+    cases: Sequence[PreprocessedCase], roi: int, overlap: float, sw_batch_size: int, device: str, labels: LabelSet = BTCV_LABELS
 ) -> Callable[[nn.Module], float]:
     """The validation line of log.jsonl: a model's Dice on ``cases`` (preprocessed grid), averaged
     over organs and cases (NaN skipped)."""
     from bench.evaluation.metrics import nanmean
 
     def dice(model: nn.Module) -> float:
-        per_case = evaluate_cases(model, cases, roi, overlap, sw_batch_size, device)
+        per_case = evaluate_cases(model, cases, roi, overlap, sw_batch_size, device, labels)
         return nanmean(m["dice"] for case in per_case for m in case.metrics.values())
 
     return dice

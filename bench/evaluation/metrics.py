@@ -24,7 +24,7 @@ import math
 import numpy as np
 import surface_distance
 
-from bench.data.labels import ORGANS
+from bench.data.labels import BTCV_LABELS, LabelSet
 
 # Recorded in every summary.json, so a reader knows which empty-organ rule its numbers follow.
 METRIC_CONVENTION = (
@@ -92,20 +92,22 @@ def score_case(
     reference: np.ndarray,
     spacing_mm: float | tuple[float, float, float],
     tolerance_mm: float = 1.0,
+    labels: LabelSet = BTCV_LABELS,
 ) -> dict[str, dict[str, float]]:
-    """{organ: {"dice", "nsd", "hd95", "n_ref", "n_pred"}} for one case, labels in BTCV order;
-    ``spacing_mm`` is the voxel size of both arrays (one number if isotropic), NSD's tolerance in mm."""
+    """{organ: {"dice", "nsd", "hd95", "n_ref", "n_pred"}} for one case, organs of ``labels`` in
+    value order; ``spacing_mm`` is the voxel size of both arrays (one number if isotropic), NSD's
+    tolerance in mm."""
     from scipy.ndimage import find_objects
 
     spacing = (float(spacing_mm),) * 3 if np.isscalar(spacing_mm) else tuple(float(s) for s in spacing_mm)
-    num_classes = len(ORGANS) + 1
+    num_classes = labels.num_classes
     dice = dice_per_organ(prediction, reference, num_classes)
     # Each organ's box in both maps from one pass over each: comparing whole volumes label by label
     # cost more than the surface distances themselves.
     pred_boxes = find_objects(prediction, max_label=num_classes - 1)
     ref_boxes = find_objects(reference, max_label=num_classes - 1)
     out: dict[str, dict[str, float]] = {}
-    for index, organ in enumerate(ORGANS, start=1):
+    for index, organ in enumerate(labels.organs, start=1):
         pred_box, ref_box = pred_boxes[index - 1], ref_boxes[index - 1]
         if pred_box is None and ref_box is None:
             nsd, hd95, n_pred, n_ref = math.nan, math.nan, 0, 0

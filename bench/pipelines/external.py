@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bench.console import plain
 from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name
-from bench.data.labels import LABEL_VALUES
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.source import data_identity, resolve_dataset
 from bench.errors import UserError
 from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
@@ -53,8 +53,9 @@ def find_predictions(pred_dir: Path, case_ids: list[str]) -> dict[str, Path]:
     return found
 
 
-def read_prediction(path: Path, reference: Reference) -> np.ndarray:
-    """The label map in ``path``; UserError naming the file when it cannot stand beside the reference."""
+def read_prediction(path: Path, reference: Reference, label_set: LabelSet = BTCV_LABELS) -> np.ndarray:
+    """The label map in ``path``; UserError naming the file when it cannot stand beside the reference
+    or holds a value ``label_set`` does not name."""
     import nibabel as nib
 
     try:
@@ -67,9 +68,9 @@ def read_prediction(path: Path, reference: Reference) -> np.ndarray:
     if not np.allclose(nifti.affine, reference.affine, atol=1e-3):
         raise UserError(f"{path}: its affine does not match its label file's (resample it onto the label's grid first)")
     values = np.unique(labels)
-    bad = [v for v in values.tolist() if v not in LABEL_VALUES]
+    bad = [v for v in values.tolist() if v not in label_set.values]
     if bad:
-        raise UserError(f"{path}: label values outside 0..13: {', '.join(f'{v:g}' for v in bad[:5])}")
+        raise UserError(f"{path}: label values outside 0..{label_set.num_classes - 1}: {', '.join(f'{v:g}' for v in bad[:5])}")
     return labels.astype(np.uint8)
 
 
@@ -110,7 +111,7 @@ class ExternalPredictions:
         labels = {}
         for case_id in run.test_ids:
             reference = reference_of(self.dataset, case_id)
-            labels[case_id] = (read_prediction(self.files[case_id], reference), reference)
+            labels[case_id] = (read_prediction(self.files[case_id], reference, self.dataset.labels), reference)
             console.print(f"read {plain(self.files[case_id].name)}", highlight=False)
         return ExternalRun(labels)
 
@@ -164,6 +165,7 @@ def score_predictions(
         eval_space="original",
         nsd_tolerance_mm=float(nsd_tolerance_mm),
         protocol=protocol.name,
+        labels=dataset.labels.organs,
     )
     folder = run_dir(out, data, method, repeat)
     run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), folder, config, config.hash(), method)

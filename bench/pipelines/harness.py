@@ -40,7 +40,12 @@ class HarnessRun:
 
             # Validation Dice on the test cases draws the convergence curves only; the scored model is the last epoch's.
             validation = validation_dice(
-                [grid.cases[c] for c in run.test_ids], profile.roi, profile.sw_overlap, profile.sw_batch_size, grid.device
+                [grid.cases[c] for c in run.test_ids],
+                profile.roi,
+                profile.sw_overlap,
+                profile.sw_batch_size,
+                grid.device,
+                run.config.label_set,
             )
             self.state = train(
                 self.network,
@@ -91,7 +96,10 @@ class HarnessPipeline:
         # the frozen random backbone its checkpoint leaves out. The options were checked when planning,
         # so an error here is the builder's own and is recorded as this run's failure.
         torch.manual_seed(run.config.seed)
-        network = create_model(run.base_method, size=profile.model_size, roi_size=(profile.roi,) * 3, **run.options, **extra)
+        classes = run.config.label_set.num_classes
+        network = create_model(
+            run.base_method, size=profile.model_size, out_channels=classes, roi_size=(profile.roi,) * 3, **run.options, **extra
+        )
         return HarnessRun(run, job, console, network, spacing_mm=profile.preprocess.spacing_mm)
 
 

@@ -69,11 +69,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict | None) -> Path:
+def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict | None, organs: Sequence[str]) -> Path:
     """An nnU-Net raw dataset of the draw: imagesTr + labelsTr (the training cases), imagesTs (the
-    test cases), dataset.json with the 13 organs. ``train``/``test``: dataset cases; ``coarse``:
-    case id -> PreprocessedCase to write instead of linking the original files (smoke profile)."""
-    from bench.data.labels import ORGANS
+    test cases), dataset.json with ``organs`` (the run's label set, values 1..N). ``train``/``test``:
+    dataset cases; ``coarse``: case id -> PreprocessedCase to write instead of linking the original
+    files (smoke profile)."""
     from bench.io import write_nifti_gz
 
     folder = Path(root) / DATASET_NAME
@@ -93,7 +93,7 @@ def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict
                 write_nifti_gz(label, pre.label[0].astype(np.uint8), pre.affine)
     dataset = {
         "channel_names": {"0": "CT"},
-        "labels": {"background": 0, **{organ: i + 1 for i, organ in enumerate(ORGANS)}},
+        "labels": {"background": 0, **{organ: i + 1 for i, organ in enumerate(organs)}},
         "numTraining": len(train),
         "file_ending": ".nii.gz",
         "name": "BTCV draw exported by sam3d-bench",

@@ -152,7 +152,7 @@ class NNUNetV2Pipeline:
         coarse = {c.case_id: grid.cases[c.case_id] for c in train_cases + test_cases} if coarse_profile else None
         console.print(f"{plain(run.method)} {run.data} #{run.repeat}: nnU-Net plans and preprocesses the draw's {len(train_cases)} cases")
         with nnunet_folders(raw, preprocessed, results, augmentation_workers=1):
-            export_raw_dataset(raw, train_cases, test_cases, coarse)
+            export_raw_dataset(raw, train_cases, test_cases, coarse, run.config.labels)
             plans = plan_and_preprocess(preprocessed, planner)
         workers = 0 if coarse_profile else int(os.environ.get("nnUNet_n_proc_DA", "8"))
         with nnunet_folders(raw, preprocessed, results, augmentation_workers=workers):

@@ -73,7 +73,7 @@ def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console
     with progress_bar(console) as progress:
         task = progress.add_task("preprocessing (cached once)", total=len(case_ids), status="")
         for cid in sorted(case_ids):
-            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir)
+            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir, dataset.labels)
             cases[cid] = case
             cached += was_cached
             progress.update(task, advance=1, status=f"{cached} from cache")
@@ -185,7 +185,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
     """Check the request, find the data, plan the runs and preprocess the cases they need."""
     decided = decide(request, console, announce)
     identity = data_identity(decided.dataset, load_protocol(request.protocol).all_ids())
-    planned = plan_runs(decided.request, decided.profile, decided.device, identity, decided.weights)
+    planned = plan_runs(decided.request, decided.profile, decided.device, identity, decided.weights, decided.dataset.labels)
     return prepare_runs(decided, planned, console)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench import distributed
 from bench.data.btcv import Dataset
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.preprocess import PreprocessedCase
 from bench.errors import UserError
 from bench.plan.profiles import Profile, parse_repeats, profile_dict
@@ -156,9 +157,11 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
     return typed
 
 
-def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str, weights: BackboneWeights | None) -> list[PlannedRun]:
+def plan_runs(
+    request: RunRequest, profile: Profile, device: str, identity: str, weights: BackboneWeights | None, label_set: LabelSet = BTCV_LABELS
+) -> list[PlannedRun]:
     """Every run the request asks for, configured and hashed; ``identity``: the data's content
-    identity (``bench.data.source.data_identity``)."""
+    identity (``bench.data.source.data_identity``), ``label_set``: its organs."""
     from methods import get_method
 
     protocol = load_protocol(request.protocol)
@@ -191,6 +194,7 @@ def plan_runs(request: RunRequest, profile: Profile, device: str, identity: str,
                 family=info.family,
                 hyperparameters=hyper,
                 protocol=protocol.name,
+                labels=label_set.organs,
                 data=request.data,
                 repeat=repeat,
                 train_cases=list(run.train_ids),

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.data.labels import LabelSet
 from bench.errors import UserError
 from bench.io import read_json
 from bench.runs.files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, ConfigFile, RunFileError, RunSummary, read_log
 from bench.runs.protocol import folder_protocol
-from bench.runs.results import load_results
+from bench.runs.results import load_results, results_labels
 from bench.runs.state import RunState, scan_grid
 from splits import Protocol
 
@@ -29,6 +30,7 @@ class ReportData:
     curves: dict[str, dict[str, list[tuple[list[int], list[float]]]]]
     stamps: list[str]
     protocol: Protocol  # the folder's (bench.runs.protocol): which cases each draw trained and was tested on
+    labels: LabelSet  # the runs' label set: their organs, the tables' columns
     extras: dict = field(default_factory=dict)  # flops / speed JSON found in the folder
 
     @property
@@ -176,4 +178,10 @@ def load_report_data(runs_dir: Path) -> ReportData:
         raise UserError(
             f"{runs_dir} is a folder of protocol {protocol.name} but holds runs of another: {', '.join(others[:3])}; report them apart"
         )
-    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, find_extras(runs_dir))
+    label_sets = {c.config.label_set for c in configs.values()} or {results_labels(results)}
+    if len(label_sets) > 1:
+        named = "; ".join(", ".join(ls.columns) for ls in label_sets)
+        raise UserError(
+            f"{runs_dir} holds runs of {len(label_sets)} label sets ({named}); a table has one set of organ columns: report them apart"
+        )
+    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, label_sets.pop(), find_extras(runs_dir))

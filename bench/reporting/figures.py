@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.data.labels import ORGAN_COLUMNS, ORGANS
+from bench.data.labels import LabelSet
 from reports import PAPER_METHOD
 from splits import Protocol
 
@@ -100,16 +100,16 @@ def data_efficiency_figure(table: pd.DataFrame, colors: dict, protocol: Protocol
     return fig
 
 
-def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str], colors: dict, percent: str) -> Figure:
+def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str], colors: dict, percent: str, labels: LabelSet) -> Figure:
     """Per-organ Dice (%) over test cases and draws: one group of boxes per organ, one box per method."""
     df = results[results["data"] == fraction].copy()
     df["dice"] = pd.to_numeric(df["dice"], errors="coerce") * 100
-    fig = Figure(figsize=(max(9.0, 0.35 * len(methods) * len(ORGANS)), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(9.0, 0.35 * len(methods) * len(labels.organs)), 4.2), layout="constrained")
     ax = fig.subplots()
     width = 0.8 / max(len(methods), 1)
     for i, method in enumerate(methods):
-        values = [df[(df["method"] == method) & (df["organ"] == organ)]["dice"].dropna().to_numpy() for organ in ORGANS]
-        positions = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(ORGANS))]
+        values = [df[(df["method"] == method) & (df["organ"] == organ)]["dice"].dropna().to_numpy() for organ in labels.organs]
+        positions = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(labels.organs))]
         kept = [(p, v) for p, v in zip(positions, values, strict=True) if v.size]
         if not kept:
             continue
@@ -126,7 +126,7 @@ def organ_boxplot_figure(results: pd.DataFrame, fraction: str, methods: list[str
             patch.set_facecolor(colors[method])
             patch.set_alpha(0.75)
         ax.plot([], [], color=colors[method], linewidth=6, label=method)
-    ax.set_xticks(range(len(ORGANS)), ORGAN_COLUMNS)
+    ax.set_xticks(range(len(labels.organs)), labels.columns)
     ax.set_ylim(-2, 102)
     ax.set_ylabel("Dice (%) per case")
     ax.set_title(f"{percent} of the training data: Dice per organ over test cases and draws")

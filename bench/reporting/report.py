@@ -29,8 +29,8 @@ from bench.reporting.stats import (
     per_case_scores,
 )
 from bench.reporting.tables import (
-    COLUMNS,
     beside_paper,
+    columns_of,
     hd95_penalty_range,
     hd95_rows,
     marked_rows,
@@ -127,7 +127,7 @@ def render_html(
         scoring=data.scoring,
         protocol=data.protocol.caption,
         synthetic=data.synthetic,
-        columns=COLUMNS,
+        columns=columns_of(tables["dice"]),
         fractions=fractions("dice"),
         nsd_fractions=fractions("nsd"),
         hd95_fractions=fractions("hd95"),
@@ -173,7 +173,7 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
             m for m in order if not data.results.empty and ((data.results["data"] == fraction) & (data.results["method"] == m)).any()
         ]
         if methods:
-            fig = organ_boxplot_figure(data.results, fraction, methods, colors, data.protocol.percent(fraction))
+            fig = organ_boxplot_figure(data.results, fraction, methods, colors, data.protocol.percent(fraction), data.labels)
             figures[f"organs_{fraction}"] = save_png(fig, out_dir / f"organs_{fraction}.png")
     for st in stats:
         if st["limit"]:  # an empty heatmap would read as "no differences"; the report says why instead
@@ -202,7 +202,7 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
             prov = config.provenance
             counts[(fraction, method)]["title"] = "; ".join(part for part in (prov.method_title, prov.method_source) if part)
     order = method_order({s.method for s in data.states}, paper)
-    tables = {metric: table1(data.results, counts, order, metric, data.protocol.fractions) for metric in METRICS}
+    tables = {metric: table1(data.results, counts, order, metric, data.protocol.fractions, data.labels) for metric in METRICS}
     table = tables["dice"]
     stats = statistics(data, table)
     out_dir = Path(out_dir)

@@ -9,12 +9,16 @@ import math
 
 import pandas as pd
 
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.reporting.data import ReportData
-from bench.runs.results import LOWER_IS_BETTER, METRIC_TITLES, TABLE_COLUMNS, hd95_summary, organ_table
+from bench.runs.results import LOWER_IS_BETTER, METRIC_TITLES, hd95_summary, organ_table
 from bench.runs.state import describe
 from splits import FRACTIONS, Protocol
 
-COLUMNS = TABLE_COLUMNS
+
+def columns_of(table: pd.DataFrame) -> list[str]:
+    """A Table-1 frame's columns (its label set's, then Avg), from its ``<column>_mean`` fields."""
+    return [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean")]
 
 
 def table1(
@@ -23,17 +27,19 @@ def table1(
     order: list[str] | None = None,
     metric: str = "dice",
     fractions: tuple[str, ...] = FRACTIONS,
+    labels: LabelSet = BTCV_LABELS,
 ) -> pd.DataFrame:
     """Long table of one metric: one row per (data, method) with mean/std over draws for every column
     and the draw count. Grid cells with no finished draw (counts) get a row of NaN, so they are
     shown, not dropped.
     """
-    rows = organ_table(results, metric).to_dict("records") if not results.empty else []
+    columns = (*labels.columns, "Avg")
+    rows = organ_table(results, metric, labels).to_dict("records") if not results.empty else []
     have = {(r["data"], r["method"]) for r in rows}
     for data, method in counts or {}:
         if (data, method) not in have:
-            rows.append({"data": data, "method": method, "repeats": 0, **{f"{c}_{s}": math.nan for c in COLUMNS for s in ("mean", "std")}})
-    table = pd.DataFrame(rows, columns=["data", "method", *[f"{c}_{s}" for s in ("mean", "std") for c in COLUMNS], "repeats"])
+            rows.append({"data": data, "method": method, "repeats": 0, **{f"{c}_{s}": math.nan for c in columns for s in ("mean", "std")}})
+    table = pd.DataFrame(rows, columns=["data", "method", *[f"{c}_{s}" for s in ("mean", "std") for c in columns], "repeats"])
     rank = {m: i for i, m in enumerate(order or sorted(table["method"].unique()))}
     table["_f"] = table["data"].map({f: i for i, f in enumerate(fractions)})
     table["_m"] = table["method"].map(lambda m: rank.get(m, len(rank)))
@@ -52,12 +58,13 @@ def _ranks(values: list[float], lower_is_better: bool = False) -> tuple[float | 
 
 def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = "dice") -> list[dict]:
     """Rows of one fraction ready for any renderer: label, note, and per column (mean, std, mark)."""
+    columns = columns_of(table)
     rows = table[table["data"] == fraction]
-    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), metric in LOWER_IS_BETTER) for c in COLUMNS}
+    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), metric in LOWER_IS_BETTER) for c in columns}
     out = []
     for _, row in rows.iterrows():
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             mean, std = row[f"{c}_mean"], row[f"{c}_std"]
             shown = round(mean, 1) if mean == mean else None
             mark = "best" if shown is not None and shown == marks[c][0] else "second" if shown is not None and shown == marks[c][1] else ""
@@ -102,19 +109,20 @@ def hd95_penalty_range(rows: list[dict]) -> str:
 def beside_paper(table: pd.DataFrame, paper: dict, counts: dict, protocol: Protocol) -> list[dict]:
     """Ours, the paper's and the difference per column, for every (fraction, method) both have, when
     the runs were made under the protocol the paper's table was measured under."""
+    columns = columns_of(table)
     beside = []
     for fraction in protocol.fractions if protocol.compare_with_paper else ():
         for row in marked_rows(table, fraction, counts):
             published = paper.get((fraction, row["method"]))
-            if published and row["repeats"]:
+            if published and row["repeats"] and all(c in published for c in columns):
                 ours = [cell["mean"] for cell in row["cells"]]
                 beside.append(
                     {
                         "data": fraction,
                         "method": row["method"],
                         "ours": ours,
-                        "paper": [published[c] for c in COLUMNS],
-                        "diff": [o - published[c] for o, c in zip(ours, COLUMNS, strict=True)],
+                        "paper": [published[c] for c in columns],
+                        "diff": [o - published[c] for o, c in zip(ours, columns, strict=True)],
                     }
                 )
     return beside
@@ -128,6 +136,7 @@ def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " 
 
 def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False, metric: str = "dice") -> str:
     """Table 1 (Dice, with the paper's rows beside it) or the same table of another metric."""
+    columns = columns_of(table)
     name = "Table 1: " if metric == "dice" else ""
     spread = ", mean over draws" if compact else ", mean +/- std over draws"
     lines = [f"# {name}{METRIC_TITLES[metric]} on the test cases{spread}", ""]
@@ -142,8 +151,8 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         lines += [
             f"### {data.protocol.fraction_title(fraction)}",
             "",
-            "| Method | " + " | ".join(COLUMNS) + " |",
-            "|---" * (len(COLUMNS) + 1) + "|",
+            "| Method | " + " | ".join(columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
         ]
         for row in rows:
             cells = []
@@ -163,7 +172,7 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         lines += ["## Beside the paper's Table 1", ""]
         if data.synthetic:
             lines += ["The paper's rows are BTCV results: next to synthetic-data runs they are context, not a comparison.", ""]
-        lines += ["| Fraction | Method | | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 3) + "|"]
+        lines += ["| Fraction | Method | | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
         for row in beside:
             lines.append(f"| {row['data']} | {row['method']} | ours | " + " | ".join(_fmt(v) for v in row["ours"]) + " |")
             lines.append("| | | paper | " + " | ".join(f"{v:.1f}" for v in row["paper"]) + " |")
@@ -198,15 +207,16 @@ def latex_escape(text: str) -> str:
 
 def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: bool = False) -> str:
     """A booktabs tabular fragment (needs booktabs and xcolor), best red and second best blue."""
+    columns = columns_of(table)
     lines = (
         [f"% runs: {stamp}" for stamp in data.stamps]
         + [f"% scores: {space}" for space in data.scoring]
         + [f"% cases: {data.protocol.caption}"]
         + [
             "% needs \\usepackage{booktabs,xcolor}",
-            f"\\begin{{tabular}}{{l{'r' * len(COLUMNS)}}}",
+            f"\\begin{{tabular}}{{l{'r' * len(columns)}}}",
             "\\toprule",
-            "Method & " + " & ".join(COLUMNS) + " \\\\",
+            "Method & " + " & ".join(columns) + " \\\\",
             "\\midrule",
         ]
     )
@@ -214,7 +224,7 @@ def render_latex(data: ReportData, table: pd.DataFrame, counts: dict, compact: b
         rows = marked_rows(table, fraction, counts)
         if not rows:
             continue
-        lines.append(f"\\multicolumn{{{len(COLUMNS) + 1}}}{{l}}{{\\emph{{{latex_escape(data.protocol.fraction_title(fraction))}}}}} \\\\")
+        lines.append(f"\\multicolumn{{{len(columns) + 1}}}{{l}}{{\\emph{{{latex_escape(data.protocol.fraction_title(fraction))}}}}} \\\\")
         for row in rows:
             cells = []
             for cell in row["cells"]:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.data.labels import ORGANS
+from bench.data.labels import ORGANS, LabelSet
 from bench.io import read_json, write_json
 from splits import DEFAULT_PROTOCOL
 
@@ -157,11 +157,18 @@ class RunConfig:
     # Which cases each draw trains and tests on (splits.Protocol.name; the runs folder's protocol.json).
     # Files written before protocols existed were all made under the default.
     protocol: str = DEFAULT_PROTOCOL
+    # The dataset's organs in label-value order (bench.data.labels.LabelSet); before label sets: BTCV's.
+    labels: tuple[str, ...] = ORGANS
     # A plugin method's module, distribution and version (methods.plugins.MethodSource); None: built in.
     method_source: dict[str, str | None] | None = None
 
+    @property
+    def label_set(self) -> LabelSet:
+        return LabelSet(tuple(self.labels))
+
     def hash(self) -> str:
         fields = asdict(self)
+        fields["labels"] = list(self.labels)  # the same hash whether read back (a list) or planned (a tuple)
         if fields["method_source"] is None:  # built-in runs keep the hashes they had before plugins existed
             del fields["method_source"]
         return config_hash(fields)
@@ -252,8 +259,9 @@ class RunSummary:
         summary = _read_record(cls, path)
         cases = [_record(CaseScores, case, path) for case in summary.metric_per_case]
         cases = [CaseScores(c.case, _nan_for_null(c.metrics)) for c in cases]
+        organs = list(summary.mean) if isinstance(summary.mean, dict) and summary.mean else list(ORGANS)  # its label set
         for case in cases:
-            missing = [f"{organ} {metric}" for organ in ORGANS for metric in METRICS if metric not in case.metrics.get(organ, {})]
+            missing = [f"{organ} {metric}" for organ in organs for metric in METRICS if metric not in case.metrics.get(organ, {})]
             if missing:
                 raise RunFileError(f"{path}: case {case.case} lacks {', '.join(missing[:3])} (written by an older bench?)")
         means = {"mean": _nan_for_null(summary.mean), "foreground_mean": _nan_for_null(summary.foreground_mean)}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.data.labels import ORGAN_COLUMNS, ORGANS
+from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
 from bench.io import locked, write_text
 from bench.evaluation.metrics import nanmean
 from bench.runs.files import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
@@ -27,8 +27,9 @@ def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]]
 
     Means skip NaN (organ absent from both reference and prediction), as nnU-Net does.
     """
-    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in METRICS} for organ in ORGANS}
-    foreground = {metric: nanmean(mean[organ][metric] for organ in ORGANS) for metric in METRICS}
+    organs = list(per_case[0].metrics) if per_case else []  # the run's label set, in value order
+    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in METRICS} for organ in organs}
+    foreground = {metric: nanmean(mean[organ][metric] for organ in organs) for metric in METRICS}
     return mean, foreground
 
 
@@ -71,7 +72,7 @@ def collect_rows(runs_dir: Path) -> list[dict]:
     for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}")):
         summary = RunSummary.read(path)
         for case in summary.metric_per_case:
-            for organ in ORGANS:
+            for organ in summary.mean:
                 rows.append(
                     {
                         "method": summary.method,
@@ -103,7 +104,7 @@ def write_results_csv(runs_dir: Path) -> Path:
     return path
 
 
-TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")
+TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")  # BTCV's; another label set's are (*labels.columns, "Avg")
 # How each metric is shown: Dice and NSD as percentages (higher is better), HD95 in mm (lower is better).
 METRIC_TITLES = {"dice": "Dice (%)", "nsd": "NSD (%)", "hd95": "HD95 (mm)"}
 LOWER_IS_BETTER = frozenset({"hd95"})
@@ -113,7 +114,12 @@ def metric_scale(metric: str) -> float:
     return 1.0 if metric == "hd95" else 100.0
 
 
-def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+def results_labels(results: pd.DataFrame) -> LabelSet:
+    """The label set of a results table: its organs in the order the summaries list them (value order)."""
+    return LabelSet(tuple(dict.fromkeys(results["organ"]))) if not results.empty else BTCV_LABELS
+
+
+def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = BTCV_LABELS) -> pd.DataFrame:
     """One row per (data, method): mean and std over draws of every organ and of Avg (in percent, HD95
     in mm) and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
 
@@ -122,9 +128,9 @@ def organ_table(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """
     df = results.copy()
     df[metric] = pd.to_numeric(df[metric], errors="coerce")
-    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(ORGANS))
-    per_repeat.columns = list(ORGAN_COLUMNS)
-    per_repeat["Avg"] = per_repeat[list(ORGAN_COLUMNS)].mean(axis=1, skipna=True)
+    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(labels.organs))
+    per_repeat.columns = list(labels.columns)
+    per_repeat["Avg"] = per_repeat[list(labels.columns)].mean(axis=1, skipna=True)
     grouped = (per_repeat * metric_scale(metric)).groupby(["data", "method"])
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
     out["repeats"] = grouped.size()

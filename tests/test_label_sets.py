@@ -1,0 +1,97 @@
+"""A dataset's label set is data: from its dataset.json, BTCV's 13 organs by default, and every
+table, score and network follows it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bench.data.btcv import labels_from_dataset_json, locate_dataset
+from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet, column_name
+from bench.errors import DataError
+from tests.conftest import invoke
+
+# Three of BTCV's organs under new values, the rest background: another dataset's label set.
+REMAP = {"liver": 6, "spleen": 1, "duodenum": 7}  # duodenum painted where BTCV's stomach is
+
+
+def test_both_dataset_json_forms_give_the_label_set():
+    nnunet = labels_from_dataset_json({"background": 0, "liver": 1, "urinary bladder": 2}, "d.json")
+    decathlon = labels_from_dataset_json({"0": "background", "1": "liver", "2": "urinary bladder"}, "d.json")
+    assert nnunet == decathlon == LabelSet(("liver", "urinary bladder"))
+    assert nnunet.columns == ("Liver", "UBla") and nnunet.num_classes == 3 and nnunet.values == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ({"background": 0, "liver": 1, "hepar": 1}, "label value 1 has two names, 'liver' and 'hepar'"),
+        ({"liver": 1}, "no background label 0"),
+        ({"background": 0, "liver": 1, "spleen": 3}, "label values must be 0, 1, ..., N without gaps"),
+        ({"background": 0, "liver": "one"}, "label 'one' has no whole-number value|label 'liver' has no whole-number value"),
+    ],
+)
+def test_a_bad_label_set_is_one_line_naming_the_file(labels, message):
+    with pytest.raises(DataError, match=f"d.json: ({message})"):
+        labels_from_dataset_json(labels, "d.json")
+
+
+def test_btcv_keeps_table_1_columns_and_other_organs_get_short_ones():
+    assert BTCV_LABELS.columns == ORGAN_COLUMNS and BTCV_LABELS.num_classes == 14 and BTCV_LABELS.is_btcv
+    assert column_name("duodenum") == "Duode" and column_name("prostate/uterus") == "PUte"
+
+
+def decathlon_copy(tiny: Path, root: Path, labels: dict, remap: dict[str, int] | None, name: str = "mine") -> Path:
+    """The tiny synthetic abdomen in the Decathlon layout with ``labels`` in its dataset.json; each
+    label map's organs renumbered by ``remap`` (new name -> BTCV value), the rest set to background."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    training = []
+    for image in sorted((tiny / "RawData" / "Training" / "img").glob("*.nii.gz")):
+        cid = image.name[3:7]
+        label = nib.load(str(tiny / "RawData" / "Training" / "label" / f"label{cid}.nii.gz"))
+        values = np.asarray(label.dataobj)
+        out = values if remap is None else np.zeros_like(values)
+        for organ, btcv_value in (remap or {}).items():
+            out[values == btcv_value] = labels[organ]
+        (root / "imagesTr" / f"case_{cid}_0000.nii.gz").write_bytes(image.read_bytes())
+        nib.save(nib.Nifti1Image(out.astype(np.uint8), label.affine), str(root / "labelsTr" / f"case_{cid}.nii.gz"))
+        training.append({"image": f"imagesTr/case_{cid}_0000.nii.gz", "label": f"labelsTr/case_{cid}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps({"name": name, "labels": labels, "training": training}))
+    return root
+
+
+def test_a_label_value_the_dataset_json_does_not_name_is_reported(tiny_synthetic, tmp_path):
+    root = decathlon_copy(tiny_synthetic, tmp_path / "d", {"background": 0, "liver": 1}, remap=None)  # BTCV's 13 values kept
+    assert locate_dataset(root).labels == LabelSet(("liver",))
+    result = invoke("data", "check", "--data-root", root)
+    assert result.exit_code != 0 and "label values outside 0..1 in" in result.output
+
+
+def test_monais_btcv_json_with_short_names_is_btcv(tiny_synthetic, tmp_path):
+    short = {"0": "background", **{str(i + 1): c.lower() for i, c in enumerate(ORGAN_COLUMNS)}}
+    root = decathlon_copy(tiny_synthetic, tmp_path / "d", short, remap=None, name="btcv")
+    assert locate_dataset(root).labels == BTCV_LABELS
+
+
+@pytest.mark.slow
+def test_another_label_set_runs_end_to_end_with_its_own_columns(tiny_synthetic, tmp_path):
+    labels = {"background": 0, "liver": 1, "spleen": 2, "duodenum": 3}
+    root = decathlon_copy(tiny_synthetic, tmp_path / "d", labels, REMAP)
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "unetr", "--data", "12pct", "--data-root", root, "--out", out]
+    result = invoke(*args, "--profile", "smoke", "--device", "cpu", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert "Liver" in result.output and "Duode" in result.output and "Panc" not in result.output
+    config = json.loads((out / "12pct" / "unetr" / "repeat0" / "config.json").read_text())
+    assert config["labels"] == ["liver", "spleen", "duodenum"]
+    with open(out / "results.csv") as fh:
+        assert {row["organ"] for row in csv.DictReader(fh)} == {"liver", "spleen", "duodenum"}
+    table = (out / "report" / "table1.md").read_text()
+    assert "| Method | Liver | Sple | Duode | Avg |" in table
+    assert "report.html" in result.output and 'data-method="unetr"' in (out / "report" / "report.html").read_text()
