@@ -8,6 +8,7 @@ made by ``make_splits.py`` (a test checks that the committed files equal its out
   the other 24, and five seeded draws of 25 % and 12 % of them.
 - ``cv5``: nnU-Net's five folds over the 30 labelled cases, nnU-Net's own assignment; fold k is
   draw k of every fraction, tested on its six held-out cases (each labelled case is tested once).
+- ``synapse8``: TransUNet's Synapse split (18 training, 12 test cases), scored on its 8 organs.
 
 ``bench run --protocol NAME|FILE`` selects one; its name is in every run's configuration.
 """
@@ -43,6 +44,8 @@ class Protocol:
     # The paper's Table 1 was measured under this protocol: reports set their rows beside it.
     compare_with_paper: bool = False
     source: str = ""  # "built-in" or the file it was read from
+    # The organs scored and tabled, in this order (e.g. Synapse's 8); empty: every organ of the dataset.
+    organs: tuple[str, ...] = ()
 
     @property
     def fractions(self) -> tuple[str, ...]:
@@ -143,7 +146,14 @@ def parse_protocol(text: str, source: str) -> Protocol:
         seed=int(raw.get("seed", 0)),
         compare_with_paper=bool(raw.get("compare_with_paper", False)),
         source=source,
+        organs=_organs(raw.get("organs", []), where),
     )
+
+
+def _organs(organs, where: str) -> tuple[str, ...]:
+    if not isinstance(organs, list) or not all(isinstance(o, str) and o for o in organs) or len(set(organs)) != len(organs):
+        raise ProtocolError(f"{where}: 'organs' must be a list of distinct organ names")
+    return tuple(organs)
 
 
 def protocol_json(protocol: Protocol) -> dict:
@@ -153,6 +163,7 @@ def protocol_json(protocol: Protocol) -> dict:
         "description": protocol.description,
         "seed": protocol.seed,
         "compare_with_paper": protocol.compare_with_paper,
+        **({"organs": list(protocol.organs)} if protocol.organs else {}),
         "fractions": {f: [{"train": list(d.train), "test": list(d.test)} for d in draws] for f, draws in protocol.draws.items()},
     }
 

@@ -12,6 +12,12 @@ adding draws never changes earlier ones.
 (``nnunetv2.utilities.crossval_split.generate_crossval_split`` with its seed 12345 on the sorted
 ids). Fold k is draw k of every fraction: 100 % trains on the fold's 24 training cases, 25 % and
 12 % on 6 and 3 of them drawn as above from the fold's own 24; all are tested on the fold's six.
+
+``synapse8``: TransUNet's Synapse split, the one SAMed reports on too: test on the 12 cases of its
+``lists_Synapse/test_vol.txt``, train on the other 18, score the 8 organs of its tables. The
+networks train on all 13 BTCV labels, as under the other protocols, so that a Synapse row differs
+from a BTCV row only in its cases and the organs scored; TransUNet's own preprocessing keeps the 8
+organs and merges the other five into background, a different task (say so beside such numbers).
 """
 
 from __future__ import annotations
@@ -71,7 +77,29 @@ def cv5() -> dict:
     }
 
 
-MAKERS = {"tpmamba": tpmamba, "cv5": cv5}
+# TransUNet's lists/lists_Synapse (test_vol.txt); it trains on the other 18 labelled cases.
+SYNAPSE_TEST_IDS = ("0001", "0002", "0003", "0004", "0008", "0022", "0025", "0029", "0032", "0035", "0036", "0038")
+# The 8 organs Synapse scores, in TransUNet's table order (BTCV's names).
+SYNAPSE_ORGANS = ("aorta", "gallbladder", "left kidney", "right kidney", "liver", "pancreas", "spleen", "stomach")
+
+
+def synapse8() -> dict:
+    test = list(SYNAPSE_TEST_IDS)
+    return {
+        "name": "synapse8",
+        "description": (
+            "TransUNet's Synapse split: 18 training, 12 test cases, scored on 8 organs; "
+            "trained on all 13 labels (TransUNet merges the other 5 into background)"
+        ),
+        "dataset": DATASET,
+        "made_by": "splits/make_splits.py",
+        "seed": SEED,
+        "organs": list(SYNAPSE_ORGANS),
+        "fractions": {"100pct": [{"train": sorted(set(LABELLED_IDS) - set(test)), "test": test}]},
+    }
+
+
+MAKERS = {"tpmamba": tpmamba, "cv5": cv5, "synapse8": synapse8}
 
 
 def render(protocol: dict) -> str:

@@ -73,7 +73,7 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     [
         (["--methods", "unetr,nosuch"], "unknown method 'nosuch'"),
         (["--data", "50pct"], "protocol tpmamba has no data fraction '50pct'; choose one of 100pct, 25pct, 12pct"),
-        (["--protocol", "cv10"], "unknown protocol 'cv10'; built-in: cv5, tpmamba, or the path of a protocol file"),
+        (["--protocol", "cv10"], "unknown protocol 'cv10'; built-in: cv5, synapse8, tpmamba, or the path of a protocol file"),
         (["--executor", "pbs"], "unknown executor 'pbs'"),
         (["--repeats", "7"], "out of range"),
         (["--repeats", "a,b"], "--repeats must be"),

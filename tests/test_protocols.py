@@ -73,3 +73,33 @@ def test_cv5_tests_every_labelled_case_once_and_the_statistics_pair_all_30(tiny_
     assert "protocol cv5" in html and "cannot show a difference" not in html  # 30 cases can
     again = invoke("run", "--methods", "unetr", "--data", "12pct", "--data-root", tiny_synthetic, "--out", out, *FAST)
     assert again.exit_code == 2 and "holds runs of protocol cv5, not tpmamba" in again.output
+
+
+def test_a_protocol_scoring_organs_the_labels_lack_is_exit_2(tiny_synthetic, tmp_path):
+    mine = protocol_json(load_protocol("synapse8"))
+    mine["organs"] = ["aorta", "duodenum"]
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(mine))
+    result = invoke(
+        "run", "--methods", "unetr", "--data", "100pct", "--protocol", path, "--data-root", tiny_synthetic, "--out", tmp_path, *FAST
+    )
+    assert result.exit_code == 2 and result.output.strip().endswith(
+        "error: protocol synapse8 scores organs the dataset's labels lack: duodenum"
+    )
+
+
+@pytest.mark.slow
+def test_synapse8_scores_its_8_organs_in_its_order(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    result = invoke(
+        "run", "--methods", "unetr", "--data", "100pct", "--protocol", "synapse8", "--data-root", tiny_synthetic, "--out", out, *FAST
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "100pct" / "unetr" / "repeat0" / "config.json").read_text())
+    assert len(config["labels"]) == 13 and len(config["test_cases"]) == 12  # trained on all 13 labels
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(dict.fromkeys(r["organ"] for r in rows)) == list(load_protocol("synapse8").organs) and len(rows) == 12 * 8
+    table = (out / "report" / "table1.md").read_text()
+    assert "| Method | Aorta | Gall | Lkid | Rkid | Liver | Panc | Sple | Sto | Avg |" in table
+    assert "Cases: protocol synapse8: TransUNet's Synapse split" in table

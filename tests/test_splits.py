@@ -72,5 +72,14 @@ def test_malformed_protocols_say_what_is_wrong(text, message):
 
 
 def test_an_unknown_protocol_names_the_built_in_ones():
-    with pytest.raises(ProtocolError, match="unknown protocol 'cv10'; built-in: cv5, tpmamba, or the path of a protocol file"):
+    with pytest.raises(ProtocolError, match="unknown protocol 'cv10'; built-in: cv5, synapse8, tpmamba, or the path of a protocol file"):
         load_protocol("cv10")
+
+
+def test_synapse8_is_transunets_split_and_organs():
+    protocol = load_protocol("synapse8")
+    ((draw),) = protocol.draws["100pct"]
+    assert draw.test == ("0001", "0002", "0003", "0004", "0008", "0022", "0025", "0029", "0032", "0035", "0036", "0038")
+    assert len(draw.train) == 18 and set(draw.train) | set(draw.test) == set(LABELLED_IDS)
+    assert protocol.organs == ("aorta", "gallbladder", "left kidney", "right kidney", "liver", "pancreas", "spleen", "stomach")
+    assert "trained on all 13 labels" in protocol.description and protocol.fractions == ("100pct",)

@@ -169,6 +169,7 @@ def score_predictions(
     )
     folder = run_dir(out, data, method, repeat)
     run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), folder, config, config.hash(), method)
+    run.scored = protocol.organs
     check_folder(Path(out), protocol)
     check_existing(run)
     claim_folder(Path(out), protocol)

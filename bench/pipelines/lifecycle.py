@@ -85,7 +85,7 @@ def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Conso
         if job.save_predictions and case.reference is not None:
             save_prediction(run.run_dir, case.case_id, case.prediction, case.reference)
         scores = score_case(case.prediction, case.truth, case.spacing_mm, run.config.nsd_tolerance_mm, run.config.label_set)
-        per_case.append(CaseScores(case.case_id, scores))
+        per_case.append(CaseScores(case.case_id, {organ: scores[organ] for organ in run.scored} if run.scored else scores))
     seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
     summary = run_summary(
         run, job.provenance, job.profile_name, per_case, spacing_mm=opened.spacing_mm, seconds=seconds, processes=distributed.world_size()

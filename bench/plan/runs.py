@@ -68,6 +68,7 @@ class PlannedRun:
     backbone: bool = False  # the method takes the grid's SAM backbone weights
     pipeline: object = None  # the method's own pipeline (methods.registry.OwnPipeline); None: the harness's
     source: str = ""  # where a plugin method comes from ("plugin sam3d-x 0.1.0"), for report rows; "" when built in
+    scored: tuple[str, ...] = ()  # the organs its summary keeps, in table order (the protocol's); empty: all
 
 
 def method_label(name: str, options: dict) -> str:
@@ -167,6 +168,8 @@ def plan_runs(
     protocol = load_protocol(request.protocol)
     draws = protocol.check_fraction(request.data)
     repeats = parse_repeats(request.repeats, len(draws))
+    if unknown := [organ for organ in protocol.organs if organ not in label_set.organs]:
+        raise UserError(f"protocol {protocol.name} scores organs the dataset's labels lack: {', '.join(unknown)}")
     planned, labels = [], set()
     for entry in request.methods:
         name, own = parse_method_entry(entry)
@@ -187,6 +190,7 @@ def plan_runs(
             run.base_method, run.options = name, dict(options)
             run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
             run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
+            run.scored = protocol.organs
             run.config = RunConfig(
                 method=label,
                 base_method=name,

@@ -184,4 +184,5 @@ def load_report_data(runs_dir: Path) -> ReportData:
         raise UserError(
             f"{runs_dir} holds runs of {len(label_sets)} label sets ({named}); a table has one set of organ columns: report them apart"
         )
-    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, label_sets.pop(), find_extras(runs_dir))
+    tabled = LabelSet(protocol.organs) if protocol.organs else label_sets.pop()  # the organs the protocol scores, in its order
+    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, tabled, find_extras(runs_dir))
