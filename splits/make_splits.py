@@ -36,16 +36,35 @@ DATASET = "BTCV (Multi-Atlas Labeling Beyond the Cranial Vault), 30 labelled cas
 PROTOCOLS_DIR = Path(__file__).with_name("protocols")
 
 
-def draw_subset(pool: list[str], size: int, k: int) -> list[str]:
-    return sorted(random.Random(SEED + k * 1000 + size).sample(sorted(pool), size))
+def draw_subset(pool: list[str], size: int, k: int, seed: int = SEED) -> list[str]:
+    return sorted(random.Random(seed + k * 1000 + size).sample(sorted(pool), size))
+
+
+def fixed_test_draws(ids, test, subsets: dict[str, int], draws: int = DRAWS, seed: int = SEED) -> dict:
+    """A protocol's fractions with one test set: the first trains on every other case, each of
+    ``subsets`` (fraction -> cases) on ``draws`` seeded draws of them."""
+    pool, test = sorted(set(ids) - set(test)), sorted(test)
+    fractions = {"100pct": [{"train": pool, "test": test}]}
+    for name, size in subsets.items():
+        fractions[name] = [{"train": draw_subset(pool, size, k, seed), "test": test} for k in range(draws)]
+    return fractions
+
+
+def fold_draws(ids, folds: int, subsets: dict[str, int], seed: int = SEED) -> dict:
+    """A protocol's fractions over nnU-Net's ``folds`` folds of ``ids`` (its seed and order): fold k
+    is draw k of every fraction, each of ``subsets`` drawn (seeded) from the fold's training cases."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    split = generate_crossval_split(sorted(ids), seed=NNUNET_SEED, n_splits=folds)
+    split = [(sorted(map(str, f["train"])), sorted(map(str, f["val"]))) for f in split]
+    fractions = {"100pct": [{"train": train, "test": test} for train, test in split]}
+    for name, size in subsets.items():
+        fractions[name] = [{"train": draw_subset(train, size, k, seed), "test": test} for k, (train, test) in enumerate(split)]
+    return fractions
 
 
 def tpmamba() -> dict:
-    pool = sorted(set(LABELLED_IDS) - set(TEST_IDS))
-    test = list(TEST_IDS)
-    fractions = {"100pct": [{"train": pool, "test": test}]}
-    for name, size in SUBSETS.items():
-        fractions[name] = [{"train": draw_subset(pool, size, k), "test": test} for k in range(DRAWS)]
+    fractions = fixed_test_draws(LABELLED_IDS, TEST_IDS, SUBSETS)
     return {
         "name": "tpmamba",
         "description": "as in TP-Mamba (MICCAI 2024): test 0035-0040; 100 % of the other 24, five seeded draws of 25 % and 12 %",
@@ -58,14 +77,7 @@ def tpmamba() -> dict:
 
 
 def cv5() -> dict:
-    from nnunetv2.utilities.crossval_split import generate_crossval_split
-
-    folds = generate_crossval_split(sorted(LABELLED_IDS), seed=NNUNET_SEED, n_splits=DRAWS)
-    fractions = {"100pct": [{"train": sorted(map(str, f["train"])), "test": sorted(map(str, f["val"]))} for f in folds]}
-    for name, size in SUBSETS.items():
-        fractions[name] = [
-            {"train": draw_subset(list(map(str, f["train"])), size, k), "test": sorted(map(str, f["val"]))} for k, f in enumerate(folds)
-        ]
+    fractions = fold_draws(LABELLED_IDS, DRAWS, SUBSETS)
     return {
         "name": "cv5",
         "description": "nnU-Net's five folds over the 30 labelled cases, each fold tested on its own 6 held-out cases",

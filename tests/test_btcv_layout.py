@@ -78,8 +78,8 @@ def test_check_reports_each_problem_with_its_file(tmp_path):
     assert "(6, 5, 4) != label shape (6, 5, 3)" in text
     assert "cannot read" in text and "img0004.nii.gz" in text
     assert "case 0005: image" in text and "has no label" in text
-    assert "case 0006: required by the splits but not found" in text
-    assert "case 0099: not a labelled BTCV case id" in text
+    assert "case 0006: required by the protocol but not found" in text
+    assert "case 0099: not a case of the protocol" in text
     assert not any(p.startswith("case 0001") for p in problems)
     assert len(problems) == 6
 

@@ -103,3 +103,42 @@ def test_synapse8_scores_its_8_organs_in_its_order(tiny_synthetic, tmp_path):
     table = (out / "report" / "table1.md").read_text()
     assert "| Method | Aorta | Gall | Lkid | Rkid | Liver | Panc | Sple | Sto | Avg |" in table
     assert "Cases: protocol synapse8: TransUNet's Synapse split" in table
+
+
+def test_splits_make_writes_a_protocol_bench_run_reads(tiny_synthetic, tmp_path):
+    fixed = tmp_path / "fixed.json"
+    args = ["splits", "make", "--data-root", tiny_synthetic, "--name", "mine", "--out", fixed]
+    result = invoke(*args, "--test", "0001,0002,0003", "--fractions", "100pct,50pct", "--draws", "2")
+    assert result.exit_code == 0, result.output
+    protocol = load_protocol(str(fixed))
+    assert protocol.name == "mine" and protocol.fractions == ("100pct", "50pct") and protocol.fixed_test
+    ((full),) = protocol.draws["100pct"]
+    assert full.test == ("0001", "0002", "0003") and len(full.train) == 27
+    assert [len(d.train) for d in protocol.draws["50pct"]] == [14, 14] and protocol.draws["50pct"][0].train != protocol.draws["50pct"][
+        1
+    ].train
+    assert json.loads(fixed.read_text())["data_identity"]  # the content identity of the data it was made for
+
+    folded = tmp_path / "folds.json"
+    assert invoke("splits", "make", "--data-root", tiny_synthetic, "--name", "cv3", "--out", folded, "--folds", "3").exit_code == 0
+    protocol = load_protocol(str(folded))
+    tested = sorted(c for d in protocol.draws["100pct"] for c in d.test)
+    assert len(protocol.draws["100pct"]) == 3 and tested == sorted(protocol.all_ids()) and len(tested) == 30
+    assert [len(d.train) for d in protocol.draws["25pct"]] == [5, 5, 5]  # 25 % of a fold's 20 training cases
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give either --test IDS (one test set) or --folds K"),
+        (["--test", "0001", "--folds", "3"], "give either --test IDS (one test set) or --folds K"),
+        (["--test", "0001,0099"], "--test names cases"),
+        (["--folds", "1"], "--folds must be between 2 and the 30 labelled cases, got 1"),
+        (["--test", "0001", "--fractions", "100pct,half"], "--fractions takes percentages like 100pct,25pct,12pct, got 'half'"),
+        (["--test", "0001", "--fractions", "25pct"], "--fractions must include 100pct"),
+    ],
+)
+def test_splits_make_refuses_what_it_cannot_make_in_one_line(tiny_synthetic, tmp_path, args, message):
+    result = invoke("splits", "make", "--data-root", tiny_synthetic, "--name", "x", "--out", tmp_path / "x.json", *args)
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "x.json").exists()

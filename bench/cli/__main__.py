@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from bench.cli import costs, data, doctor, run, runs, scaffold
+from bench.cli import costs, data, doctor, protocols, run, runs, scaffold
 
 app = typer.Typer(
     help="Benchmark of SAM adapters and 3D networks on BTCV under one protocol (TP-Mamba, MICCAI 2024).",
@@ -22,6 +22,9 @@ data_app = typer.Typer(help="Validate a BTCV folder or write the built-in synthe
 data_app.command("check")(data.data_check)
 data_app.command("synth")(data.data_synth)
 app.add_typer(data_app, name="data")
+splits_app = typer.Typer(help="Protocols: which cases each draw trains and tests on.", no_args_is_help=True)
+splits_app.command("make")(protocols.splits_make)
+app.add_typer(splits_app, name="splits")
 app.command("list")(costs.list_)
 app.command()(costs.flops)
 app.command()(costs.speed)

@@ -8,21 +8,24 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import console, err_console, user_errors
+from bench.cli.common import ProtocolOption, console, err_console, user_errors
 from bench.console import plain
 from bench.errors import UserError
+from splits import DEFAULT_PROTOCOL
 
 
 @user_errors
 def data_check(
     data_root: Annotated[Path | None, typer.Option(help="BTCV folder; default $BENCH_DATA_ROOT, else the synthetic abdomen.")] = None,
+    protocol: ProtocolOption = DEFAULT_PROTOCOL,
 ) -> None:
-    """Validate every case: files present and readable, shapes and affines agree, labels 0..13, ids match the splits."""
+    """Validate every case: files present and readable, shapes and affines agree, label values named by
+    the dataset's labels, ids match the protocol's."""
     from bench.data.btcv import check_dataset
     from bench.data.source import resolve_dataset
     from splits import load_protocol
 
-    ids = load_protocol().all_ids()
+    ids = load_protocol(protocol).all_ids()
     dataset = resolve_dataset(data_root, ids, err_console)
     problems = check_dataset(dataset, ids)
     for line in problems:

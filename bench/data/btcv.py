@@ -206,9 +206,9 @@ def check_label_values(case: Case, label: np.ndarray, labels: LabelSet = BTCV_LA
 def check_dataset(dataset: Dataset, expected_ids: Iterable[str]) -> list[str]:
     """Every problem in the dataset, one line each; empty when it is usable."""
     expected = list(expected_ids)
-    problems = [f"case {cid}: required by the splits but not found under {dataset.root}" for cid in expected if cid not in dataset.cases]
+    problems = [f"case {cid}: required by the protocol but not found under {dataset.root}" for cid in expected if cid not in dataset.cases]
     problems += [
-        f"case {cid}: not a labelled BTCV case id ({dataset.cases[cid].image.name}); the splits do not use it"
+        f"case {cid}: not a case of the protocol ({dataset.cases[cid].image.name}); no run uses it"
         for cid in dataset.cases
         if cid not in expected
     ]
