@@ -122,3 +122,14 @@ def test_data_identity_follows_file_contents_not_places(tmp_path):
     (moved / "label0002.nii.gz").write_bytes(b"LABEL0002" * 100)  # same size, other content
     assert data_identity(dataset_at(moved), ["0001", "0002"]) != identity
     assert data_identity(dataset_at(first), ["0001", "0002"]) == identity  # the untouched copy, answered from the cache
+
+
+@pytest.mark.parametrize(
+    ("name", "case"),
+    [("img0001.nii.gz", "0001"), ("BTCV_001_0000.nii.gz", "0001"), ("amos_0501.nii.gz", "0501"), ("amos_0501_0000.nii.gz", "0501")],
+)
+def test_case_ids_from_every_naming_including_amos(name, case):
+    """nnU-Net's channel suffix goes, a case number written like one (AMOS's amos_0001) stays."""
+    from bench.data.btcv import case_id_from_name
+
+    assert case_id_from_name(name) == case

@@ -95,3 +95,31 @@ def test_another_label_set_runs_end_to_end_with_its_own_columns(tiny_synthetic, 
     table = (out / "report" / "table1.md").read_text()
     assert "| Method | Liver | Sple | Duode | Avg |" in table
     assert "report.html" in result.output and 'data-method="unetr"' in (out / "report" / "report.html").read_text()
+
+
+def test_the_amos_like_case_paints_all_15_organs_and_not_the_veins():
+    from bench.data.amos import AMOS_ORGANS, synthesize_amos_case
+
+    image, label, _ = synthesize_amos_case("0501", spacing_scale=6.0)
+    assert set(np.unique(label).tolist()) == set(range(16)) and len(AMOS_ORGANS) == 15
+    assert image.shape == label.shape
+
+
+@pytest.mark.slow
+def test_an_amos_like_dataset_runs_end_to_end_under_its_own_protocol(tmp_path):
+    root, protocol = tmp_path / "amos", tmp_path / "amos5.json"
+    assert invoke("data", "synth", "--dataset", "amos", "--out", root, "--spacing-scale", "6").exit_code == 0
+    labels = locate_dataset(root).labels
+    assert labels.organs[12:] == ("duodenum", "bladder", "prostate/uterus") and labels.num_classes == 16
+    assert invoke("splits", "make", "--data-root", root, "--name", "amos5", "--folds", "5", "--out", protocol).exit_code == 0
+    check = invoke("data", "check", "--data-root", root, "--protocol", protocol)
+    assert check.exit_code == 0, check.output
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "unetr", "--data", "12pct", "--protocol", protocol, "--data-root", root, "--out", out]
+    result = invoke(*args, "--profile", "smoke", "--device", "cpu", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    table = (out / "report" / "table1.md").read_text()
+    assert (
+        "| Method | Sple | Rkid | Lkid | Gall | Eso | Liver | Sto | Aorta | IVC | Panc | Rad | Lad | Duode | Bladd | PUte | Avg |" in table
+    )
+    assert "SYNTHETIC" in table and "protocol amos5" in table

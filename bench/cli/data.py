@@ -40,12 +40,18 @@ def data_check(
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to write RawData/Training/{img,label}/ into.")],
     spacing_scale: Annotated[float, typer.Option(help="Multiply voxel sizes (1.0 = BTCV-like; larger = smaller files, for tests).")] = 1.0,
+    dataset: Annotated[
+        str, typer.Option(help="btcv (BTCV's ids, layout and 13 labels) or amos (AMOS-like: Decathlon layout, dataset.json, 15 labels).")
+    ] = "btcv",
 ) -> None:
-    """Write the synthetic abdomen (30 cases with BTCV's ids and layout, fixed seed: identical every time)."""
-    from bench.data.btcv import BTCV_LABELLED_IDS
+    """Write a synthetic abdomen (30 cases, fixed seed: identical every time), stamped synthetic."""
     from bench.data.source import ensure_synthetic
+    from bench.data.synthetic import SYNTHETIC_KINDS
 
     if not 0.25 <= spacing_scale <= 16:
         raise UserError(f"--spacing-scale must be between 0.25 and 16, got {spacing_scale}")
-    ensure_synthetic(out, BTCV_LABELLED_IDS, console, spacing_scale)
-    console.print(f"wrote {len(BTCV_LABELLED_IDS)} synthetic cases to {plain(out / 'RawData' / 'Training')} (not BTCV: stamped synthetic)")
+    if dataset not in SYNTHETIC_KINDS:
+        raise UserError(f"--dataset must be one of {', '.join(SYNTHETIC_KINDS)}, got {dataset!r}")
+    ids = SYNTHETIC_KINDS[dataset].ids
+    ensure_synthetic(out, ids, console, spacing_scale, dataset)
+    console.print(f"wrote {len(ids)} synthetic {dataset} cases to {plain(out)} (not {dataset.upper()}: stamped synthetic)")

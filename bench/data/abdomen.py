@@ -252,11 +252,12 @@ def _paint_gallbladder(c: _Case, liver_c) -> None:
     p.paint(*p.ellipsoid(gall_c, axes((14, 13, 30), 0.2), rotation(rng, -30, 15), wobble=0.08), _LABEL["gallbladder"], rng.uniform(0, 25))
 
 
-def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def synthesize_case(case_id: str, spacing_scale: float = 1.0, paint_more=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Make one synthetic CT: (HU image int16, label uint8, affine 4x4), deterministic in case_id.
 
     ``spacing_scale`` multiplies the voxel size (and so shrinks the matrix); 1.0 gives BTCV-like
     spacing (in-plane 0.70-0.95 mm, slices 2.5-5.0 mm). Tests use larger values for tiny volumes.
+    ``paint_more(case, stomach_centre)`` paints organs BTCV does not label (another dataset's), last.
     """
     rng = np.random.default_rng(_case_seed(case_id))
     size, half_width, half_depth, inplane, thickness, (z_lo, z_hi), n_xy, n_z = _body_and_grid(rng, spacing_scale)
@@ -275,6 +276,8 @@ def synthesize_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarra
     aorta_y = _paint_great_vessels(c, spine_y, phase)
     _paint_esophagus(c, stomach_c, stomach_axes, aorta_y)
     _paint_gallbladder(c, liver_c)
+    if paint_more is not None:
+        paint_more(c, stomach_c)
 
     # Quantum noise, stronger for thinner slices and larger patients, as on a scanner.
     sigma = rng.uniform(10, 18) * math.sqrt(3.0 / max(thickness / spacing_scale, 1.0)) * size

@@ -59,7 +59,8 @@ def case_id_from_name(name: str) -> str | None:
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
-    stem = re.sub(r"_\d{4}$", "", stem)  # nnU-Net channel suffix
+    # nnU-Net's channel suffix (BTCV_001_0000), not the case number itself (AMOS's amos_0001)
+    stem = re.sub(r"(\d\D*)_\d{4}$", r"\1", stem)
     numbers = re.findall(r"\d+", stem)
     if not numbers:
         return None

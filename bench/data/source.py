@@ -25,10 +25,11 @@ def synthetic_root() -> Path:
     return cache_root() / f"synthetic-v{SYNTHETIC_VERSION}"
 
 
-def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float = 1.0) -> Path:
-    """Write the synthetic abdomen once (missing cases only); later calls find the marker and return."""
+def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float = 1.0, kind: str = "btcv") -> Path:
+    """Write the synthetic abdomen (``kind``: bench.data.synthetic.SYNTHETIC_KINDS) once (missing
+    cases only); later calls find the marker and return."""
     marker = root / COMPLETE_MARKER
-    wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale}
+    wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale, **({"dataset": kind} if kind != "btcv" else {})}
     if marker.exists():
         try:
             found = json.loads(marker.read_text())
@@ -40,7 +41,7 @@ def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: floa
     case_ids = list(case_ids)
     with progress_bar(console) as progress:
         task = progress.add_task("synthesizing abdomen CTs", total=len(case_ids), status="")
-        write_synthetic_dataset(root, case_ids, spacing_scale, progress=lambda _: progress.advance(task))
+        write_synthetic_dataset(root, case_ids, spacing_scale, progress=lambda _: progress.advance(task), kind=kind)
     marker.write_text(json.dumps(wanted) + "\n")
     return root
 

@@ -1,29 +1,54 @@
-"""The built-in synthetic abdomen written as a dataset in BTCV's RawData layout (30 cases with BTCV's
-ids, one process per core), so that every command runs end to end without BTCV. It is not a
-substitute for BTCV: numbers measured on it say that the pipeline works and that a model learns,
-nothing about real anatomy; everything derived from it is stamped ``synthetic``. The anatomy of one
-case is ``bench.data.abdomen``."""
+"""The built-in synthetic abdomen written as a dataset (30 cases, one process per core), so that
+every command runs end to end without BTCV: in BTCV's RawData layout with BTCV's ids and labels
+(``btcv``, the default), or AMOS-like in the Decathlon layout with its own ids, 15 labels and
+``dataset.json`` (``amos``, ``bench.data.amos``). It is not a substitute for either: numbers
+measured on it say that the pipeline works and that a model learns, nothing about real anatomy;
+everything derived from it is stamped ``synthetic``. The anatomy of one case is ``bench.data.abdomen``."""
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.abdomen import synthesize_case
+from bench.data.amos import AMOS_IDS, amos_dataset_json, synthesize_amos_case
+from bench.data.btcv import BTCV_LABELLED_IDS
 from bench.io import atomic_write
 
 SYNTHETIC_VERSION = 1
 COMPLETE_MARKER = ".complete"
 
 
-def _write_case(training: Path, case_id: str, spacing_scale: float) -> str:
+@dataclass(frozen=True)
+class SyntheticKind:
+    """One built-in synthetic dataset: its case ids, how a case is painted, where its files go
+    (relative to the root; ``{id}`` is the case id) and its dataset.json (None: the layout says all)."""
+
+    ids: tuple[str, ...]
+    synthesize: Callable
+    image: str
+    label: str
+    dataset_json: Callable[[Iterable[str]], dict] | None = None
+
+
+SYNTHETIC_KINDS = {
+    "btcv": SyntheticKind(
+        BTCV_LABELLED_IDS, synthesize_case, "RawData/Training/img/img{id}.nii.gz", "RawData/Training/label/label{id}.nii.gz"
+    ),
+    "amos": SyntheticKind(AMOS_IDS, synthesize_amos_case, "imagesTr/amos_{id}.nii.gz", "labelsTr/amos_{id}.nii.gz", amos_dataset_json),
+}
+
+
+def _write_case(root: Path, case_id: str, spacing_scale: float, kind: str = "btcv") -> str:
     import nibabel as nib
 
-    img_path = training / "img" / f"img{case_id}.nii.gz"
-    lab_path = training / "label" / f"label{case_id}.nii.gz"
+    spec = SYNTHETIC_KINDS[kind]
+    img_path, lab_path = root / spec.image.format(id=case_id), root / spec.label.format(id=case_id)
     if not (img_path.exists() and lab_path.exists()):
-        image, label, affine = synthesize_case(case_id, spacing_scale)
+        image, label, affine = spec.synthesize(case_id, spacing_scale)
         for array, path in ((image, img_path), (label, lab_path)):
             nifti = nib.Nifti1Image(array, affine)
             nifti.header.set_xyzt_units("mm")
@@ -40,8 +65,11 @@ def write_synthetic_dataset(
     spacing_scale: float = 1.0,
     progress=None,
     workers: int | None = None,
+    kind: str = "btcv",
 ) -> Path:
-    """Write cases as ``out/RawData/Training/{img,label}/...`` NIfTI files; returns the Training folder.
+    """Write cases of the synthetic dataset ``kind`` (``SYNTHETIC_KINDS``) as NIfTI files under
+    ``out`` (btcv: ``out/RawData/Training/{img,label}/``, returned; amos: ``imagesTr``/``labelsTr``
+    and dataset.json under ``out``, returned).
 
     Each file is written to a temporary name then renamed, and a marker is written last, so that an
     interrupted run leaves either finished files or nothing, and a rerun completes what is missing.
@@ -52,22 +80,25 @@ def write_synthetic_dataset(
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    training = Path(out) / "RawData" / "Training"
-    (training / "img").mkdir(parents=True, exist_ok=True)
-    (training / "label").mkdir(parents=True, exist_ok=True)
+    root, spec = Path(out), SYNTHETIC_KINDS[kind]
+    for template in (spec.image, spec.label):
+        (root / template).parent.mkdir(parents=True, exist_ok=True)
     case_ids = list(case_ids)
+    if spec.dataset_json is not None:
+        (root / "dataset.json").write_text(json.dumps(spec.dataset_json(case_ids), indent=2) + "\n")
+    written = root / Path(spec.image).parent.parent if spec.dataset_json is None else root
     workers = min(workers or os.cpu_count() or 1, 4, len(case_ids))
     if workers <= 1:
         for case_id in case_ids:
-            _write_case(training, case_id, spacing_scale)
+            _write_case(root, case_id, spacing_scale, kind)
             if progress is not None:
                 progress(case_id)
-        return training
+        return written
     # spawn: the caller may hold threads (PyTorch's) that a forked child would inherit half-made
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_write_case, training, case_id, spacing_scale) for case_id in case_ids]
+        futures = [pool.submit(_write_case, root, case_id, spacing_scale, kind) for case_id in case_ids]
         for future in as_completed(futures):
             case_id = future.result()
             if progress is not None:
                 progress(case_id)
-    return training
+    return written
