@@ -123,3 +123,37 @@ def test_an_amos_like_dataset_runs_end_to_end_under_its_own_protocol(tmp_path):
         "| Method | Sple | Rkid | Lkid | Gall | Eso | Liver | Sto | Aorta | IVC | Panc | Rad | Lad | Duode | Bladd | PUte | Avg |" in table
     )
     assert "SYNTHETIC" in table and "protocol amos5" in table
+
+
+def test_a_btcv_model_scored_on_another_dataset_by_organ_name(tmp_path):
+    """Predictions in BTCV's values against AMOS-like references: the 12 organs both name are scored
+    (here perfect, the predictions being the references renumbered), the other three skipped."""
+    from bench.data.amos import AMOS_ORGANS
+    from bench.data.labels import ORGANS
+
+    root, protocol, preds = tmp_path / "amos", tmp_path / "p.json", tmp_path / "preds"
+    assert invoke("data", "synth", "--dataset", "amos", "--out", root, "--spacing-scale", "6").exit_code == 0
+    test = "0501,0502,0503,0504,0505,0506"
+    assert (
+        invoke(
+            "splits", "make", "--data-root", root, "--name", "amos-test", "--test", test, "--fractions", "100pct", "--out", protocol
+        ).exit_code
+        == 0
+    )
+    to_btcv = np.array([0] + [ORGANS.index(o) + 1 if o in ORGANS else 0 for o in AMOS_ORGANS], dtype=np.uint8)
+    preds.mkdir()
+    for cid in test.split(","):
+        label = nib.load(str(root / "labelsTr" / f"amos_{cid}.nii.gz"))
+        nib.save(nib.Nifti1Image(to_btcv[np.asarray(label.dataobj)], label.affine), str(preds / f"amos_{cid}.nii.gz"))
+    args = ["score", preds, "--method", "btcv-model", "--data", "100pct", "--repeat", "0", "--data-root", root, "--protocol", protocol]
+    assert (
+        "--prediction-labels needs --label-map by-name"
+        in invoke(*args, "--prediction-labels", root / "dataset.json", "--out", tmp_path / "x").output
+    )
+    result = invoke(*args, "--label-map", "by-name", "--out", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "skipped, not in the predictions' labels: duodenum, bladder, prostate/uterus" in result.output
+    assert "counted as background): portal and splenic veins" in result.output
+    summary = json.loads((tmp_path / "runs" / "100pct" / "btcv-model" / "repeat0" / "summary.json").read_text())
+    assert list(summary["mean"]) == [o for o in AMOS_ORGANS if o in ORGANS]
+    assert all(m["dice"] == 1.0 for m in summary["mean"].values() if m["dice"] == m["dice"])

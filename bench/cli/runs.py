@@ -45,11 +45,33 @@ def score(
     out: Annotated[Path, typer.Option(help="Runs folder to write <data>/<method>/repeat<k>/ into.")] = Path("runs"),
     nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
     protocol: ProtocolOption = DEFAULT_PROTOCOL,
+    label_map: Annotated[
+        str, typer.Option(help="same: the predictions use the dataset's label values; by-name: another label set's, matched by organ name.")
+    ] = "same",
+    prediction_labels: Annotated[
+        Path | None, typer.Option(help="With --label-map by-name: a dataset.json naming the predictions' labels (default: BTCV's 13).")
+    ] = None,
 ) -> None:
-    """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs."""
+    """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs.
+    With --label-map by-name, a model trained on one dataset is scored on another's labels, on the organs both name."""
     from bench.pipelines.external import score_predictions
 
-    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root, nsd_tolerance, protocol)
+    if label_map not in ("same", "by-name"):
+        raise UserError(f"--label-map must be same or by-name, got {label_map!r}")
+    if prediction_labels is not None and label_map == "same":
+        raise UserError("--prediction-labels needs --label-map by-name")
+    source = None
+    if label_map == "by-name":
+        from bench.data.btcv import labels_from_dataset_json
+        from bench.data.labels import BTCV_LABELS
+
+        source = BTCV_LABELS
+        if prediction_labels is not None:
+            try:
+                source = labels_from_dataset_json(json.loads(prediction_labels.read_text())["labels"], str(prediction_labels))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise UserError(f"{prediction_labels}: not a dataset.json with 'labels' ({exc})") from None
+    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root, nsd_tolerance, protocol, source)
     console.print(f"scored run: {plain(folder)}")
 
 

@@ -79,3 +79,36 @@ def column_name(organ: str) -> str:
     if len(words) == 1:
         return words[0][:5].capitalize()
     return "".join(w[0].upper() for w in words[:-1]) + words[-1][:3].capitalize()
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """Label maps of one label set (``source``, a model's) scored against references of another
+    (``target``, a dataset's), organ by organ name: what ``bench score --label-map by-name`` does."""
+
+    source: LabelSet
+    target: LabelSet
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        """Organs both name, in the target's order: the ones scored."""
+        return tuple(o for o in self.target.organs if o in self.source.organs)
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        """Target organs the source does not name: not scored."""
+        return tuple(o for o in self.target.organs if o not in self.source.organs)
+
+    @property
+    def unused(self) -> tuple[str, ...]:
+        """Source organs the target does not name: their voxels count as background."""
+        return tuple(o for o in self.source.organs if o not in self.target.organs)
+
+    def lookup(self):
+        """Source value -> target value (0 for an organ the target lacks), as a numpy table."""
+        import numpy as np
+
+        table = np.zeros(self.source.num_classes, dtype=np.uint8)
+        for i, organ in enumerate(self.source.organs, start=1):
+            table[i] = self.target.organs.index(organ) + 1 if organ in self.target.organs else 0
+        return table

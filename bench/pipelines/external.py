@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bench.console import plain
 from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name
-from bench.data.labels import BTCV_LABELS, LabelSet
+from bench.data.labels import BTCV_LABELS, LabelMatch, LabelSet
 from bench.data.source import data_identity, resolve_dataset
 from bench.errors import UserError
 from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
@@ -106,12 +106,17 @@ class ExternalPredictions:
 
     files: dict[str, Path]
     dataset: Dataset
+    match: LabelMatch | None = None  # predictions in another label set, matched by organ name
 
     def open(self, run, job, console: Console) -> ExternalRun:
         labels = {}
         for case_id in run.test_ids:
             reference = reference_of(self.dataset, case_id)
-            labels[case_id] = (read_prediction(self.files[case_id], reference, self.dataset.labels), reference)
+            if self.match is None:
+                prediction = read_prediction(self.files[case_id], reference, self.dataset.labels)
+            else:
+                prediction = self.match.lookup()[read_prediction(self.files[case_id], reference, self.match.source)]
+            labels[case_id] = (prediction, reference)
             console.print(f"read {plain(self.files[case_id].name)}", highlight=False)
         return ExternalRun(labels)
 
@@ -126,9 +131,12 @@ def score_predictions(
     data_root: Path | None = None,
     nsd_tolerance_mm: float = 1.0,
     protocol_spec: str = DEFAULT_PROTOCOL,
+    prediction_labels: LabelSet | None = None,
 ) -> Path:
     """Score ``pred_dir`` against the test labels of draw ``repeat`` of ``data`` under the protocol
-    and write runs/<data>/<method>/repeat<k>/; returns that folder."""
+    and write runs/<data>/<method>/repeat<k>/; returns that folder. ``prediction_labels``: the label
+    set the predictions are in when it is not the dataset's; organs are then matched by name, and
+    only the organs both name are scored (``LabelMatch``)."""
     protocol = load_protocol(protocol_spec)
     draws = protocol.check_fraction(data)
     if not method or any(ch in method for ch in "/\\") or method.startswith("."):
@@ -142,6 +150,19 @@ def score_predictions(
     missing = [c for c in test_ids if c not in dataset.cases]
     if missing:
         raise UserError(f"test case {missing[0]} has no label under {dataset.root}")
+    match = None if prediction_labels is None else LabelMatch(prediction_labels, dataset.labels)
+    scored = protocol.organs
+    if match is not None:
+        if not match.matched:
+            raise UserError(f"the predictions' labels and {dataset.root}'s name no organ alike; nothing to score")
+        scored = tuple(o for o in (protocol.organs or match.matched) if o in match.matched)
+        console.print(f"scoring {len(match.matched)} organs both label sets name: {', '.join(match.matched)}", highlight=False)
+        if match.skipped:
+            console.print(f"skipped, not in the predictions' labels: {', '.join(match.skipped)}", highlight=False)
+        if match.unused:
+            console.print(
+                f"predicted organs the reference does not label (counted as background): {', '.join(match.unused)}", highlight=False
+            )
 
     identity = "sha256:" + sha256_file_list([files[c] for c in test_ids])
     config = RunConfig(
@@ -149,7 +170,10 @@ def score_predictions(
         base_method=method,
         method_revision=0,
         family=EXTERNAL_FAMILY,
-        hyperparameters={"predictions": str(Path(pred_dir).resolve())},
+        hyperparameters={
+            "predictions": str(Path(pred_dir).resolve()),
+            **({"prediction_labels": list(match.source.organs)} if match else {}),
+        },
         data=data,
         repeat=repeat,
         train_cases=list(draws[repeat].train),
@@ -169,7 +193,7 @@ def score_predictions(
     )
     folder = run_dir(out, data, method, repeat)
     run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), folder, config, config.hash(), method)
-    run.scored = protocol.organs
+    run.scored = scored
     check_folder(Path(out), protocol)
     check_existing(run)
     claim_folder(Path(out), protocol)
@@ -187,7 +211,7 @@ def score_predictions(
         sam_weights=None,
         stamp=_stamp(Path(pred_dir), dataset),
     )
-    execute_run(run, ExternalPredictions(files, dataset), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
+    execute_run(run, ExternalPredictions(files, dataset, match), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
     return folder
 
 
