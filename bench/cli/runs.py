@@ -106,3 +106,29 @@ def status(
             console.print(f"{s.state:<10} {plain(s.run_dir)} ({s.epochs_done} epochs): {plain(detail)}", highlight=False, soft_wrap=True)
     total = {k: sum(s.state == k for s in states) for k in STATES}
     console.print(", ".join(f"{n} {k}" for k, n in total.items()) + f" of {len(states)} runs")
+
+
+@user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run: runs/<data>/<method>/repeat<k>.")],
+    images: Annotated[Path, typer.Option(help="Folder of CT images (.nii.gz / .nii) to segment.")],
+    out: Annotated[Path, typer.Option(help="Folder for the label maps, one per image under its name, on its grid.")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    sam_checkpoint: Annotated[
+        Path | None, typer.Option(help="The SAM weights the run was trained on (SAM methods, paper profile).")
+    ] = None,
+) -> None:
+    """Segment any folder of images with a finished run's network, its preprocessing and sliding window,
+    each label map written on its image's own grid. Unreadable images are one line each; the rest go on."""
+    from bench.device import resolve_device
+    from bench.pipelines.predict import load_predictor, predict_folder
+
+    if not images.is_dir():
+        raise UserError(f"--images {images} is not a folder")
+    predictor = load_predictor(run_dir, resolve_device(device), sam_checkpoint)
+    written, failures = predict_folder(predictor, images, out, console)
+    console.print(f"wrote {len(written)} label maps to {plain(out)}", highlight=False)
+    if failures:
+        raise UserError(
+            f"{len(failures)} of {len(written) + len(failures)} images could not be read (listed above); the others were written"
+        )

@@ -92,6 +92,20 @@ def preprocess_case(case: Case, settings: PreprocessSettings, labels: LabelSet =
     )
 
 
+def preprocess_image(image: np.ndarray, affine: np.ndarray, settings: PreprocessSettings) -> tuple[np.ndarray, np.ndarray]:
+    """An image without a label through the same steps as a case: (image (1, X, Y, Z), its affine)."""
+    import torch
+    from monai.data import MetaTensor
+
+    pixels = torch.as_tensor(np.asarray(image, dtype=np.float32))
+    data = {
+        "image": MetaTensor(pixels, affine=torch.as_tensor(affine)),
+        "label": MetaTensor(torch.zeros_like(pixels), affine=torch.as_tensor(affine)),  # the steps move both
+    }
+    out = _transforms(settings)(data)
+    return out["image"].numpy().astype(np.float32), np.asarray(out["image"].affine, dtype=np.float64)
+
+
 # A cache entry is np.savez, uncompressed: the float32 image and the uint8 label of every voxel.
 CACHED_BYTES_PER_VOXEL = 5
 
