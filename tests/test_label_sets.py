@@ -98,7 +98,8 @@ def test_another_label_set_runs_end_to_end_with_its_own_columns(tiny_synthetic, 
 
 
 def test_the_amos_like_case_paints_all_15_organs_and_not_the_veins():
-    from bench.data.amos import AMOS_ORGANS, synthesize_amos_case
+    from bench.data.amos import AMOS_ORGANS
+    from bench.data.synthetic import synthesize_amos_case
 
     image, label, _ = synthesize_amos_case("0501", spacing_scale=6.0)
     assert set(np.unique(label).tolist()) == set(range(16)) and len(AMOS_ORGANS) == 15

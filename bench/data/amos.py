@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.data.abdomen import synthesize_case
 from bench.data.labels import ORGANS
 from bench.data.phantom import rotation
 
@@ -35,7 +34,7 @@ AMOS_IDS: tuple[str, ...] = tuple(f"{i:04d}" for i in range(501, 531))
 _EXTRA = {"duodenum": len(ORGANS) + 1, "bladder": len(ORGANS) + 2, "prostate/uterus": len(ORGANS) + 3}
 
 
-def _paint_amos_organs(c, stomach_c) -> None:
+def paint_amos_organs(c, stomach_c) -> None:
     """The duodenum below and right of the stomach, the bladder and the prostate/uterus at the
     bottom of the field of view (the pelvis starts there)."""
     rng, p, size, axes = c.rng, c.p, c.size, c.axes
@@ -49,15 +48,9 @@ def _paint_amos_organs(c, stomach_c) -> None:
 
 
 # BTCV's painted values (and the three extra ones) -> AMOS's; veins -> background.
-_TO_AMOS = np.zeros(len(ORGANS) + 4, dtype=np.uint8)
+TO_AMOS = np.zeros(len(ORGANS) + 4, dtype=np.uint8)
 for _name, _value in [*((o, i + 1) for i, o in enumerate(ORGANS)), *_EXTRA.items()]:
-    _TO_AMOS[_value] = AMOS_ORGANS.index(_name) + 1 if _name in AMOS_ORGANS else 0
-
-
-def synthesize_amos_case(case_id: str, spacing_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(HU image, label in AMOS's values, affine) of one AMOS-like case, deterministic in its id."""
-    image, label, affine = synthesize_case(case_id, spacing_scale, paint_more=_paint_amos_organs)
-    return image, _TO_AMOS[label], affine
+    TO_AMOS[_value] = AMOS_ORGANS.index(_name) + 1 if _name in AMOS_ORGANS else 0
 
 
 def amos_dataset_json(case_ids) -> dict:

@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.abdomen import synthesize_case
-from bench.data.amos import AMOS_IDS, amos_dataset_json, synthesize_amos_case
+from bench.data.amos import AMOS_IDS, TO_AMOS, amos_dataset_json, paint_amos_organs
 from bench.data.btcv import BTCV_LABELLED_IDS
 from bench.io import atomic_write
 
 SYNTHETIC_VERSION = 1
 COMPLETE_MARKER = ".complete"
+
+
+def synthesize_amos_case(case_id: str, spacing_scale: float = 1.0):
+    """(HU image, label in AMOS's values, affine) of one AMOS-like case, deterministic in its id."""
+    image, label, affine = synthesize_case(case_id, spacing_scale, paint_more=paint_amos_organs)
+    return image, TO_AMOS[label], affine
 
 
 @dataclass(frozen=True)
