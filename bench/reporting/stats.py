@@ -263,6 +263,6 @@ def discriminative_power(scores: pd.DataFrame, fraction: str, methods: list[str]
             "one fixed test set: the draws change only the training cases, so this is the spread across training draws, "
             "not across data splits (nnU-Net Revisited's folds change the test cases too)"
             if len(case_sets) == 1
-            else "the draws change the test cases too, so this is the spread across data splits, as with cross-validation folds"
+            else "test cases that change with the draws: this is the spread across data splits, as with cross-validation folds"
         ),
     }
