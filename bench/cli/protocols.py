@@ -76,7 +76,7 @@ def splits_make(
         kind = f"{folds} folds (nnU-Net's assignment)"
     protocol = {
         "name": name,
-        "description": f"{name}: {kind} of the {len(ids)} labelled cases of {dataset.root}",
+        "description": f"{kind} of the {len(ids)} labelled cases of {dataset.root}",
         "dataset": str(dataset.root),
         "data_identity": data_identity(dataset, ids),
         "made_by": "bench splits make",
