@@ -63,30 +63,27 @@ def fold_draws(ids, folds: int, subsets: dict[str, int], seed: int = SEED) -> di
     return fractions
 
 
-def tpmamba() -> dict:
-    fractions = fixed_test_draws(LABELLED_IDS, TEST_IDS, SUBSETS)
+def built_in(name: str, description: str, fractions: dict, **facts) -> dict:
+    """A built-in protocol file's content (``facts``: what else it says, before its draws)."""
     return {
-        "name": "tpmamba",
-        "description": "as in TP-Mamba (MICCAI 2024): test 0035-0040; 100 % of the other 24, five seeded draws of 25 % and 12 %",
+        "name": name,
+        "description": description,
         "dataset": DATASET,
         "made_by": "splits/make_splits.py",
         "seed": SEED,
-        "compare_with_paper": True,
+        **facts,
         "fractions": fractions,
     }
+
+
+def tpmamba() -> dict:
+    description = "as in TP-Mamba (MICCAI 2024): test 0035-0040; 100 % of the other 24, five seeded draws of 25 % and 12 %"
+    return built_in("tpmamba", description, fixed_test_draws(LABELLED_IDS, TEST_IDS, SUBSETS), compare_with_paper=True)
 
 
 def cv5() -> dict:
-    fractions = fold_draws(LABELLED_IDS, DRAWS, SUBSETS)
-    return {
-        "name": "cv5",
-        "description": "nnU-Net's five folds over the 30 labelled cases, each fold tested on its own 6 held-out cases",
-        "dataset": DATASET,
-        "made_by": "splits/make_splits.py",
-        "seed": SEED,
-        "fold_seed": NNUNET_SEED,
-        "fractions": fractions,
-    }
+    description = "nnU-Net's five folds over the 30 labelled cases, each fold tested on its own 6 held-out cases"
+    return built_in("cv5", description, fold_draws(LABELLED_IDS, DRAWS, SUBSETS), fold_seed=NNUNET_SEED)
 
 
 # TransUNet's lists/lists_Synapse (test_vol.txt); it trains on the other 18 labelled cases.
@@ -96,19 +93,12 @@ SYNAPSE_ORGANS = ("aorta", "gallbladder", "left kidney", "right kidney", "liver"
 
 
 def synapse8() -> dict:
-    test = list(SYNAPSE_TEST_IDS)
-    return {
-        "name": "synapse8",
-        "description": (
-            "TransUNet's Synapse split: 18 training, 12 test cases, scored on 8 organs; "
-            "trained on all 13 labels (TransUNet merges the other 5 into background)"
-        ),
-        "dataset": DATASET,
-        "made_by": "splits/make_splits.py",
-        "seed": SEED,
-        "organs": list(SYNAPSE_ORGANS),
-        "fractions": {"100pct": [{"train": sorted(set(LABELLED_IDS) - set(test)), "test": test}]},
-    }
+    description = (
+        "TransUNet's Synapse split: 18 training, 12 test cases, scored on 8 organs; "
+        "trained on all 13 labels (TransUNet merges the other 5 into background)"
+    )
+    fractions = {"100pct": [{"train": sorted(set(LABELLED_IDS) - set(SYNAPSE_TEST_IDS)), "test": list(SYNAPSE_TEST_IDS)}]}
+    return built_in("synapse8", description, fractions, organs=list(SYNAPSE_ORGANS))
 
 
 MAKERS = {"tpmamba": tpmamba, "cv5": cv5, "synapse8": synapse8}

@@ -11,24 +11,9 @@ import numpy as np
 from bench.data.labels import ORGANS
 from bench.data.phantom import rotation
 
-# AMOS's label values 1..15, named as BTCV names the same organs (so scores can be matched by name).
-AMOS_ORGANS: tuple[str, ...] = (
-    "spleen",
-    "right kidney",
-    "left kidney",
-    "gallbladder",
-    "esophagus",
-    "liver",
-    "stomach",
-    "aorta",
-    "inferior vena cava",
-    "pancreas",
-    "right adrenal gland",
-    "left adrenal gland",
-    "duodenum",
-    "bladder",
-    "prostate/uterus",
-)
+# AMOS's label values 1..15: BTCV's organs but the portal and splenic veins (AMOS does not label
+# them), in BTCV's order and under BTCV's names (so scores can be matched by name), then three more.
+AMOS_ORGANS: tuple[str, ...] = (*(o for o in ORGANS if o != "portal and splenic veins"), "duodenum", "bladder", "prostate/uterus")
 # The 30 cases of the synthetic AMOS-like set: ids of their own, so their anatomy is drawn anew.
 AMOS_IDS: tuple[str, ...] = tuple(f"{i:04d}" for i in range(501, 531))
 _EXTRA = {"duodenum": len(ORGANS) + 1, "bladder": len(ORGANS) + 2, "prostate/uterus": len(ORGANS) + 3}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
-from bench.io import locked, write_text
 from bench.evaluation.metrics import nanmean
+from bench.io import locked, write_text
 from bench.runs.files import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
 
 # The voxel counts of the organ in the reference and the prediction tell a missed organ (in the

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.runs.protocol import folder_protocol
 from bench.io import read_json, write_json
 from bench.runs.files import FAILED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
+from bench.runs.protocol import folder_protocol
 
 STATES = ("done", "running", "failed", "incomplete", "missing")
 
