@@ -43,3 +43,42 @@ def grad_scaler_for(device: str):
     import torch
 
     return torch.amp.GradScaler("cuda", enabled=device == "cuda" and autocast_dtype() == torch.float16)
+
+
+def cores_given() -> int:
+    """The CPU cores this process may run on (its affinity: a SLURM job's or taskset's share), not the
+    machine's."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> int:
+    """Size PyTorch's thread pool: ``threads`` when asked, else every core given; returns the count.
+    PyTorch's default is the machine's cores, whatever share this process has."""
+    import torch
+
+    count = threads or cores_given()
+    torch.set_num_threads(count)
+    return count
+
+
+def busy_warning(cores: int, threads: int) -> str | None:
+    """One line when the 1-minute load average says other processes are using the cores this run
+    will spin ``threads`` threads on (measured before it starts), with the threads that would fit."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    free = max(1, int(cores - load + 0.5))
+    if load < 0.75 or threads <= free:
+        return None
+    return (
+        f"the load average is {load:.1f} on {cores} cores: other processes are using them, and {threads} threads beside them "
+        f"wait on each other (a training step about 3x slower on 2 cores beside one busy process); --threads {free} would fit"
+    )

@@ -58,7 +58,7 @@ def doctor(
     environment, used = checks_of.environment_checks(device)
     add(environment)
     prof = resolve_profile(profile, has_cuda=used == "cuda")
-    add([checks_of.package_check()])
+    add([checks_of.package_check(), checks_of.cores_check()])
     add([checks_of.mamba_check(used or "cpu")])
     add(checks_of.sam_weights_checks(names, sam_checkpoint))
     add(doctor_fit.data_checks(data_root, prof.preprocess, load_protocol().all_ids()))

@@ -80,6 +80,7 @@ def run(
     slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
     slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
     slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
+    threads: Annotated[int | None, typer.Option(help="PyTorch threads per run (default: the cores this process is given).")] = None,
     plugin: PluginOption = None,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
@@ -91,6 +92,7 @@ def run(
         methods=names,
         data=data,
         protocol=protocol,
+        threads=threads,
         repeats=repeats,
         data_root=data_root,
         profile=profile,

@@ -93,6 +93,17 @@ def environment_checks(device_asked: str) -> tuple[list[Check], str | None]:
     return checks, device
 
 
+def cores_check() -> Check:
+    """The cores this process is given and whether other processes are using them now."""
+    from bench.device import busy_warning, cores_given
+
+    cores = cores_given()
+    busy = busy_warning(cores, cores)
+    if busy:
+        return Check("cores", "warn", busy, "run when the machine is free, or pass --threads as suggested")
+    return Check("cores", "ok", f"{cores} cores given to this process, none busy with other work")
+
+
 def package_check() -> Check:
     """Every requirement the harness declares is installed at a version it accepts."""
     from importlib import metadata

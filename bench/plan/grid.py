@@ -16,7 +16,7 @@ from bench.console import plain, progress_bar
 from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.data.source import cache_root, data_identity, resolve_dataset
-from bench.device import resolve_device
+from bench.device import busy_warning, cores_given, resolve_device, set_threads
 from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
@@ -127,6 +127,8 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         raise UserError(f"--epochs must be at least 1, got {request.epochs}")
     if request.roi is not None and request.roi < 8:
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
+    if request.threads is not None and request.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {request.threads}")
     if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
         raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
     check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
@@ -147,6 +149,9 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     say = announce or console.print
+    threads = set_threads(request.threads or max(1, cores_given() // distributed.world_size()))  # before the provenance reads it
+    if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
+        say(f"[yellow]warning: {plain(busy)}[/yellow]")
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
     if weights is not None:
         say(f"SAM backbone: {plain(weights.description)}")

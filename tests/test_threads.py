@@ -1,0 +1,70 @@
+"""Threads sized to the cores a run is given, and a busy machine said before the first run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from bench.device import busy_warning, cores_given
+from tests.conftest import invoke
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def load_average(monkeypatch, value: float) -> None:
+    monkeypatch.setattr(os, "getloadavg", lambda: (value, value, value))
+
+
+def test_the_cores_given_are_the_affinity_not_the_machine():
+    assert cores_given() == len(os.sched_getaffinity(0))
+
+
+def test_a_busy_machine_is_one_line_with_the_threads_that_fit(monkeypatch):
+    load_average(monkeypatch, 1.5)
+    line = busy_warning(2, 2)
+    assert line.startswith("the load average is 1.5 on 2 cores") and line.endswith("--threads 1 would fit") and "\n" not in line
+    assert busy_warning(2, 1) is None  # one thread fits beside the other process
+    load_average(monkeypatch, 0.3)
+    assert busy_warning(2, 2) is None
+
+
+def test_a_run_uses_the_threads_asked_and_records_them(tiny_synthetic, tmp_path, monkeypatch, restore_threads):
+    from rich.console import Console
+
+    from bench.plan.grid import prepare_grid
+    from bench.plan.runs import RunRequest
+
+    load_average(monkeypatch, 0.0)
+    request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", threads=1)
+    grid = prepare_grid(request, Console(quiet=True))
+    assert torch.get_num_threads() == 1
+    assert grid.provenance.hardware["torch_threads"] == "1" and grid.provenance.hardware["cores_given"] == str(cores_given())
+    grid = prepare_grid(RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs"), Console(quiet=True))
+    assert grid.provenance.hardware["torch_threads"] == str(cores_given())  # the default: every core given
+
+
+def test_bad_threads_and_the_doctors_check(tiny_synthetic, tmp_path, monkeypatch, restore_threads):
+    load_average(monkeypatch, 0.0 + cores_given())  # every core busy
+    result = invoke("run", "--methods", "unetr", "--data", "12pct", "--data-root", tiny_synthetic, "--out", tmp_path, "--threads", "0")
+    assert result.exit_code == 2 and result.output.strip() == "error: --threads must be at least 1, got 0"
+    from bench.costs.doctor import cores_check
+
+    check = cores_check()
+    assert check.status == "warn" and f"load average is {cores_given():.1f}" in check.detail
+
+
+@pytest.mark.slow
+def test_a_busy_machine_is_said_before_the_first_run(tiny_synthetic, tmp_path, monkeypatch, restore_threads):
+    load_average(monkeypatch, 1.0 + cores_given())  # more than every core busy
+    args = ["run", "--methods", "unetr", "--data", "12pct", "--data-root", tiny_synthetic, "--out", tmp_path]
+    result = invoke(*args, "--profile", "smoke", "--device", "cpu", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    warning = result.output.index("warning: the load average is")
+    assert warning < result.output.index("unetr 12pct #0") and "--threads 1 would fit" in result.output
