@@ -80,7 +80,10 @@ def run(
     slurm_mem: Annotated[float | None, typer.Option(help="Memory per job, GB (default: the cluster's).")] = None,
     slurm_cpus: Annotated[int | None, typer.Option(help="CPUs per job (default: the cluster's).")] = None,
     slurm_requeues: Annotated[int, typer.Option(help="Requeues of a job that hits its time limit (it resumes from its checkpoint).")] = 3,
-    threads: Annotated[int | None, typer.Option(help="PyTorch threads per run (default: the cores this process is given).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="PyTorch threads per run (default: the cores this process is given, shared among --jobs).")
+    ] = None,
+    jobs: Annotated[str, typer.Option(help="Runs at once on this machine: a number, or auto (one per GPU with CUDA, else 1).")] = "1",
     plugin: PluginOption = None,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
@@ -93,6 +96,7 @@ def run(
         data=data,
         protocol=protocol,
         threads=threads,
+        jobs=jobs,
         repeats=repeats,
         data_root=data_root,
         profile=profile,
@@ -146,6 +150,15 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
         from bench.executors.slurm import submit_and_wait
 
         failures = submit_and_wait(request, grid.runs, request.slurm, console, run_planned)
+    elif grid.request.jobs > 1:
+        import torch
+
+        from bench.device import cores_given
+        from bench.executors.jobs import run_in_jobs
+
+        share = grid.request.threads or max(1, cores_given() // grid.request.jobs)
+        gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
+        failures = run_in_jobs(grid.request, grid.runs, grid.request.jobs, gpus, share, console, run_planned)
     else:
         failures = execute_locally(grid, console)
     if not distributed.is_main():

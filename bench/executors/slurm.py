@@ -107,20 +107,11 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console, r
     ``run_here`` to run it with; wait for all, return failure lines."""
     import shutil
 
-    from bench.io import read_json, write_json
-    from bench.runs.state import is_running, record_failure
+    from bench.io import write_json
 
     if shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
-    todo = []
-    for run in planned:
-        running, where = is_running(run.run_dir)
-        if is_finished(run.run_dir):
-            console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
-        elif running:  # a job from an earlier submission is still on it: a second one would race it
-            console.print(f"[yellow]{plain(run.run_dir)}: still running ({plain(where)}), not submitted again[/yellow]")
-        else:
-            todo.append(run)
+    todo = unfinished(planned, console)
     if not todo:
         return []
     executor = submitit.AutoExecutor(
@@ -162,13 +153,36 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console, r
                     "and rerunning the command waits for new ones only)"
                 ) from None
         except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
-            if not (run.run_dir / FAILED_FILE).exists():  # died without recording why: time limit, node failure
-                hint = log_hint(job)
-                reason = f"SLURM job {job.job_id}: {hint or str(exc)[-300:]}"
-                record_failure(run.run_dir, RuntimeError(reason), str(exc))
-            try:
-                reason = read_json(run.run_dir / FAILED_FILE)["reason"]
-            except (OSError, ValueError, KeyError):
-                reason = f"job {job.job_id} ({job.state})"
-            failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}")
+            failures.append(job_failure(run, job, exc, f"SLURM job {job.job_id}: {log_hint(job) or str(exc)[-300:]}"))
     return failures
+
+
+def unfinished(planned, console: Console) -> list:
+    """The planned runs a job is still to be started for: not finished, and no process on them."""
+    from bench.runs.state import is_running
+
+    todo = []
+    for run in planned:
+        running, where = is_running(run.run_dir)
+        if is_finished(run.run_dir):
+            console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
+        elif running:  # a job from an earlier submission is still on it: a second one would race it
+            console.print(f"[yellow]{plain(run.run_dir)}: still running ({plain(where)}), not submitted again[/yellow]")
+        else:
+            todo.append(run)
+    return todo
+
+
+def job_failure(run, job, exc: Exception, died: str) -> str:
+    """The failure line of a run whose job failed; ``died`` is recorded as its reason when the job
+    ended without recording one (killed, time limit, node lost)."""
+    from bench.io import read_json
+    from bench.runs.state import record_failure
+
+    if not (run.run_dir / FAILED_FILE).exists():
+        record_failure(run.run_dir, RuntimeError(died), str(exc))
+    try:
+        reason = read_json(run.run_dir / FAILED_FILE)["reason"]
+    except (OSError, ValueError, KeyError):
+        reason = f"job {job.job_id} ({job.state})"
+    return f"{run.method} {run.data} repeat {run.repeat}: {reason}"

@@ -129,6 +129,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
     if request.threads is not None and request.threads < 1:
         raise UserError(f"--threads must be at least 1, got {request.threads}")
+    request = replace(request, jobs=resolve_jobs(request, device))
     if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
         raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
     check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
@@ -149,7 +150,8 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     say = announce or console.print
-    threads = set_threads(request.threads or max(1, cores_given() // distributed.world_size()))  # before the provenance reads it
+    # Before the provenance reads it; a job's share was set by the grid that started it.
+    threads = set_threads(request.threads or max(1, cores_given() // (distributed.world_size() * request.jobs)))
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
         say(f"[yellow]warning: {plain(busy)}[/yellow]")
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
@@ -158,6 +160,28 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
     return Decided(request, device, profile, overrides, weights, dataset)
+
+
+def resolve_jobs(request: RunRequest, device: str) -> int:
+    """``--jobs``: a whole number from 1, or auto (one per visible GPU on CUDA, else 1)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if device == "cuda" else 0
+    if request.jobs == "auto":
+        return max(gpus, 1)
+    try:
+        jobs = int(request.jobs)
+    except ValueError:
+        raise UserError(f"--jobs takes a whole number or auto, got {request.jobs!r}") from None
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and request.executor != "local":
+        raise UserError("--jobs runs jobs on this machine; with --executor slurm every run is a job already")
+    if jobs > 1 and device == "cuda" and jobs > gpus:
+        raise UserError(f"--jobs {jobs} with --device cuda needs {jobs} GPUs, {gpus} visible: one job per GPU")
+    if jobs > 1 and distributed.world_size() > 1:
+        raise UserError("--jobs starts its own processes; run it once, not under torchrun")
+    return jobs
 
 
 def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:

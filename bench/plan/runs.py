@@ -50,7 +50,8 @@ class RunRequest:
     executor: str = "local"  # local: runs one after another here; slurm: one SLURM job per run (bench.executors.slurm)
     slurm: object = None  # bench.executors.slurm.SlurmOptions for --executor slurm
     protocol: str = DEFAULT_PROTOCOL  # a built-in protocol's name or a protocol file (splits.load_protocol)
-    threads: int | None = None  # PyTorch threads; None: the cores given to this process, shared among torchrun ranks
+    threads: int | None = None  # PyTorch threads; None: the cores given to this process, shared among torchrun ranks or jobs
+    jobs: int | str = 1  # runs at once on this machine (bench.executors.jobs); "auto": one per GPU, 1 on a CPU
 
 
 @dataclass

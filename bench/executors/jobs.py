@@ -1,0 +1,58 @@
+"""``bench run --jobs N``: up to N planned runs at once on this machine, each in its own process
+through submitit's ``LocalExecutor`` (the job objects of the SLURM path), each given one GPU of
+the visible ones or an equal share of the cores. A job runs its one planned run as a SLURM job
+does, so results, resume, failure records, status and the report are those of one job at a time.
+Job logs go to ``RUNS/.jobs/``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import submitit
+from rich.console import Console
+
+from bench.console import plain
+from bench.executors.slurm import RunJob, job_failure, unfinished
+
+A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unless told otherwise
+
+
+def job_slots(jobs: int, gpus: int) -> list[list[int]]:
+    """The GPUs each of ``jobs`` slots sees: one each with ``gpus`` (CUDA), none on the CPU."""
+    return [[slot % gpus] for slot in range(jobs)] if gpus else [[] for _ in range(jobs)]
+
+
+def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: Console, run_here) -> list[str]:
+    """Every unfinished planned run in up to ``jobs`` local jobs at once, each on one of ``gpus``
+    GPUs (0: the CPU, ``threads`` threads each); returns failure lines."""
+    todo = unfinished(planned, console)
+    if not todo:
+        return []
+    out = Path(request.out).resolve()
+    executor = submitit.LocalExecutor(folder=out / ".jobs" / "%j")
+    here = dataclasses.replace(request, executor="local", out=out, threads=threads, jobs=1)
+    free = job_slots(jobs, gpus)
+    running: list[tuple[object, object, list[int]]] = []
+    failures = []
+    each = "one GPU" if gpus else f"{threads} threads"
+    console.print(f"{len(todo)} runs in up to {jobs} jobs at once ({each} each); logs in {plain(out / '.jobs')}")
+    while todo or running:
+        while todo and free:
+            run, slot = todo.pop(0), free.pop(0)
+            executor.update_parameters(timeout_min=A_WEEK_MIN, gpus_per_node=len(slot), visible_gpus=tuple(slot))
+            job = executor.submit(RunJob(run_here), here, run)
+            console.print(f"started {plain(run.method)} {run.data} #{run.repeat} (job {job.job_id}{f', GPU {slot[0]}' if slot else ''})")
+            running.append((run, job, slot))
+        time.sleep(1.0)
+        for entry in [e for e in running if e[1].done()]:
+            run, job, slot = entry
+            running.remove(entry)
+            free.append(slot)
+            try:
+                job.result()
+                console.print(f"finished {plain(run.method)} {run.data} #{run.repeat}")
+            except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
+                failures.append(job_failure(run, job, exc, f"job {job.job_id} ended without a result: {str(exc)[-300:]}"))
+    return failures
