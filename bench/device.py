@@ -56,6 +56,11 @@ def cores_given() -> int:
         return os.cpu_count() or 1
 
 
+def share_of_cores(threads: int | None, ways: int) -> int:
+    """``threads`` when asked, else the cores given divided ``ways`` (torchrun ranks or jobs)."""
+    return threads or max(1, cores_given() // ways)
+
+
 def set_threads(threads: int | None) -> int:
     """Size PyTorch's thread pool: ``threads`` when asked, else every core given; returns the count.
     PyTorch's default is the machine's cores, whatever share this process has."""

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from bench.data.synthetic import SYNTHETIC_VERSION
 from bench.runs.protocol import PROTOCOL_FILE, claim_folder, folder_protocol
 from splits import load_protocol, protocol_json
 from tests.conftest import invoke
@@ -117,7 +118,7 @@ def test_splits_make_writes_a_protocol_bench_run_reads(tiny_synthetic, tmp_path)
     assert [len(d.train) for d in protocol.draws["50pct"]] == [14, 14] and protocol.draws["50pct"][0].train != protocol.draws["50pct"][
         1
     ].train
-    assert json.loads(fixed.read_text())["data_identity"]  # the content identity of the data it was made for
+    assert json.loads(fixed.read_text())["data_identity"] == f"synthetic-v{SYNTHETIC_VERSION}"  # what the data is
 
     folded = tmp_path / "folds.json"
     assert invoke("splits", "make", "--data-root", tiny_synthetic, "--name", "cv3", "--out", folded, "--folds", "3").exit_code == 0

@@ -23,7 +23,13 @@ def load_average(monkeypatch, value: float) -> None:
 
 
 def test_the_cores_given_are_the_affinity_not_the_machine():
-    assert cores_given() == len(os.sched_getaffinity(0))
+    everything = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(everything)})  # as taskset or a SLURM job would
+        assert cores_given() == 1
+    finally:
+        os.sched_setaffinity(0, everything)
+    assert cores_given() == len(everything)
 
 
 def test_a_busy_machine_is_one_line_with_the_threads_that_fit(monkeypatch):

@@ -153,10 +153,10 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     elif grid.request.jobs > 1:
         import torch
 
-        from bench.device import cores_given
+        from bench.device import share_of_cores
         from bench.executors.jobs import run_in_jobs
 
-        share = grid.request.threads or max(1, cores_given() // grid.request.jobs)
+        share = share_of_cores(grid.request.threads, grid.request.jobs)
         gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
         failures = run_in_jobs(grid.request, grid.runs, grid.request.jobs, gpus, share, console, run_planned)
     else:

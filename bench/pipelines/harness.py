@@ -85,22 +85,26 @@ class HarnessPipeline:
     eval_spaces = EVAL_SPACES
 
     def open(self, run: PlannedRun, job: RunJob, console: Console) -> HarnessRun:
-        import torch
-
-        from methods import create_model
-
         grid = job.grid
-        profile, weights = grid.profile, grid.weights
-        extra = {"backbone_state": weights.state} if weights is not None and run.backbone else {}
-        # Seeded initialisation: the same command builds the same network, and a resumed run rebuilds
-        # the frozen random backbone its checkpoint leaves out. The options were checked when planning,
-        # so an error here is the builder's own and is recorded as this run's failure.
-        torch.manual_seed(run.config.seed)
-        classes = run.config.label_set.num_classes
-        network = create_model(
-            run.base_method, size=profile.model_size, out_channels=classes, roi_size=(profile.roi,) * 3, **run.options, **extra
-        )
-        return HarnessRun(run, job, console, network, spacing_mm=profile.preprocess.spacing_mm)
+        backbone = grid.weights.state if grid.weights is not None and run.backbone else None
+        network = build_network(run.base_method, run.config, grid.profile, run.options, backbone)
+        return HarnessRun(run, job, console, network, spacing_mm=grid.profile.preprocess.spacing_mm)
 
 
 HARNESS = HarnessPipeline()
+
+
+def build_network(method: str, config, profile, options: dict, backbone_state=None):
+    """A run's network as its configuration builds it: the profile's size and crop, the run's label
+    set, ``options`` and, for a SAM method, ``backbone_state``. Seeded initialisation: the same
+    command builds the same network, a resumed run rebuilds the frozen random backbone its
+    checkpoint leaves out, and ``bench predict`` the one the run was trained with. The options were
+    checked when planning, so an error here is the builder's own (recorded as the run's failure)."""
+    import torch
+
+    from methods import create_model
+
+    torch.manual_seed(config.seed)
+    extra = {"backbone_state": backbone_state} if backbone_state is not None else {}
+    classes = config.label_set.num_classes
+    return create_model(method, size=profile.model_size, out_channels=classes, roi_size=(profile.roi,) * 3, **options, **extra)

@@ -19,6 +19,7 @@ from bench.data.preprocess import preprocess_image, to_original_grid
 from bench.errors import UserError
 from bench.evaluation.evaluate import predict_probabilities
 from bench.io import write_nifti_gz
+from bench.pipelines.harness import build_network
 from bench.plan.profiles import Profile, profile_dict, resolve_profile
 from bench.plan.weights import resolve_backbone_weights
 from bench.runs.files import CHECKPOINT_FILE, CONFIG_FILE, ConfigFile, RunFileError, is_finished
@@ -36,7 +37,7 @@ class Predictor:
 def load_predictor(run_dir: Path, device: str, sam_checkpoint: Path | None = None) -> Predictor:
     """UserError for a folder that is not a finished run of the harness's trainer, or whose backbone
     weights cannot be had again."""
-    from methods import create_model, get_method
+    from methods import get_method
 
     run_dir = Path(run_dir)
     if not is_finished(run_dir) or not (run_dir / CHECKPOINT_FILE).exists():
@@ -58,23 +59,15 @@ def load_predictor(run_dir: Path, device: str, sam_checkpoint: Path | None = Non
         raise UserError(
             f"{run_dir} was trained under settings this version of bench cannot rebuild; predict with the version that trained it"
         )
-    extra = {}
+    backbone = None
     if info.backbone is not None:
         weights = resolve_backbone_weights(
             info.backbone, sam_checkpoint, profile.published_size, allow_random=config.config.weights_identity == "random"
         )
         if weights.identity != config.config.weights_identity:
             raise UserError(f"{run_dir} was trained on {config.config.weights}; pass the same file with --sam-checkpoint")
-        extra = {"backbone_state": weights.state} if weights.state is not None else {}
-    torch.manual_seed(config.config.seed)  # a frozen random backbone is rebuilt as it was trained
-    network = create_model(
-        info.name,
-        size=profile.model_size,
-        out_channels=config.config.label_set.num_classes,
-        roi_size=(profile.roi,) * 3,
-        **config.config.hyperparameters,
-        **extra,
-    )
+        backbone = weights.state
+    network = build_network(info.name, config.config, profile, config.config.hyperparameters, backbone)
     payload = torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     frozen = {name for name, p in network.named_parameters() if not p.requires_grad}
     missing, unexpected = network.load_state_dict(payload["model"], strict=False)

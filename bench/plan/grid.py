@@ -16,7 +16,7 @@ from bench.console import plain, progress_bar
 from bench.data.btcv import Dataset
 from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
 from bench.data.source import cache_root, data_identity, resolve_dataset
-from bench.device import busy_warning, cores_given, resolve_device, set_threads
+from bench.device import busy_warning, cores_given, resolve_device, set_threads, share_of_cores
 from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
@@ -151,7 +151,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     say = announce or console.print
     # Before the provenance reads it; a job's share was set by the grid that started it.
-    threads = set_threads(request.threads or max(1, cores_given() // (distributed.world_size() * request.jobs)))
+    threads = set_threads(share_of_cores(request.threads, distributed.world_size() * request.jobs))
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
         say(f"[yellow]warning: {plain(busy)}[/yellow]")
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
