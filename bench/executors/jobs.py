@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import submitit
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
 
 from bench.console import plain
 from bench.executors.slurm import RunJob, job_failure, unfinished
+from bench.runs.files import LOG_FILE, read_log
 
 A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unless told otherwise
 
@@ -22,6 +25,17 @@ A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unles
 def job_slots(jobs: int, gpus: int) -> list[list[int]]:
     """The GPUs each of ``jobs`` slots sees: one each with ``gpus`` (CUDA), none on the CPU."""
     return [[slot % gpus] for slot in range(jobs)] if gpus else [[] for _ in range(jobs)]
+
+
+def progress_line(run, job_id: str, slot: list[int], seconds: float) -> str:
+    """One running job as the terminal shows it, read from what its run has logged so far:
+    ``unetr 12pct #0  job 4711 (GPU 1)  epoch 5/24  loss 0.8123  1:02``."""
+    epochs = (run.config.profile.get("epochs") if run.config else None) or "?"
+    logged = read_log(run.run_dir / LOG_FILE)
+    done = f"epoch {logged[-1].epoch}/{epochs}  loss {logged[-1].loss:.4f}" if logged else f"epoch 0/{epochs}"
+    where = f" (GPU {slot[0]})" if slot else ""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{run.method} {run.data} #{run.repeat}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"
 
 
 def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: Console, run_here) -> list[str]:
@@ -34,25 +48,35 @@ def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: C
     executor = submitit.LocalExecutor(folder=out / ".jobs" / "%j")
     here = dataclasses.replace(request, executor="local", out=out, threads=threads, jobs=1)
     free = job_slots(jobs, gpus)
-    running: list[tuple[object, object, list[int]]] = []
+    running: list[tuple[object, object, list[int], float]] = []
     failures = []
     each = "one GPU" if gpus else f"{threads} threads"
     console.print(f"{len(todo)} runs in up to {jobs} jobs at once ({each} each); logs in {plain(out / '.jobs')}")
-    while todo or running:
-        while todo and free:
-            run, slot = todo.pop(0), free.pop(0)
-            executor.update_parameters(timeout_min=A_WEEK_MIN, gpus_per_node=len(slot), visible_gpus=tuple(slot))
-            job = executor.submit(RunJob(run_here), here, run)
-            console.print(f"started {plain(run.method)} {run.data} #{run.repeat} (job {job.job_id}{f', GPU {slot[0]}' if slot else ''})")
-            running.append((run, job, slot))
-        time.sleep(1.0)
-        for entry in [e for e in running if e[1].done()]:
-            run, job, slot = entry
-            running.remove(entry)
-            free.append(slot)
-            try:
-                job.result()
-                console.print(f"finished {plain(run.method)} {run.data} #{run.repeat}")
-            except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
-                failures.append(job_failure(run, job, exc, f"job {job.job_id} ended without a result: {str(exc)[-300:]}"))
+
+    def board() -> Group:
+        now = time.monotonic()
+        return Group(*(Text(progress_line(run, job.job_id, slot, now - t0), style="dim") for run, job, slot, t0 in running))
+
+    # transient: on a terminal the lines are redrawn in place and vanish at the end; in a log file
+    # (no terminal) nothing but the started/finished lines is written.
+    with Live(board(), console=console, transient=True, refresh_per_second=1) as live:
+        while todo or running:
+            while todo and free:
+                run, slot = todo.pop(0), free.pop(0)
+                executor.update_parameters(timeout_min=A_WEEK_MIN, gpus_per_node=len(slot), visible_gpus=tuple(slot))
+                job = executor.submit(RunJob(run_here), here, run)
+                gpu = f", GPU {slot[0]}" if slot else ""
+                console.print(f"started {plain(run.method)} {run.data} #{run.repeat} (job {job.job_id}{gpu})")
+                running.append((run, job, slot, time.monotonic()))
+            time.sleep(1.0)
+            for entry in [e for e in running if e[1].done()]:
+                run, job, slot, _ = entry
+                running.remove(entry)
+                free.append(slot)
+                try:
+                    job.result()
+                    console.print(f"finished {plain(run.method)} {run.data} #{run.repeat}")
+                except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
+                    failures.append(job_failure(run, job, exc, f"job {job.job_id} ended without a result: {str(exc)[-300:]}"))
+            live.update(board())
     return failures
