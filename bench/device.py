@@ -71,19 +71,49 @@ def set_threads(threads: int | None) -> int:
     return count
 
 
-def busy_warning(cores: int, threads: int) -> str | None:
-    """One line when the 1-minute load average says other processes are using the cores this run
-    will spin ``threads`` threads on (measured before it starts), with the threads that would fit."""
+def _cpu_times() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) clock ticks since boot, from /proc/stat."""
+    times = {}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name != "cpu":
+                ticks = [int(f) for f in fields[:8]]  # user nice system idle iowait irq softirq steal
+                times[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))
+    return times
+
+
+def cores_in_use(seconds: float = 0.3) -> float:
+    """How many of the cores given are busy with other work right now, sampled over ``seconds``
+    while this process sleeps. Not the load average: a run that has just ended keeps it up for
+    minutes, and it covers the whole machine rather than this process's cores. Where /proc/stat
+    cannot be read (not Linux), the 1-minute load average."""
     import os
+    import time
 
     try:
-        load = os.getloadavg()[0]
+        before = _cpu_times()
+        time.sleep(seconds)
+        after = _cpu_times()
+    except (OSError, ValueError):
+        return os.getloadavg()[0]
+    mine = os.sched_getaffinity(0) & before.keys() & after.keys()
+    busy = sum(after[c][0] - before[c][0] for c in mine)
+    total = sum(after[c][1] - before[c][1] for c in mine)
+    return len(mine) * busy / total if total else 0.0
+
+
+def busy_warning(cores: int, threads: int) -> str | None:
+    """One line when other processes are using the cores this run will spin ``threads`` threads
+    on (measured before it starts), with the threads that would fit beside them."""
+    try:
+        busy = cores_in_use()
     except (AttributeError, OSError):
         return None
-    free = max(1, int(cores - load + 0.5))
-    if load < 0.75 or threads <= free:
+    free = max(1, int(cores - busy + 0.5))
+    if busy < 0.75 or threads <= free:
         return None
     return (
-        f"the load average is {load:.1f} on {cores} cores: other processes are using them, and {threads} threads beside them "
+        f"other processes keep {busy:.1f} of the {cores} cores given busy, and {threads} threads beside them "
         f"wait on each other (a training step about 3x slower on 2 cores beside one busy process); --threads {free} would fit"
     )

@@ -19,7 +19,28 @@ def restore_threads():
 
 
 def load_average(monkeypatch, value: float) -> None:
-    monkeypatch.setattr(os, "getloadavg", lambda: (value, value, value))
+    """Other processes keep ``value`` cores busy, as the harness measures it."""
+    import bench.device
+
+    monkeypatch.setattr(bench.device, "cores_in_use", lambda seconds=0.3: value)
+
+
+def test_a_spinning_process_is_measured_as_one_busy_core():
+    import subprocess
+    import sys
+
+    from bench.device import cores_in_use
+
+    core = min(os.sched_getaffinity(0))
+    spinner = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)  # past its start-up
+        assert 0.7 <= cores_in_use() <= 1.0 + (len(os.sched_getaffinity(0)) - 1) * 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_the_cores_given_are_the_affinity_not_the_machine():
@@ -35,7 +56,8 @@ def test_the_cores_given_are_the_affinity_not_the_machine():
 def test_a_busy_machine_is_one_line_with_the_threads_that_fit(monkeypatch):
     load_average(monkeypatch, 1.5)
     line = busy_warning(2, 2)
-    assert line.startswith("the load average is 1.5 on 2 cores") and line.endswith("--threads 1 would fit") and "\n" not in line
+    assert line.startswith("other processes keep 1.5 of the 2 cores given busy") and line.endswith("--threads 1 would fit")
+    assert "\n" not in line
     assert busy_warning(2, 1) is None  # one thread fits beside the other process
     load_average(monkeypatch, 0.3)
     assert busy_warning(2, 2) is None
@@ -63,7 +85,7 @@ def test_bad_threads_and_the_doctors_check(tiny_synthetic, tmp_path, monkeypatch
     from bench.costs.doctor import cores_check
 
     check = cores_check()
-    assert check.status == "warn" and f"load average is {cores_given():.1f}" in check.detail
+    assert check.status == "warn" and f"keep {cores_given():.1f} of the {cores_given()} cores given busy" in check.detail
 
 
 @pytest.mark.slow
@@ -72,5 +94,5 @@ def test_a_busy_machine_is_said_before_the_first_run(tiny_synthetic, tmp_path, m
     args = ["run", "--methods", "unetr", "--data", "12pct", "--data-root", tiny_synthetic, "--out", tmp_path]
     result = invoke(*args, "--profile", "smoke", "--device", "cpu", "--epochs", "1")
     assert result.exit_code == 0, result.output
-    warning = result.output.index("warning: the load average is")
+    warning = result.output.index("warning: other processes keep")
     assert warning < result.output.index("unetr 12pct #0") and "--threads 1 would fit" in result.output

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import PluginOption, console, method_names, use_plugins, user_errors
+from bench.cli.common import PluginOption, console, err_console, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import UserError
 
@@ -172,12 +172,13 @@ def speed(
     scoring: Annotated[
         bool, typer.Option(help="Also time original-space scoring of one 512x512x150 case (0.78 x 0.78 x 2.5 mm) and its peak memory.")
     ] = False,
+    threads: Annotated[int | None, typer.Option(help="PyTorch threads (default: the cores this process is given).", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     plugin: PluginOption = None,
 ) -> None:
     """Training-step time, sliding-window time and peak memory per method, and the loader's crops per second."""
     from bench.costs.speed import ASSUMED_CASE_MM, loader_crops_per_second, measure, original_space_scoring_cost, paper_grid_hours
-    from bench.device import resolve_device
+    from bench.device import busy_warning, cores_given, resolve_device, set_threads
     from bench.plan.profiles import resolve_profile
     from bench.provenance import hardware, package_versions
     from methods import get_method
@@ -191,6 +192,9 @@ def speed(
     if steps < 1:
         raise UserError(f"--steps must be at least 1, got {steps}")
     names = method_names(methods)
+    used = set_threads(threads)  # before hardware() reads it into the report
+    if dev == "cpu" and (busy := busy_warning(cores_given(), used)):
+        err_console.print(f"[yellow]warning: {plain(busy)}[/yellow]")
     for name in names:
         try:
             check_input_size(get_method(name), (roi,) * 3, prof.model_size)
