@@ -62,6 +62,8 @@ def test_a_running_job_shows_its_epoch_loss_and_time(tmp_path):
     assert progress_line(run, "4711", [1], 5.0) == "unetr 12pct #1  job 4711 (GPU 1)  epoch 0/24  0:05"
     (tmp_path / "log.jsonl").write_text("\n".join(LogLine(e, 1.0 / e, 1e-3, 2.0).to_json() for e in (1, 2)) + "\n")
     assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/24  loss 0.5000  1:02"
+    run.config.profile["epochs"] = 2
+    assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/2  loss 0.5000  testing  1:02"
 
 
 @pytest.mark.slow

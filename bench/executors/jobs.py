@@ -33,6 +33,8 @@ def progress_line(run, job_id: str, slot: list[int], seconds: float) -> str:
     epochs = (run.config.profile.get("epochs") if run.config else None) or "?"
     logged = read_log(run.run_dir / LOG_FILE)
     done = f"epoch {logged[-1].epoch}/{epochs}  loss {logged[-1].loss:.4f}" if logged else f"epoch 0/{epochs}"
+    if logged and logged[-1].epoch == epochs:
+        done += "  testing"
     where = f" (GPU {slot[0]})" if slot else ""
     minutes, secs = divmod(int(seconds), 60)
     return f"{run.method} {run.data} #{run.repeat}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"
