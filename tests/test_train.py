@@ -134,3 +134,63 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tmp_path):
     other = torch.nn.Conv3d(1, 14, 3, padding=1)  # another network under the same configuration hash
     with pytest.raises(RuntimeError, match="does not match the model"):
         train(other, cases, [], dataclasses.replace(PROFILE, epochs=2), "cpu", tmp_path, "same", seed=1)
+
+
+class Stop(Exception):
+    pass
+
+
+def stop_in_epoch(n):
+    def on_step(epoch, step, loss, lr):
+        if epoch == n - 1:
+            raise Stop
+
+    return on_step
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero-byte"])
+def test_a_damaged_checkpoint_is_moved_aside_and_training_resumes_from_the_previous(tmp_path, damage):
+    cases = toy_cases()
+    profile = dataclasses.replace(PROFILE, epochs=4, checkpoint_minutes=0)  # a checkpoint every epoch
+    straight = train(toy_model(), cases, None, profile, "cpu", tmp_path / "a", "h", seed=7)
+    assert (tmp_path / "a" / "checkpoint.prev.pt").exists()
+    straight.save(tmp_path / "a" / "checkpoint.pt", "h", finished=True)  # as the run's end does: nothing resumes any more
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["checkpoint.pt", "log.jsonl"]
+    run = tmp_path / "b"
+    with pytest.raises(Stop):
+        train(toy_model(), cases, None, profile, "cpu", run, "h", seed=7, on_step=stop_in_epoch(3))
+    latest, previous = run / "checkpoint.pt", run / "checkpoint.prev.pt"
+    assert torch.load(latest, weights_only=True)["epoch"] == 2 and torch.load(previous, weights_only=True)["epoch"] == 1
+    with open(latest, "r+b") as fh:  # as a kill mid-copy or a full disk leaves it
+        fh.truncate(1000 if damage == "truncated" else 0)
+    said = []
+    resumed = train(toy_model(), cases, None, profile, "cpu", run, "h", seed=7, notify=said.append)
+    [aside] = run.glob("checkpoint.pt.unreadable-*")
+    assert aside.stat().st_size == (1000 if damage == "truncated" else 0)  # kept, not deleted
+    assert len(said) == 1 and said[0].startswith(f"{run}: checkpoint.pt is unreadable (")
+    assert said[0].endswith(f"moved to {aside.name}; resuming from checkpoint.prev.pt at epoch 1")
+    epochs = [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    for key, value in straight.model.state_dict().items():  # the recovered run is the uninterrupted one
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+    [record] = json.loads((run / "recovered.json").read_text())
+    assert record["resumed_from"] == "checkpoint.prev.pt" and record["epoch"] == 1
+    assert record["unreadable"][0]["file"] == "checkpoint.pt" and record["unreadable"][0]["moved_to"] == aside.name
+
+
+def test_with_no_readable_checkpoint_left_training_starts_again(tmp_path):
+    cases = toy_cases()
+    profile = dataclasses.replace(PROFILE, epochs=3, checkpoint_minutes=0)
+    straight = train(toy_model(), cases, None, profile, "cpu", tmp_path / "a", "h", seed=7)
+    run = tmp_path / "b"
+    with pytest.raises(Stop):
+        train(toy_model(), cases, None, profile, "cpu", run, "h", seed=7, on_step=stop_in_epoch(3))
+    (run / "checkpoint.pt").write_bytes(b"")
+    (run / "checkpoint.prev.pt").write_bytes(b"not a zip file at all")
+    said = []
+    again = train(toy_model(), cases, None, profile, "cpu", run, "h", seed=7, notify=said.append)
+    assert len(list(run.glob("*.unreadable-*"))) == 2 and said[0].endswith("; training from scratch")
+    assert "checkpoint.prev.pt is unreadable" in said[0] and "checkpoint.pt is unreadable" in said[0]
+    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[key], value, rtol=0, atol=0)

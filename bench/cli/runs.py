@@ -104,6 +104,8 @@ def status(
         if s.state in ("failed", "running", "incomplete"):
             detail = s.reason or ("rerun the command to resume" if s.state == "incomplete" else "")
             console.print(f"{s.state:<10} {plain(s.run_dir)} ({s.epochs_done} epochs): {plain(detail)}", highlight=False, soft_wrap=True)
+        if s.recovered:
+            console.print(f"{'recovered':<10} {plain(s.run_dir)} ({s.state}): {plain(s.recovered)}", highlight=False, soft_wrap=True)
     total = {k: sum(s.state == k for s in states) for k in STATES}
     console.print(", ".join(f"{n} {k}" for k, n in total.items()) + f" of {len(states)} runs")
 

@@ -1,23 +1,27 @@
 """A training run's resumable state (weights, optimizer, schedule, scaler, every random state),
-saved atomically to checkpoint.pt; and the signal handling that stops at an epoch's end so the
-checkpoint matches the epoch it records."""
+saved atomically to checkpoint.pt with the one before kept as checkpoint.prev.pt; resuming from
+the newest that reads, with unreadable ones moved aside; and the signal handling that stops at an
+epoch's end so the checkpoint matches the epoch it records."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.io import atomic_write
+from bench.io import atomic_write, read_json, write_json
 from bench.pipelines.augment import random_states
+from bench.runs.files import CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, RECOVERED_FILE
 
 
 def _numpy_state_to_torch(state: tuple) -> tuple:
@@ -68,20 +72,30 @@ class TrainState:
             "finished": finished,
             "model": {k: v for k, v in self.model.state_dict().items() if k not in frozen},
         }
-        if not finished:  # the final file keeps the weights only: a 90 M-parameter Adam state is 1 GB
-            payload |= {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": self.rng_state(),
-            }
+        previous = path.with_name(PREVIOUS_CHECKPOINT_FILE)
+        if finished:  # the final file keeps the weights only: a 90 M-parameter Adam state is 1 GB
+            atomic_write(path, lambda fh: torch.save(payload, fh))
+            previous.unlink(missing_ok=True)  # nothing resumes from it any more
+            return
+        payload |= {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": self.rng_state(),
+        }
+        # The latest becomes the previous before the new one is written: whatever damages the new
+        # file (a kill mid-copy, a full disk), one readable checkpoint is left to resume from.
+        if path.exists():
+            os.replace(path, previous)
         atomic_write(path, lambda fh: torch.save(payload, fh))
 
-    def load(self, path: Path, config_hash: str) -> bool:
-        """Restore from a checkpoint of the same configuration; False when there is none."""
-        if not path.exists():
-            return False
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    def load(self, path: Path, config_hash: str, payload: dict | None = None) -> bool:
+        """Restore from a checkpoint of the same configuration (``payload``: its content, when
+        already read); False when there is none."""
+        if payload is None:
+            if not path.exists():
+                return False
+            payload = torch.load(path, map_location="cpu", weights_only=True)
         if payload.get("config_hash") != config_hash:
             raise RuntimeError(f"{path} belongs to a different configuration")
         missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
@@ -96,6 +110,58 @@ class TrainState:
             self.scaler.load_state_dict(payload["scaler"])
             self.set_rng_state(payload["rng"])
         return True
+
+
+class UnreadableCheckpoint(Exception):
+    """A checkpoint file that PyTorch cannot read back (truncated, empty, not a checkpoint)."""
+
+
+def read_checkpoint(path: Path) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the reader says, the file cannot be resumed from
+        raise UnreadableCheckpoint(" ".join(f"{type(exc).__name__}: {exc}".split())[:200]) from None
+    if not isinstance(payload, dict) or "epoch" not in payload or "model" not in payload:
+        raise UnreadableCheckpoint("not a checkpoint of this harness (no epoch or model)")
+    return payload
+
+
+def checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    return [p for p in (run_dir / CHECKPOINT_FILE, run_dir / PREVIOUS_CHECKPOINT_FILE) if p.exists()]
+
+
+def newest_readable_checkpoint(run_dir: Path, notify: Callable[[str], None]) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint of the run that reads, and its content; every unreadable one before
+    it is moved aside (never deleted: it may be all there is of a long run), said in one line
+    through ``notify`` and recorded in recovered.json for ``bench status``."""
+    unreadable = []
+    for path in checkpoints_newest_first(run_dir):
+        try:
+            payload = read_checkpoint(path)
+        except UnreadableCheckpoint as exc:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+            aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+            os.replace(path, aside)
+            unreadable.append((path, aside, str(exc)))
+            continue
+        found = (path, payload)
+        break
+    else:
+        found = (None, None)
+    if unreadable:
+        path, payload = found
+        resumed = f"resuming from {path.name} at epoch {payload['epoch']}" if path else "training from scratch"
+        moved = "; ".join(f"{p.name} is unreadable ({why}), moved to {a.name}" for p, a, why in unreadable)
+        notify(f"{run_dir}: {moved}; {resumed}")
+        record = {
+            "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "unreadable": [{"file": p.name, "moved_to": a.name, "error": why} for p, a, why in unreadable],
+            "resumed_from": path.name if path else None,
+            "epoch": int(payload["epoch"]) if path else 0,
+        }
+        earlier = read_json(run_dir / RECOVERED_FILE) if (run_dir / RECOVERED_FILE).exists() else []
+        write_json(run_dir / RECOVERED_FILE, [*earlier, record])
+    return found
 
 
 def _to_tuple(value):

@@ -26,7 +26,7 @@ from bench.data.preprocess import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
 from bench.io import atomic_write
 from bench.pipelines.augment import train_transforms
-from bench.pipelines.checkpoint import TrainState, stop_at_epoch_end
+from bench.pipelines.checkpoint import TrainState, checkpoints_newest_first, newest_readable_checkpoint, stop_at_epoch_end
 from bench.pipelines.losses import supervised_loss
 from bench.plan.profiles import Profile
 from bench.runs.files import CHECKPOINT_FILE, LOG_FILE, LogLine, read_log
@@ -147,7 +147,12 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / CHECKPOINT_FILE
     log_path = run_dir / LOG_FILE
-    if state.load(checkpoint, config_hash) and not main:
+    # Rank 0 moves unreadable checkpoints aside before any rank reads one.
+    found, payload = newest_readable_checkpoint(run_dir, notify or print) if main else (None, None)
+    distributed.barrier()
+    if not main:
+        found = next(iter(checkpoints_newest_first(run_dir)), None)
+    if found is not None and state.load(found, config_hash, payload) and not main:
         # The checkpoint holds rank 0's random state; the other ranks must not replay its crops.
         fresh = rank_seed + 100_003 * state.epoch
         generator.manual_seed(fresh)

@@ -35,6 +35,8 @@ from splits import DEFAULT_PROTOCOL
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  # the checkpoint before the latest, until the run finishes
+RECOVERED_FILE = "recovered.json"  # unreadable checkpoints moved aside, and where training resumed from
 SUMMARY_FILE = "summary.json"
 FAILED_FILE = "failed.json"
 RUNNING_FILE = "running.json"

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.io import read_json, write_json
-from bench.runs.files import FAILED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
+from bench.runs.files import FAILED_FILE, RECOVERED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
 from bench.runs.protocol import folder_protocol
 
 STATES = ("done", "running", "failed", "incomplete", "missing")
@@ -32,6 +32,22 @@ class RunState:
     run_dir: Path
     reason: str = ""
     epochs_done: int = 0
+    recovered: str = ""  # unreadable checkpoints moved aside and where training resumed from (recovered.json)
+
+
+def recovery_of(run_dir: Path) -> str:
+    """'checkpoint.pt was unreadable (moved to ...); resumed from checkpoint.prev.pt at epoch 5', one
+    clause per recovery, or ''."""
+    try:
+        records = read_json(run_dir / RECOVERED_FILE) if (run_dir / RECOVERED_FILE).exists() else []
+        clauses = []
+        for r in records:
+            moved = ", ".join(f"{u['file']} was unreadable (moved to {u['moved_to']})" for u in r["unreadable"])
+            start = f"resumed from {r['resumed_from']} at epoch {r['epoch']}" if r["resumed_from"] else "trained from scratch"
+            clauses.append(f"{moved}; {start}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable {RECOVERED_FILE}"
+    return "; then ".join(clauses)
 
 
 def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> dict:
@@ -128,20 +144,21 @@ def is_running(run_dir: Path, ask_scheduler: bool = True) -> tuple[bool, str]:
 
 
 def _state_of(run_dir: Path, data: str, method: str, repeat: int, ask_scheduler: bool) -> RunState:
+    if not run_dir.exists():
+        return RunState(data, method, repeat, "missing", run_dir)
+    epochs, recovered = epochs_logged(run_dir), recovery_of(run_dir)
     if is_finished(run_dir):
-        return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs_logged(run_dir))
+        return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs, recovered=recovered)
     if (run_dir / FAILED_FILE).exists():
         try:
             failure = read_json(run_dir / FAILED_FILE)
             reason = str(failure.get("reason", "unknown error"))
         except ValueError:
             reason = f"unreadable {FAILED_FILE}"
-        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs_logged(run_dir))
-    if run_dir.exists():
-        running, where = is_running(run_dir, ask_scheduler)
-        state = "running" if running else "incomplete"
-        return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=epochs_logged(run_dir))
-    return RunState(data, method, repeat, "missing", run_dir)
+        return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs, recovered=recovered)
+    running, where = is_running(run_dir, ask_scheduler)
+    state = "running" if running else "incomplete"
+    return RunState(data, method, repeat, state, run_dir, reason=where, epochs_done=epochs, recovered=recovered)
 
 
 def scan_grid(runs_dir: Path, ask_scheduler: bool = True) -> list[RunState]:
