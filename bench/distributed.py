@@ -41,6 +41,15 @@ def init(device: str) -> None:
     torch.distributed.init_process_group(backend="nccl" if device == "cuda" else "gloo")
 
 
+def from_first_rank(value):
+    """The first rank's ``value`` on every rank: what only it decides (whether it holds a run)."""
+    if not active():
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier() -> None:
     if active():
         torch.distributed.barrier()

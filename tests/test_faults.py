@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bench.io import write_json
-from bench.runs.files import RUNNING_FILE
+from bench.runs.claim import RUNNING_FILE
 from bench.runs.results import write_results_csv
 from bench.runs.state import scan_grid
 from tests.conftest import invoke

@@ -338,13 +338,13 @@ def test_html_report_in_headless_chromium_shows_the_tables_and_images(grid_folde
 
 def test_a_report_never_asks_the_scheduler(grid_folder, monkeypatch):
     """A run handed to a SLURM job is shown as its run files say; only bench status asks squeue."""
-    import bench.runs.state
+    import bench.runs.claim
     from bench.reporting.data import load_report_data
 
     submitted = grid_folder / "25pct" / "masam" / "repeat2"
     write_json(submitted / "submitted.json", {"job_id": "77_2", "logs": "/nowhere"})
     asked = []
-    monkeypatch.setattr(bench.runs.state, "slurm_job_state", lambda job_id: asked.append(job_id) or "PENDING")
+    monkeypatch.setattr(bench.runs.claim, "slurm_job_state", lambda job_id: asked.append(job_id) or "PENDING")
     states = {(s.method, s.repeat): s for s in load_report_data(grid_folder).states if s.data == "25pct"}
     assert not asked and states[("masam", 2)].state == "running" and "77_2" in states[("masam", 2)].reason
     assert invoke("status", grid_folder).exit_code == 0 and asked == ["77_2"]

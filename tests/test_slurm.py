@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli.__main__ import app
-from bench.runs.files import RUNNING_FILE
+from bench.runs.claim import RUNNING_FILE
 
 
 def _cluster_up() -> bool:
@@ -85,7 +85,7 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
 
 
 def test_a_job_that_leaves_the_queue_without_a_result_is_a_failure_not_a_hang(monkeypatch, tmp_path):
-    import bench.runs.state
+    import bench.runs.claim
     from bench.executors.slurm import log_hint, wait_for
 
     class VanishedJob:  # killed before it wrote a result, on a cluster without accounting: never "done"
@@ -95,7 +95,7 @@ def test_a_job_that_leaves_the_queue_without_a_result_is_a_failure_not_a_hang(mo
         def done(self):
             return False
 
-    monkeypatch.setattr(bench.runs.state, "slurm_job_state", lambda job_id: None)
+    monkeypatch.setattr(bench.runs.claim, "slurm_job_state", lambda job_id: None)
     with pytest.raises(RuntimeError, match="SLURM job 41_0 left the queue without a result"):
         wait_for(VanishedJob(), poll_s=0.01, grace_s=0.05)
     VanishedJob.paths.stderr.write_text("training...\nslurmstepd: error: *** JOB 41 ON vm CANCELLED AT 09:22:04 DUE TO TIME LIMIT ***\n")

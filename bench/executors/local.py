@@ -4,6 +4,7 @@ recorded and the grid goes on); with ``run_planned``, what each SLURM job does f
 from __future__ import annotations
 
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +17,9 @@ from bench.pipelines.harness import HARNESS
 from bench.pipelines.lifecycle import Pipeline, execute_run
 from bench.plan.grid import prepare_run
 from bench.plan.runs import PlannedRun, PreparedGrid, RunJob, RunRequest
-from bench.runs.state import marked_running, record_failure
+from bench.runs.claim import claimed
+from bench.runs.files import is_finished
+from bench.runs.state import record_failure
 
 
 def pipeline_of(run: PlannedRun) -> Pipeline:
@@ -31,27 +34,43 @@ def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
 
 
 def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
-    """Every planned run, one after another; returns the failures (recorded in their failed.json)."""
-    if not distributed.is_main():
-        for run in grid.runs:
-            run_one(run, grid, console)
-        return []
+    """Every planned run that no other process holds, one after another; returns the failures
+    (recorded in their failed.json). A run held elsewhere is left to its holder, with one line."""
     failures = []
     for run in grid.runs:
-        try:
-            with marked_running(run.run_dir):
+        # Every rank follows the first's reading of the files, which another process may be changing.
+        if distributed.from_first_rank(is_finished(run.run_dir)):  # said by execute_run, which also rebuilds a missing results.csv
+            run_one(run, grid, console)
+            continue
+        with claimed(run.run_dir) if distributed.is_main() else _first_rank_decides() as claim:
+            held_by = distributed.from_first_rank(claim if isinstance(claim, str) else None)
+            if held_by is not None:
+                console.print(f"[yellow]{plain(run.run_dir)}: held by {plain(held_by)}; left to it[/yellow]", soft_wrap=True)
+                continue
+            if getattr(claim, "took_over", ""):
+                console.print(f"[yellow]{plain(run.run_dir)}: took the run over from {plain(claim.took_over)}, which is gone[/yellow]")
+            if not distributed.is_main():
                 run_one(run, grid, console)
-        except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
-            # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
-            if isinstance(exc, UserError) or is_storage_error(exc):
-                raise
-            failure = record_failure(run.run_dir, exc, traceback.format_exc())
-            if distributed.active():  # the other ranks wait in a collective for this one: end them all
-                raise
-            failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
-            reason = plain(failure["reason"])
-            console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
+                continue
+            try:
+                run_one(run, grid, console)
+            except Exception as exc:  # noqa: BLE001 - one broken run (OOM, NaN, a bug) must not cost the rest of the grid
+                # Bad input and a full or read-only disk are not the run's fault: every later run would fail alike.
+                if isinstance(exc, UserError) or is_storage_error(exc):
+                    raise
+                failure = record_failure(run.run_dir, exc, traceback.format_exc())
+                if distributed.active():  # the other ranks wait in a collective for this one: end them all
+                    raise
+                failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
+                reason = plain(failure["reason"])
+                console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
     return failures
+
+
+@contextmanager
+def _first_rank_decides():
+    """What a torchrun rank other than the first holds: nothing; the first rank's claim counts."""
+    yield None
 
 
 def run_planned(request: RunRequest, run: PlannedRun, console: Console) -> list[str]:

@@ -18,7 +18,8 @@ from submitit.helpers import Checkpointable
 
 from bench.console import plain
 from bench.errors import UserError
-from bench.runs.files import FAILED_FILE, SUBMITTED_FILE, is_finished
+from bench.runs.claim import SUBMITTED_FILE
+from bench.runs.files import FAILED_FILE, is_finished
 
 
 @dataclass
@@ -86,7 +87,7 @@ def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
     ``poll_s`` seconds, sooner at first (from a fifth of it, growing by half each time) so that a
     short job is not waited on for a whole interval.
     """
-    from bench.runs.state import slurm_job_state
+    from bench.runs.claim import slurm_job_state
 
     gone_since = None
     wait_s = poll_s / 5
@@ -159,7 +160,7 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console, r
 
 def unfinished(planned, console: Console) -> list:
     """The planned runs a job is still to be started for: not finished, and no process on them."""
-    from bench.runs.state import is_running
+    from bench.runs.claim import is_running
 
     todo = []
     for run in planned:

@@ -39,8 +39,6 @@ PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"  # the checkpoint before the lat
 RECOVERED_FILE = "recovered.json"  # unreadable checkpoints moved aside, and where training resumed from
 SUMMARY_FILE = "summary.json"
 FAILED_FILE = "failed.json"
-RUNNING_FILE = "running.json"
-SUBMITTED_FILE = "submitted.json"
 PREDICTIONS_DIR = "predictions"
 RESULTS_CSV = "results.csv"
 # What a summary holds per case and organ: Dice and NSD as fractions, HD95 in mm (bench.evaluation.metrics).

@@ -7,17 +7,13 @@ unfinished grid is shown as unfinished, never averaged over fewer draws without 
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.io import read_json, write_json
-from bench.runs.files import FAILED_FILE, RECOVERED_FILE, RUNNING_FILE, SUBMITTED_FILE, epochs_logged, is_finished
+from bench.runs.claim import is_running
+from bench.runs.files import FAILED_FILE, RECOVERED_FILE, epochs_logged, is_finished
 from bench.runs.protocol import folder_protocol
 
 STATES = ("done", "running", "failed", "incomplete", "missing")
@@ -74,73 +70,6 @@ def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> 
 
 def clear_failure(run_dir: Path) -> None:
     (run_dir / FAILED_FILE).unlink(missing_ok=True)
-
-
-def slurm_job_id() -> str | None:
-    """This process's SLURM job as squeue names it (array tasks as JOB_TASK), or None outside SLURM."""
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
-
-
-def slurm_job_state(job_id: str) -> str | None:
-    """PENDING, RUNNING, ... while squeue lists the job; None once it has left the queue (or without squeue)."""
-    if shutil.which("squeue") is None:
-        return None
-    try:
-        done = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    states = done.stdout.split()
-    return states[0] if done.returncode == 0 and states else None
-
-
-@contextmanager
-def marked_running(run_dir: Path):
-    """running.json names the host, process and SLURM job while a run trains; a killed process leaves
-    it behind, and the status view then finds a dead pid or a job gone from the queue."""
-    marker = run_dir / RUNNING_FILE
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(marker, {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": slurm_job_id(), "started": started})
-    try:
-        yield
-    finally:
-        marker.unlink(missing_ok=True)
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        found = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def is_running(run_dir: Path, ask_scheduler: bool = True) -> tuple[bool, str]:
-    """Whether a live process or a queued/running SLURM job is working on the run, and which.
-    Without ``ask_scheduler`` a SLURM job is taken at its run's word (running.json or
-    submitted.json), and the queue is not asked."""
-    marker = _read(run_dir / RUNNING_FILE)
-    job = (marker or {}).get("slurm_job") or (_read(run_dir / SUBMITTED_FILE) or {}).get("job_id")
-    if job and not ask_scheduler:
-        return True, f"SLURM job {job}, as its run files say (bench status asks the queue)"
-    if job:
-        state = slurm_job_state(job)
-        if state:
-            return True, f"SLURM job {job} {state.lower()}"
-        if shutil.which("squeue") is not None:
-            return False, ""  # the queue no longer has it: whatever it left is what there is
-    if marker is None:
-        return False, ""
-    host, pid = marker.get("host"), marker.get("pid")
-    if host != socket.gethostname():
-        return True, f"on {host} since {marker.get('started')}"  # another node: its process cannot be checked from here
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False, ""
-    except PermissionError:
-        pass  # alive, owned by someone else
-    return True, f"pid {pid} since {marker.get('started')}"
 
 
 def _state_of(run_dir: Path, data: str, method: str, repeat: int, ask_scheduler: bool) -> RunState:

@@ -1,0 +1,80 @@
+"""The runs of a grid that other processes were training when this one came to them (another
+``bench run`` on the same folder, a job of an earlier submission): waited for before the grid's
+results and report are written, so that both show the whole grid. A run whose holder goes away
+without finishing it is run here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.console import plain
+from bench.errors import UserError
+from bench.io import read_json
+from bench.runs.claim import is_running
+from bench.runs.files import FAILED_FILE, is_finished
+from bench.runs.results import write_results_csv
+
+POLL_S = 5.0
+
+
+def _name(run) -> str:
+    return f"{run.method} {run.data} #{run.repeat}"
+
+
+def wait_for_others(
+    runs: list, runs_dir: Path, execute: Callable[[list], object] | None, console: Console, poll_s: float = POLL_S
+) -> list[str]:
+    """Wait until every run another process holds is finished or failed there; ``execute(runs)``
+    trains the ones whose holder is gone (None: they are reported, for a rerun). Returns the
+    failure lines of the runs waited for."""
+    held = {}
+    for run in runs:
+        running, where = is_running(run.run_dir)
+        if running and not is_finished(run.run_dir):
+            held[run.run_dir] = (run, where)
+    if not held:
+        return []
+    listed = "; ".join(f"{plain(_name(run))} ({plain(where)})" for run, where in held.values())
+    console.print(f"waiting for {len(held)} runs other processes are training: {listed}", soft_wrap=True)
+    failures, adopted = [], set()
+    try:
+        while held:
+            time.sleep(poll_s)
+            orphans = []
+            for key, (run, _) in list(held.items()):
+                if is_finished(run.run_dir):
+                    del held[key]
+                    console.print(f"{plain(_name(run))}: finished {'here' if key in adopted else 'by the process that held it'}")
+                elif is_running(run.run_dir)[0]:
+                    continue
+                elif (run.run_dir / FAILED_FILE).exists():
+                    del held[key]
+                    try:
+                        reason = read_json(run.run_dir / FAILED_FILE)["reason"]
+                    except (OSError, ValueError, KeyError, TypeError):
+                        reason = f"unreadable {FAILED_FILE}"
+                    where = "" if key in adopted else " (in the process that held it)"
+                    failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}{where}")
+                elif execute is None:
+                    del held[key]
+                    gone = "its holder is gone without finishing it; rerun to train it"
+                    failures.append(f"{run.method} {run.data} repeat {run.repeat}: {gone}")
+                else:
+                    orphans.append(run)
+            if orphans:
+                names = ", ".join(plain(_name(run)) for run in orphans)
+                console.print(f"[yellow]{names}: the process that held it is gone without finishing it; training it here[/yellow]")
+                adopted.update(run.run_dir for run in orphans)
+                execute(orphans)  # what becomes of them is read from their files on the next look
+        # The last holder writes its summary before it rebuilds results.csv: rebuilt here too, so what
+        # follows reads every run.
+        write_results_csv(runs_dir)
+    except KeyboardInterrupt:
+        raise UserError(
+            "stopped waiting; the other processes go on (bench status shows them), and results.csv holds every run finished so far"
+        ) from None
+    return failures
