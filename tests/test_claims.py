@@ -108,3 +108,75 @@ def test_of_four_processes_taking_over_one_stale_claim_exactly_one_wins(tmp_path
         w.join(timeout=60)
     assert outcomes.count("claimed") == 1, outcomes
     assert all(o == "claimed" or o.startswith("pid ") or o == "another process taking it over" for o in outcomes)
+
+
+def bench_command(*args) -> list[str]:
+    return [sys.executable, "-m", "bench.cli", *(str(a) for a in args)]
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_folder_train_each_run_once(tiny_synthetic, tmp_path):
+    out = tmp_path / "runs"
+    args = bench_command("run", "--methods", "unetr", "--data", "12pct", "--repeats", "0,1,2", "--data-root", tiny_synthetic)
+    args += ["--profile", "smoke", "--device", "cpu", "--epochs", "2", "--threads", "1", "--out", str(out)]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob(f"12pct/unetr/repeat*/{RUNNING_FILE}")) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    second = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert "held by pid" in outputs[1] and "left to it" in outputs[1]
+    for repeat in range(3):
+        run_dir = out / "12pct" / "unetr" / f"repeat{repeat}"
+        epochs = [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+        assert epochs == [1, 2], (repeat, epochs)  # trained once: every epoch logged once
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["config_hash"] == json.loads((run_dir / "config.json").read_text())["config_hash"]
+        assert len(summary["metric_per_case"]) == 6 and not (run_dir / RUNNING_FILE).exists()
+    assert sum("(already written from these results)" in o for o in outputs) == 1  # one process wrote the report
+    with open(out / "results.csv") as fh:
+        assert sorted({line.split(",")[2] for line in list(fh)[1:]}) == ["0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_holder_and_its_damaged_checkpoint_are_recovered_by_a_rerun(tiny_synthetic, tmp_path):
+    import signal
+
+    from tests.conftest import invoke
+
+    out = tmp_path / "runs"
+    args = ["run", "--methods", "unetr", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--profile", "smoke"]
+    args += ["--device", "cpu", "--epochs", "5", "--checkpoint-minutes", "0.0001", "--threads", "1", "--out", out]
+    run_dir = out / "12pct" / "unetr" / "repeat0"
+    process = subprocess.Popen(bench_command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        lines = (run_dir / "log.jsonl").read_text().splitlines() if (run_dir / "log.jsonl").exists() else []
+        if len(lines) >= 3:
+            process.send_signal(signal.SIGSTOP)  # frozen where a checkpoint is complete, then killed
+            if (run_dir / "checkpoint.pt").exists() and (run_dir / "checkpoint.prev.pt").exists():
+                break
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    holder_pid = json.loads((run_dir / RUNNING_FILE).read_text())["pid"]
+    import torch
+
+    previous_epoch = torch.load(run_dir / "checkpoint.prev.pt", weights_only=True)["epoch"]
+    with open(run_dir / "checkpoint.pt", "r+b") as fh:  # as a failed copy or a full disk leaves it
+        fh.truncate(1000)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert f"took the run over from pid {holder_pid} on {socket.gethostname()}" in text and "which is gone" in text
+    [aside] = run_dir.glob("checkpoint.pt.unreadable-*")
+    assert "checkpoint.pt is unreadable (" in text
+    assert f"moved to {aside.name}; resuming from checkpoint.prev.pt at epoch {previous_epoch}" in text
+    assert aside.stat().st_size == 1000 and not (run_dir / "checkpoint.prev.pt").exists()
+    epochs = [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5]
+    status = " ".join(invoke("status", out).output.split())
+    assert f"recovered {run_dir} (done): checkpoint.pt was unreadable (moved to {aside.name}); resumed from checkpoint.prev.pt" in status
