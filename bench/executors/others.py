@@ -33,8 +33,10 @@ def wait_for_others(
     failure lines of the runs waited for."""
     held = {}
     for run in runs:
+        if is_finished(run.run_dir) or (run.run_dir / FAILED_FILE).exists():
+            continue  # a failure is this process's own (a holder clears an old one as it starts): counted already
         running, where = is_running(run.run_dir)
-        if running and not is_finished(run.run_dir):
+        if running:
             held[run.run_dir] = (run, where)
     if not held:
         return []
