@@ -120,7 +120,8 @@ def read_checkpoint(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever the reader says, the file cannot be resumed from
-        raise UnreadableCheckpoint(" ".join(f"{type(exc).__name__}: {exc}".split())[:200]) from None
+        first_sentence = " ".join(str(exc).split()).split(". ")[0][:200]  # PyTorch's reader adds a paragraph of advice
+        raise UnreadableCheckpoint(f"{type(exc).__name__}: {first_sentence}") from None
     if not isinstance(payload, dict) or "epoch" not in payload or "model" not in payload:
         raise UnreadableCheckpoint("not a checkpoint of this harness (no epoch or model)")
     return payload
