@@ -83,7 +83,7 @@ def _cpu_times() -> dict[int, tuple[int, int]]:
     return times
 
 
-def cores_in_use(seconds: float = 0.3) -> float:
+def cores_in_use(seconds: float = 0.15) -> float:
     """How many of the cores given are busy with other work right now, sampled over ``seconds``
     while this process sleeps. Not the load average: a run that has just ended keeps it up for
     minutes, and it covers the whole machine rather than this process's cores. Where /proc/stat

@@ -22,7 +22,7 @@ def load_average(monkeypatch, value: float) -> None:
     """Other processes keep ``value`` cores busy, as the harness measures it."""
     import bench.device
 
-    monkeypatch.setattr(bench.device, "cores_in_use", lambda seconds=0.3: value)
+    monkeypatch.setattr(bench.device, "cores_in_use", lambda seconds=0.15: value)
 
 
 def test_a_spinning_process_is_measured_as_one_busy_core():
