@@ -82,7 +82,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     out = tmp_path / "runs"
     args = ("run", "--methods", "nnunetv2", "--data", "12pct", "--repeats", "0", "--data-root", tiny_synthetic, "--out", out)
     # Without test-time mirroring: 8x fewer forwards (the option is nnU-Net's --disable_tta).
-    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "2", "--set", "iterations_per_epoch=2", "--set", "mirroring=false")
+    fast = ("--profile", "smoke", "--device", "cpu", "--epochs", "3", "--set", "iterations_per_epoch=2", "--set", "mirroring=false")
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor_init, mirrored = nnUNetPredictor.__init__, []
@@ -93,25 +93,34 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
 
     monkeypatch.setattr(nnUNetPredictor, "__init__", recorded)
 
-    # Killed after its first epoch (nnU-Net has saved checkpoint_latest): the rerun must train the
-    # second epoch only, from nnU-Net's own checkpoint.
+    # Killed after its second epoch (nnU-Net has saved checkpoint_latest at each, the harness kept
+    # the first as checkpoint_latest.prev), then the latest damaged: the rerun must resume from the
+    # previous one, training the second and third epochs only.
     epoch_end, epoch_start, started = nnUNetTrainer.on_epoch_end, nnUNetTrainer.on_epoch_start, []
 
-    def interrupted_after_the_first_epoch(self):
+    def interrupted_after_the_second_epoch(self):
         epoch_end(self)
-        raise KeyboardInterrupt
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt
 
     def counted(self):
         started.append(self.current_epoch)
         epoch_start(self)
 
-    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", interrupted_after_the_first_epoch)
+    monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", interrupted_after_the_second_epoch)
     assert invoke(*args, *fast).exit_code == 130
+    (latest,) = out.glob("12pct/*/repeat0/nnunet/**/checkpoint_latest.pth")
+    assert (latest.parent / "checkpoint_latest.prev.pth").exists()
+    latest.write_bytes(latest.read_bytes()[:1000])  # as a kill mid-copy or a full disk leaves it
     monkeypatch.setattr(nnUNetTrainer, "on_epoch_end", epoch_end)
     monkeypatch.setattr(nnUNetTrainer, "on_epoch_start", counted)
     result = invoke(*args, *fast)
     assert result.exit_code == 0, result.output
-    assert started == [1]  # epoch index 1: the first was not trained again
+    said = " ".join(result.output.split())
+    assert "checkpoint_latest.pth is unreadable (" in said and "resuming from checkpoint_latest.prev.pth at epoch 1" in said
+    assert started == [1, 2]  # epoch indices 1 and 2: the first was not trained again
+    assert len(list(latest.parent.glob("checkpoint_latest.pth.unreadable-*"))) == 1
+    assert sorted(p.name for p in latest.parent.glob("checkpoint_*.pth")) == ["checkpoint_best.pth", "checkpoint_final.pth"]
     assert mirrored == [False]
     train = load_protocol().draws["12pct"][0].train
 
@@ -133,7 +142,7 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     info = get_method("nnunetv2")  # its builder directly: nnU-Net's patch need not be a multiple of 16
     planned = info.builder(1, 14, tuple(plan["patch_size"]), **info.hyperparameters("smoke"), spacing=tuple(plan["spacing_mm"]))
     assert count_parameters(planned)[0] == config.params_total
-    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert (run_dir / "nnunet").is_dir()
 
     summary = RunSummary.read(run_dir / "summary.json")

@@ -116,14 +116,16 @@ class UnreadableCheckpoint(Exception):
     """A checkpoint file that PyTorch cannot read back (truncated, empty, not a checkpoint)."""
 
 
-def read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path, required: tuple[str, ...] = ("epoch", "model"), weights_only: bool = True) -> dict:
+    """A checkpoint's content, or UnreadableCheckpoint saying why not (``required``: the keys a
+    checkpoint of its kind has; nnU-Net's hold Python objects, read with ``weights_only=False``)."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # noqa: BLE001 - whatever the reader says, the file cannot be resumed from
         first_sentence = " ".join(str(exc).split()).split(". ")[0][:200]  # PyTorch's reader adds a paragraph of advice
         raise UnreadableCheckpoint(f"{type(exc).__name__}: {first_sentence}") from None
-    if not isinstance(payload, dict) or "epoch" not in payload or "model" not in payload:
-        raise UnreadableCheckpoint("not a checkpoint of this harness (no epoch or model)")
+    if not isinstance(payload, dict) or any(key not in payload for key in required):
+        raise UnreadableCheckpoint(f"not a checkpoint of its kind (lacks {', '.join(k for k in required if k not in payload)})")
     return payload
 
 
@@ -132,13 +134,24 @@ def checkpoints_newest_first(run_dir: Path) -> list[Path]:
 
 
 def newest_readable_checkpoint(run_dir: Path, notify: Callable[[str], None]) -> tuple[Path | None, dict | None]:
-    """The newest checkpoint of the run that reads, and its content; every unreadable one before
-    it is moved aside (never deleted: it may be all there is of a long run), said in one line
-    through ``notify`` and recorded in recovered.json for ``bench status``."""
+    """The harness's newest checkpoint of the run that reads, and its content (see ``first_readable``)."""
+    return first_readable(checkpoints_newest_first(run_dir), run_dir, notify)
+
+
+def first_readable(
+    candidates: list[Path],
+    run_dir: Path,
+    notify: Callable[[str], None],
+    read: Callable[[Path], dict] = read_checkpoint,
+    epoch_key: str = "epoch",
+) -> tuple[Path | None, dict | None]:
+    """The first of ``candidates`` (newest first) that reads, and its content; every unreadable one
+    before it is moved aside (never deleted: it may be all there is of a long run), said in one
+    line through ``notify`` and recorded in the run's recovered.json for ``bench status``."""
     unreadable = []
-    for path in checkpoints_newest_first(run_dir):
+    for path in (p for p in candidates if p.exists()):
         try:
-            payload = read_checkpoint(path)
+            payload = read(path)
         except UnreadableCheckpoint as exc:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
             aside = path.with_name(f"{path.name}.unreadable-{stamp}")
@@ -151,14 +164,14 @@ def newest_readable_checkpoint(run_dir: Path, notify: Callable[[str], None]) -> 
         found = (None, None)
     if unreadable:
         path, payload = found
-        resumed = f"resuming from {path.name} at epoch {payload['epoch']}" if path else "training from scratch"
+        resumed = f"resuming from {path.name} at epoch {payload[epoch_key]}" if path else "training from scratch"
         moved = "; ".join(f"{p.name} is unreadable ({why}), moved to {a.name}" for p, a, why in unreadable)
         notify(f"{run_dir}: {moved}; {resumed}")
         record = {
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "unreadable": [{"file": p.name, "moved_to": a.name, "error": why} for p, a, why in unreadable],
             "resumed_from": path.name if path else None,
-            "epoch": int(payload["epoch"]) if path else 0,
+            "epoch": int(payload[epoch_key]) if path else 0,
         }
         earlier = read_json(run_dir / RECOVERED_FILE) if (run_dir / RECOVERED_FILE).exists() else []
         write_json(run_dir / RECOVERED_FILE, [*earlier, record])

@@ -31,6 +31,9 @@ import numpy as np
 DATASET_NAME = "Dataset501_BTCVbench"
 DATASET_ID = 501
 CONFIGURATION = "3d_fullres"
+# nnU-Net's checkpoints, in the order its own --c resumes from them, and the previous latest we keep.
+FINAL_CHECKPOINT, LATEST_CHECKPOINT, BEST_CHECKPOINT = "checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth"
+PREVIOUS_CHECKPOINT = "checkpoint_latest.prev.pth"
 NNUNET_DIR = "nnunet"  # inside the run folder: nnU-Net's results (checkpoints, its own log) and predictions
 
 
@@ -161,6 +164,19 @@ def trainer_class(epochs: int, iterations_per_epoch: int, checkpoint_every: int)
             self.num_iterations_per_epoch = iterations_per_epoch
             self.num_val_iterations_per_epoch = max(1, min(50, iterations_per_epoch // 5))
             self.save_every = checkpoint_every
+
+        def save_checkpoint(self, filename: str) -> None:
+            # nnU-Net writes its checkpoint in place, over the only one it keeps: a kill or a full disk
+            # mid-write would leave nothing to resume from. Written aside and moved into place, with
+            # the latest kept as the previous (bench.pipelines.checkpoint reads them newest first).
+            path = Path(filename)
+            partial = path.with_name(f".{path.name}.partial")
+            super().save_checkpoint(str(partial))
+            if not partial.exists():  # another rank, or checkpointing disabled
+                return
+            if path.name == LATEST_CHECKPOINT and path.exists():
+                os.replace(path, path.with_name(PREVIOUS_CHECKPOINT))
+            os.replace(partial, path)
 
     return BenchTrainer
 

@@ -17,10 +17,15 @@ import numpy as np
 
 from bench.console import plain
 from bench.evaluation.evaluate import CasePrediction
+from bench.pipelines.checkpoint import first_readable, read_checkpoint
 from bench.pipelines.nnunet_steps import (
+    BEST_CHECKPOINT,
     CONFIGURATION,
     DATASET_NAME,
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
     NNUNET_DIR,
+    PREVIOUS_CHECKPOINT,
     case_name,
     export_raw_dataset,
     nnunet_folders,
@@ -92,7 +97,7 @@ class NNUNetRun:
         return self.run.run_dir / NNUNET_DIR
 
     def train(self) -> None:
-        final = Path(self.trainer.output_folder) / "checkpoint_final.pth"
+        final = Path(self.trainer.output_folder) / FINAL_CHECKPOINT
         with self._folders():
             if not final.exists():
                 hyper = self.run.config.hyperparameters
@@ -101,6 +106,8 @@ class NNUNetRun:
                 )
                 with quiet():
                     self.trainer.run_training()
+                # nnU-Net removes its latest checkpoint once the final one is written; the previous goes too.
+                (Path(self.trainer.output_folder) / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
             _write_log(self.run.run_dir / LOG_FILE, nnunet_log_lines(self.trainer))
 
     def predictions(self) -> Iterator[CasePrediction]:
@@ -163,14 +170,20 @@ class NNUNetV2Pipeline:
                 trainer = trainer_class(epochs, hyper["iterations_per_epoch"], checkpoint_every)(
                     plans, CONFIGURATION, "all", dataset_json, torch.device(grid.device)
                 )
-            final = Path(trainer.output_folder) / "checkpoint_final.pth"
-            latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
+            folder = Path(trainer.output_folder)
+            # nnU-Net's own resume order (its --c), with the previous latest we keep after the latest.
+            candidates = [folder / name for name in (FINAL_CHECKPOINT, LATEST_CHECKPOINT, PREVIOUS_CHECKPOINT, BEST_CHECKPOINT)]
+            found, _ = first_readable(
+                candidates,
+                run.run_dir,
+                lambda msg: console.print(f"[yellow]{plain(msg)}[/yellow]"),
+                read=lambda path: read_checkpoint(path, ("network_weights", "current_epoch"), weights_only=False),
+                epoch_key="current_epoch",
+            )
             with quiet():
                 trainer.initialize()  # builds the planned network, its optimiser and loss
-                if final.exists():
-                    trainer.load_checkpoint(str(final))
-                elif latest.exists():
-                    trainer.load_checkpoint(str(latest))  # nnU-Net's continue_training
+                if found is not None:
+                    trainer.load_checkpoint(str(found))  # read again: this nnU-Net's load_checkpoint takes a path only
         return NNUNetRun(
             run,
             job,
