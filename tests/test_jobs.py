@@ -44,7 +44,7 @@ def test_two_jobs_write_what_one_job_writes(tiny_synthetic, tmp_path):
     assert invoke(*base, "--out", one).exit_code == 0
     result = invoke(*base, "--out", two, "--jobs", "2")
     assert result.exit_code == 0, result.output
-    assert "2 runs in up to 2 jobs at once (1 threads each)" in result.output
+    assert "2 runs in up to 2 jobs at once (1 thread each)" in result.output
     assert rows(one) == rows(two) and len(rows(two)) == 2 * 6 * 13
     for method in ("unetr", "vnet"):
         first, second = (json.loads((f / "12pct" / method / "repeat0" / "config.json").read_text()) for f in (one, two))
@@ -101,7 +101,7 @@ def test_killing_one_job_leaves_the_others_intact_and_it_resumes(tiny_synthetic,
     vnet_files = {p.name: p.stat().st_mtime_ns for p in other.iterdir()}
     second = invoke(*args)
     assert second.exit_code == 0, second.output
-    assert "1 runs in up to 2 jobs at once" in second.output and "vnet/repeat0: finished earlier, skipped" in second.output
+    assert "1 run in up to 2 jobs at once" in second.output and "vnet/repeat0: finished earlier, skipped" in second.output
     epochs = [json.loads(line)["epoch"] for line in (victim / "log.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3] and (victim / "summary.json").exists() and not (victim / "failed.json").exists()
     assert {p.name: p.stat().st_mtime_ns for p in other.iterdir()} == vnet_files  # the finished run is untouched

@@ -52,8 +52,9 @@ def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: C
     free = job_slots(jobs, gpus)
     running: list[tuple[object, object, list[int], float]] = []
     failures = []
-    each = "one GPU" if gpus else f"{threads} threads"
-    console.print(f"{len(todo)} runs in up to {jobs} jobs at once ({each} each); logs in {plain(out / '.jobs')}")
+    each = "one GPU" if gpus else f"{threads} thread{'s' if threads != 1 else ''}"
+    runs = f"{len(todo)} run{'s' if len(todo) != 1 else ''}"
+    console.print(f"{runs} in up to {jobs} jobs at once ({each} each); logs in {plain(out / '.jobs')}")
 
     def board() -> Group:
         now = time.monotonic()

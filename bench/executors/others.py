@@ -41,7 +41,8 @@ def wait_for_others(
     if not held:
         return []
     listed = "; ".join(f"{plain(_name(run))} ({plain(where)})" for run, where in held.values())
-    console.print(f"waiting for {len(held)} runs other processes are training: {listed}", soft_wrap=True)
+    runs_held = f"{len(held)} run{'s' if len(held) != 1 else ''}"
+    console.print(f"waiting for {runs_held} other processes are training: {listed}", soft_wrap=True)
     failures, adopted = [], set()
     try:
         while held:
