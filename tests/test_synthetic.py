@@ -102,3 +102,36 @@ def test_cases_painted_in_parallel_are_the_same_files(tmp_path):
     files = sorted(p.relative_to(serial) for p in serial.rglob("*.nii.gz"))
     assert len(files) == 6
     assert all((serial / f).read_bytes() == (parallel / f).read_bytes() for f in files)
+
+
+def _ensure_and_count(root, log, start):
+    from rich.console import Console
+
+    import bench.data.source as source
+
+    real = source.write_synthetic_dataset
+
+    def counted(*args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write("wrote\n")
+        return real(*args, **kwargs)
+
+    source.write_synthetic_dataset = counted
+    start.wait()
+    source.ensure_synthetic(root, ["0001", "0002"], Console(quiet=True), spacing_scale=8.0)
+
+
+def test_processes_started_together_write_the_synthetic_data_once(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    start, log = context.Event(), tmp_path / "calls"
+    workers = [context.Process(target=_ensure_and_count, args=(tmp_path / "synth", log, start)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert log.read_text() == "wrote\n"  # the first wrote, the others waited and found it written
+    assert len(list((tmp_path / "synth").glob("RawData/Training/img/*.nii.gz"))) == 2

@@ -28,6 +28,13 @@ def synthetic_root() -> Path:
 def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float = 1.0, kind: str = "btcv") -> Path:
     """Write the synthetic abdomen (``kind``: bench.data.synthetic.SYNTHETIC_KINDS) once (missing
     cases only); later calls find the marker and return."""
+    # Processes started together (the same command once per GPU) take turns: the first writes the
+    # cases, the others wait and find them written.
+    with locked(Path(root) / ".writing.lock"):
+        return _ensure_synthetic(Path(root), case_ids, console, spacing_scale, kind)
+
+
+def _ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float, kind: str) -> Path:
     marker = root / COMPLETE_MARKER
     wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale, **({"dataset": kind} if kind != "btcv" else {})}
     if marker.exists():
