@@ -78,3 +78,37 @@ def test_cache_entry_changes_when_a_source_file_changes(tiny_synthetic, isolated
     label = dataset.cases["0002"].label
     label.write_bytes(label.read_bytes())  # same bytes, rewritten: the entry cannot know and must move
     assert cache_dir_for(isolated_cache, locate_dataset(copy, synthetic=True), settings) != before
+
+
+def _preprocess_and_count(case, settings, cache_dir, log, start):
+    import bench.data.preprocess as preprocess
+
+    real = preprocess.preprocess_case
+
+    def counted(*args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write("computed\n")
+        return real(*args, **kwargs)
+
+    preprocess.preprocess_case = counted
+    start.wait()
+    preprocess.load_or_preprocess(case, settings, cache_dir)
+
+
+def test_processes_started_together_preprocess_a_case_once(tiny_synthetic, isolated_cache, tmp_path):
+    import multiprocessing
+
+    dataset = locate_dataset(tiny_synthetic, synthetic=True)
+    settings = PreprocessSettings(spacing_mm=8.0)
+    cache_dir = cache_dir_for(isolated_cache, dataset, settings)
+    context = multiprocessing.get_context("fork")
+    start, log = context.Event(), tmp_path / "calls"
+    args = (dataset.cases["0001"], settings, cache_dir, log, start)
+    workers = [context.Process(target=_preprocess_and_count, args=args) for _ in range(3)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert log.read_text() == "computed\n"  # the others waited for the case and read it from the cache

@@ -21,7 +21,7 @@ import numpy as np
 from bench.data.btcv import Case, Dataset, read_pair
 from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.settings import PreprocessSettings
-from bench.io import atomic_write
+from bench.io import atomic_write, locked
 
 
 @dataclass(frozen=True)
@@ -123,20 +123,31 @@ def _savez(path: Path, **arrays) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
+def _read_cached(path: Path, case_id: str) -> PreprocessedCase | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as npz:
+            return PreprocessedCase(case_id, npz["image"], npz["label"], float(npz["spacing_mm"]), npz["affine"])
+    except (OSError, ValueError, KeyError):
+        path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
+        return None
+
+
 def load_or_preprocess(
     case: Case, settings: PreprocessSettings, cache_dir: Path, labels: LabelSet = BTCV_LABELS
 ) -> tuple[PreprocessedCase, bool]:
     """The cached preprocessed case, computing and caching it first if needed. Returns (case, was_cached)."""
     path = Path(cache_dir) / f"{case.case_id}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as npz:
-                return PreprocessedCase(case.case_id, npz["image"], npz["label"], float(npz["spacing_mm"]), npz["affine"]), True
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
-    result = preprocess_case(case, settings, labels)
+    if (cached := _read_cached(path, case.case_id)) is not None:
+        return cached, True
     path.parent.mkdir(parents=True, exist_ok=True)
-    _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm), affine=result.affine)
+    # Processes started together take turns case by case: the second finds what the first wrote.
+    with locked(path.with_name(f".{path.name}.lock")):
+        if (cached := _read_cached(path, case.case_id)) is not None:
+            return cached, True
+        result = preprocess_case(case, settings, labels)
+        _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm), affine=result.affine)
     return result, False
 
 
