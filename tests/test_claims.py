@@ -66,6 +66,9 @@ def test_a_gone_holder_is_taken_over_and_a_live_one_is_not(tmp_path, claim, gone
 
 def test_another_hosts_claim_without_a_heartbeat_is_taken_over(tmp_path):
     write_json(tmp_path / RUNNING_FILE, holder(1234, host="node-that-is-elsewhere"))
+    ten_minutes_ago = time.time() - 600
+    os.utime(tmp_path / RUNNING_FILE, (ten_minutes_ago, ten_minutes_ago))
+    assert try_claim(tmp_path).endswith(", last heartbeat 600 s ago")  # still within the 15 minutes
     old = time.time() - claim_module.STALE_AFTER_S - 60
     os.utime(tmp_path / RUNNING_FILE, (old, old))
     assert "node-that-is-elsewhere" in try_claim(tmp_path).took_over

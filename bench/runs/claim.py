@@ -104,7 +104,8 @@ def is_running(run_dir: Path, ask_scheduler: bool = True) -> tuple[bool, str]:
         age = _heartbeat_age(run_dir / RUNNING_FILE)
         if age is not None and age > STALE_AFTER_S:
             return False, ""
-        return True, f"pid {pid} on {host} {since}"
+        beat = f", last heartbeat {age:.0f} s ago" if age is not None else ""
+        return True, f"pid {pid} on {host} {since}{beat}"
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError, TypeError):
