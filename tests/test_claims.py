@@ -97,9 +97,10 @@ def _race(run_dir, start, results, done):
     done.wait()  # stay alive: a winner that exited would be a gone holder again
 
 
+@pytest.mark.slow
 def test_of_four_processes_taking_over_one_stale_claim_exactly_one_wins(tmp_path):
     write_json(tmp_path / RUNNING_FILE, holder(a_dead_pid()))
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # not fork: a forked child inherits locks other threads held
     start, done, results = context.Event(), context.Event(), context.Queue()
     workers = [context.Process(target=_race, args=(tmp_path, start, results, done)) for _ in range(4)]
     for w in workers:

@@ -95,20 +95,23 @@ def _preprocess_and_count(case, settings, cache_dir, log, start):
     preprocess.load_or_preprocess(case, settings, cache_dir)
 
 
+@pytest.mark.slow
 def test_processes_started_together_preprocess_a_case_once(tiny_synthetic, isolated_cache, tmp_path):
     import multiprocessing
 
     dataset = locate_dataset(tiny_synthetic, synthetic=True)
     settings = PreprocessSettings(spacing_mm=8.0)
     cache_dir = cache_dir_for(isolated_cache, dataset, settings)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # fork after PyTorch's thread pool started can hang the child
     start, log = context.Event(), tmp_path / "calls"
     args = (dataset.cases["0001"], settings, cache_dir, log, start)
-    workers = [context.Process(target=_preprocess_and_count, args=args) for _ in range(3)]
+    workers = [context.Process(target=_preprocess_and_count, args=args) for _ in range(2)]
     for w in workers:
         w.start()
     start.set()
     for w in workers:
         w.join(timeout=120)
-    assert [w.exitcode for w in workers] == [0, 0, 0]
+        if w.exitcode is None:
+            w.kill()
+    assert [w.exitcode for w in workers] == [0, 0]
     assert log.read_text() == "computed\n"  # the others waited for the case and read it from the cache
