@@ -129,3 +129,45 @@ def write_finished_run(
     )
     summary.write(run_dir / SUMMARY_FILE)
     return run_dir
+
+
+def _counted_then_called(module_name, function, log, call, args):
+    """In a spawned process: ``module_name.function`` writes a line to ``log`` each time it runs,
+    then ``call(*args)`` (a function of that module) runs."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    real = getattr(module, function)
+
+    def counted(*a, **kw):
+        with open(log, "a") as fh:
+            fh.write(f"{function}\n")
+        return real(*a, **kw)
+
+    setattr(module, function, counted)
+    getattr(module, call)(*args)
+
+
+def _released_together(start, *payload):
+    start.wait()
+    _counted_then_called(*payload)
+
+
+def calls_when_started_together(module_name: str, function: str, call: str, args: tuple, log: Path, processes: int = 2) -> int:
+    """How many times ``module_name.function`` ran when ``processes`` processes called
+    ``module_name.call(*args)`` at the same moment. Spawned, not forked: a child forked after
+    PyTorch's thread pool has started can hang."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    workers = [context.Process(target=_released_together, args=(start, module_name, function, log, call, args)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(timeout=120)
+        if w.exitcode is None:
+            w.kill()
+    assert [w.exitcode for w in workers] == [0] * processes
+    return len(log.read_text().splitlines()) if log.exists() else 0

@@ -7,7 +7,7 @@ from bench.data.btcv import locate_dataset
 from bench.data.labels import ORGANS
 from bench.data.preprocess import cache_dir_for, load_or_preprocess, preprocess_case
 from bench.data.settings import PreprocessSettings
-from tests.conftest import write_nifti
+from tests.conftest import calls_when_started_together, write_nifti
 
 
 def test_orientation_spacing_window_and_crop(tmp_path):
@@ -80,38 +80,11 @@ def test_cache_entry_changes_when_a_source_file_changes(tiny_synthetic, isolated
     assert cache_dir_for(isolated_cache, locate_dataset(copy, synthetic=True), settings) != before
 
 
-def _preprocess_and_count(case, settings, cache_dir, log, start):
-    import bench.data.preprocess as preprocess
-
-    real = preprocess.preprocess_case
-
-    def counted(*args, **kwargs):
-        with open(log, "a") as fh:
-            fh.write("computed\n")
-        return real(*args, **kwargs)
-
-    preprocess.preprocess_case = counted
-    start.wait()
-    preprocess.load_or_preprocess(case, settings, cache_dir)
-
-
 @pytest.mark.slow
 def test_processes_started_together_preprocess_a_case_once(tiny_synthetic, isolated_cache, tmp_path):
-    import multiprocessing
-
     dataset = locate_dataset(tiny_synthetic, synthetic=True)
     settings = PreprocessSettings(spacing_mm=8.0)
-    cache_dir = cache_dir_for(isolated_cache, dataset, settings)
-    context = multiprocessing.get_context("spawn")  # fork after PyTorch's thread pool started can hang the child
-    start, log = context.Event(), tmp_path / "calls"
-    args = (dataset.cases["0001"], settings, cache_dir, log, start)
-    workers = [context.Process(target=_preprocess_and_count, args=args) for _ in range(2)]
-    for w in workers:
-        w.start()
-    start.set()
-    for w in workers:
-        w.join(timeout=120)
-        if w.exitcode is None:
-            w.kill()
-    assert [w.exitcode for w in workers] == [0, 0]
-    assert log.read_text() == "computed\n"  # the others waited for the case and read it from the cache
+    args = (dataset.cases["0001"], settings, cache_dir_for(isolated_cache, dataset, settings))
+    module = "bench.data.preprocess"
+    # the other waited for the case and read it from the cache
+    assert calls_when_started_together(module, "preprocess_case", "load_or_preprocess", args, tmp_path / "calls") == 1

@@ -104,37 +104,11 @@ def test_cases_painted_in_parallel_are_the_same_files(tmp_path):
     assert all((serial / f).read_bytes() == (parallel / f).read_bytes() for f in files)
 
 
-def _ensure_and_count(root, log, start):
-    from rich.console import Console
-
-    import bench.data.source as source
-
-    real = source.write_synthetic_dataset
-
-    def counted(*args, **kwargs):
-        with open(log, "a") as fh:
-            fh.write("wrote\n")
-        return real(*args, **kwargs)
-
-    source.write_synthetic_dataset = counted
-    start.wait()
-    source.ensure_synthetic(root, ["0001", "0002"], Console(quiet=True), spacing_scale=8.0)
-
-
 @pytest.mark.slow
 def test_processes_started_together_write_the_synthetic_data_once(tmp_path):
-    import multiprocessing
+    from tests.conftest import calls_when_started_together
 
-    context = multiprocessing.get_context("spawn")  # fork after PyTorch's thread pool started can hang the child
-    start, log = context.Event(), tmp_path / "calls"
-    workers = [context.Process(target=_ensure_and_count, args=(tmp_path / "synth", log, start)) for _ in range(2)]
-    for w in workers:
-        w.start()
-    start.set()
-    for w in workers:
-        w.join(timeout=120)
-        if w.exitcode is None:
-            w.kill()
-    assert [w.exitcode for w in workers] == [0, 0]
-    assert log.read_text() == "wrote\n"  # the first wrote, the others waited and found it written
+    args = (tmp_path / "synth", ["0001", "0002"], None, 8.0)  # no console: the progress bar takes rich's default
+    # the first wrote, the other waited and found it written
+    assert calls_when_started_together("bench.data.source", "write_synthetic_dataset", "ensure_synthetic", args, tmp_path / "calls") == 1
     assert len(list((tmp_path / "synth").glob("RawData/Training/img/*.nii.gz"))) == 2
