@@ -13,10 +13,10 @@ from rich.console import Console
 
 from bench.console import plain
 from bench.errors import UserError
-from bench.io import read_json
 from bench.runs.claim import is_running
 from bench.runs.files import FAILED_FILE, is_finished
 from bench.runs.results import write_results_csv
+from bench.runs.state import failure_reason
 
 POLL_S = 5.0
 
@@ -54,12 +54,8 @@ def wait_for_others(
                     console.print(f"{plain(_name(run))}: finished {'here' if key in adopted else 'by the process that held it'}")
                 elif is_running(run.run_dir)[0]:
                     continue
-                elif (run.run_dir / FAILED_FILE).exists():
+                elif (reason := failure_reason(run.run_dir)) is not None:
                     del held[key]
-                    try:
-                        reason = read_json(run.run_dir / FAILED_FILE)["reason"]
-                    except (OSError, ValueError, KeyError, TypeError):
-                        reason = f"unreadable {FAILED_FILE}"
                     where = "" if key in adopted else " (in the process that held it)"
                     failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}{where}")
                 elif execute is None:

@@ -177,13 +177,8 @@ def unfinished(planned, console: Console) -> list:
 def job_failure(run, job, exc: Exception, died: str) -> str:
     """The failure line of a run whose job failed; ``died`` is recorded as its reason when the job
     ended without recording one (killed, time limit, node lost)."""
-    from bench.io import read_json
-    from bench.runs.state import record_failure
+    from bench.runs.state import failure_reason, record_failure
 
     if not (run.run_dir / FAILED_FILE).exists():
         record_failure(run.run_dir, RuntimeError(died), str(exc))
-    try:
-        reason = read_json(run.run_dir / FAILED_FILE)["reason"]
-    except (OSError, ValueError, KeyError):
-        reason = f"job {job.job_id} ({job.state})"
-    return f"{run.method} {run.data} repeat {run.repeat}: {reason}"
+    return f"{run.method} {run.data} repeat {run.repeat}: {failure_reason(run.run_dir) or f'job {job.job_id} ({job.state})'}"

@@ -46,6 +46,18 @@ def recovery_of(run_dir: Path) -> str:
     return "; then ".join(clauses)
 
 
+def failure_reason(run_dir: Path) -> str | None:
+    """Why the run failed, as its failed.json says; None when it has none."""
+    path = run_dir / FAILED_FILE
+    if not path.exists():
+        return None
+    try:
+        failure = read_json(path)
+        return str(failure.get("reason", "unknown error"))
+    except (OSError, ValueError, AttributeError):
+        return f"unreadable {FAILED_FILE}"
+
+
 def record_failure(run_dir: Path, error: BaseException, traceback_text: str) -> dict:
     """failed.json beside the run's other files: what broke, so the grid can go on and the report can say why.
 
@@ -78,12 +90,7 @@ def _state_of(run_dir: Path, data: str, method: str, repeat: int, ask_scheduler:
     epochs, recovered = epochs_logged(run_dir), recovery_of(run_dir)
     if is_finished(run_dir):
         return RunState(data, method, repeat, "done", run_dir, epochs_done=epochs, recovered=recovered)
-    if (run_dir / FAILED_FILE).exists():
-        try:
-            failure = read_json(run_dir / FAILED_FILE)
-            reason = str(failure.get("reason", "unknown error"))
-        except ValueError:
-            reason = f"unreadable {FAILED_FILE}"
+    if (reason := failure_reason(run_dir)) is not None:
         return RunState(data, method, repeat, "failed", run_dir, reason=reason, epochs_done=epochs, recovered=recovered)
     running, where = is_running(run_dir, ask_scheduler)
     state = "running" if running else "incomplete"
