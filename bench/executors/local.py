@@ -4,7 +4,7 @@ recorded and the grid goes on); with ``run_planned``, what each SLURM job does f
 from __future__ import annotations
 
 import traceback
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -42,7 +42,8 @@ def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
         if distributed.from_first_rank(is_finished(run.run_dir)):  # said by execute_run, which also rebuilds a missing results.csv
             run_one(run, grid, console)
             continue
-        with claimed(run.run_dir) if distributed.is_main() else _first_rank_decides() as claim:
+        # A torchrun rank other than the first holds nothing: the first rank's claim counts.
+        with claimed(run.run_dir) if distributed.is_main() else nullcontext() as claim:
             held_by = distributed.from_first_rank(claim if isinstance(claim, str) else None)
             if held_by is not None:
                 console.print(f"[yellow]{plain(run.run_dir)}: held by {plain(held_by)}; left to it[/yellow]", soft_wrap=True)
@@ -65,12 +66,6 @@ def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
                 reason = plain(failure["reason"])
                 console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
     return failures
-
-
-@contextmanager
-def _first_rank_decides():
-    """What a torchrun rank other than the first holds: nothing; the first rank's claim counts."""
-    yield None
 
 
 def run_planned(request: RunRequest, run: PlannedRun, console: Console) -> list[str]:
