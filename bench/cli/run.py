@@ -157,14 +157,12 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     elif grid.request.jobs > 1:
         import torch
 
-        from bench.device import share_of_cores
         from bench.executors.jobs import run_in_jobs
 
-        share = share_of_cores(grid.request.threads, grid.request.jobs)
         gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
 
         def execute(runs):
-            return run_in_jobs(grid.request, runs, grid.request.jobs, gpus, share, console, run_planned)
+            return run_in_jobs(grid.request, runs, grid.request.jobs, gpus, grid.request.threads, console, run_planned)
     else:
 
         def execute(runs):

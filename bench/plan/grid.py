@@ -152,6 +152,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     say = announce or console.print
     # Before the provenance reads it; a job's share was set by the grid that started it.
     threads = set_threads(share_of_cores(request.threads, distributed.world_size() * request.jobs))
+    request = replace(request, threads=threads)  # resolved once: each --jobs job is handed this share
     # The loader's workers share the run's cores with its threads: at most one worker per core given.
     profile = replace(profile, num_workers=min(profile.num_workers, threads))
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
