@@ -60,7 +60,7 @@ class TrainState:
             t.R.set_state(_numpy_state_from_torch(s))
 
     def frozen_names(self) -> set[str]:
-        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
+        return frozen_names(self.model)
 
     def save(self, path: Path, config_hash: str, finished: bool = False) -> None:
         # Frozen weights (a SAM backbone) never change and are rebuilt from their source on resume:
@@ -96,13 +96,7 @@ class TrainState:
             if not path.exists():
                 return False
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("config_hash") != config_hash:
-            raise RuntimeError(f"{path} belongs to a different configuration")
-        missing, unexpected = self.model.load_state_dict(payload["model"], strict=False)
-        if unexpected or set(missing) - self.frozen_names():
-            raise RuntimeError(
-                f"{path} does not match the model (missing {sorted(set(missing) - self.frozen_names())[:3]}, unexpected {unexpected[:3]})"
-            )
+        load_weights(self.model, payload, config_hash, path)
         self.epoch = int(payload["epoch"])
         if not payload.get("finished"):
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -110,6 +104,21 @@ class TrainState:
             self.scaler.load_state_dict(payload["scaler"])
             self.set_rng_state(payload["rng"])
         return True
+
+
+def frozen_names(model: nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def load_weights(model: nn.Module, payload: dict, config_hash: str, path: Path) -> None:
+    """A checkpoint's weights into ``model``: RuntimeError unless it is of the same configuration
+    and holds every weight but the frozen ones (left out when saving)."""
+    if payload.get("config_hash") != config_hash:
+        raise RuntimeError(f"{path} belongs to a different configuration")
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    lacking = sorted(set(missing) - frozen_names(model))
+    if lacking or unexpected:
+        raise RuntimeError(f"{path} does not match the model (missing {lacking[:3]}, unexpected {unexpected[:3]})")
 
 
 class UnreadableCheckpoint(Exception):

@@ -19,6 +19,7 @@ from bench.data.preprocess import preprocess_image, to_original_grid
 from bench.errors import UserError
 from bench.evaluation.evaluate import predict_probabilities
 from bench.io import write_nifti_gz
+from bench.pipelines.checkpoint import load_weights
 from bench.pipelines.harness import build_network
 from bench.plan.profiles import Profile, profile_dict, resolve_profile
 from bench.plan.weights import resolve_backbone_weights
@@ -69,10 +70,10 @@ def load_predictor(run_dir: Path, device: str, sam_checkpoint: Path | None = Non
         backbone = weights.state
     network = build_network(info.name, config.config, profile, config.config.hyperparameters, backbone)
     payload = torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    frozen = {name for name, p in network.named_parameters() if not p.requires_grad}
-    missing, unexpected = network.load_state_dict(payload["model"], strict=False)
-    if unexpected or set(missing) - frozen or payload.get("config_hash") != config.config_hash:
-        raise UserError(f"{run_dir / CHECKPOINT_FILE} does not belong to the run's configuration")
+    try:
+        load_weights(network, payload, config.config_hash, run_dir / CHECKPOINT_FILE)
+    except RuntimeError:
+        raise UserError(f"{run_dir / CHECKPOINT_FILE} does not belong to the run's configuration") from None
     return Predictor(network.to(device).eval(), profile, device)
 
 
