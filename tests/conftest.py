@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bench.data.btcv import BTCV_LABELLED_IDS
+from bench.data.labels import BTCV_LABELLED_IDS
 
 TEST_CASES = ("0035", "0036", "0037", "0038", "0039", "0040")  # the committed test split
 

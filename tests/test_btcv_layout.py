@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.data.btcv import BTCV_LABELLED_IDS, case_id_from_name, check_dataset, locate_dataset, read_pair
+from bench.data.btcv import DataCheck, case_id_from_name, check_dataset, locate_dataset, read_pair
+from bench.data.labels import BTCV_LABELLED_IDS
 from bench.errors import DataError
 from tests.conftest import write_nifti
 
@@ -57,7 +58,7 @@ def test_empty_or_missing_folder_is_a_data_error(tmp_path):
         locate_dataset(tmp_path / "nope")
     (tmp_path / "img").mkdir()
     (tmp_path / "label").mkdir()
-    with pytest.raises(DataError, match="holds no NIfTI"):
+    with pytest.raises(DataError, match="holds no cases"):
         locate_dataset(tmp_path)
 
 
@@ -72,10 +73,10 @@ def test_check_reports_each_problem_with_its_file(tmp_path):
     (base / "img" / "img0004.nii.gz").write_bytes(gzip.compress(b"not a nifti at all"))  # corrupt
     write_nifti(base / "img" / "img0005.nii.gz", np.zeros(SHAPE, np.int16))  # no label
     make_case(base / "img" / "img0099.nii.gz", base / "label" / "label0099.nii.gz")  # not in the splits
-    problems = check_dataset(locate_dataset(tmp_path), ids + ["0006"])
+    problems = check_dataset(locate_dataset(tmp_path), ids + ["0006"]).problems
     text = "\n".join(problems)
     assert "label values outside 0..13 in" in text and "label0002.nii.gz" in text
-    assert "(6, 5, 4) != label shape (6, 5, 3)" in text
+    assert "grids differ (image 6x5x4 RAS, 1x1x1 mm" in text and "label 6x5x3 RAS" in text
     assert "cannot read" in text and "img0004.nii.gz" in text
     assert "case 0005: image" in text and "has no label" in text
     assert "case 0006: required by the protocol but not found" in text
@@ -90,13 +91,15 @@ def test_affine_mismatch_is_reported(tmp_path):
     shifted[0, 3] = 5.0
     write_nifti(base / "img" / "img0001.nii.gz", np.zeros(SHAPE, np.int16))
     write_nifti(base / "label" / "label0001.nii.gz", np.zeros(SHAPE, np.uint8), shifted)
-    with pytest.raises(DataError, match="affines differ"):
+    with pytest.raises(
+        DataError, match=r"grids differ \(image 6x5x4 RAS, 1x1x1 mm, origin \(0.0, 0.0, 0.0\), label 6x5x4 RAS, 1x1x1 mm, origin \(5.0"
+    ):
         read_pair(locate_dataset(tmp_path).cases["0001"])
 
 
 def test_the_synthetic_abdomen_passes_the_checks(tiny_synthetic):
     dataset = locate_dataset(tiny_synthetic)
-    assert check_dataset(dataset, BTCV_LABELLED_IDS) == []
+    assert check_dataset(dataset, BTCV_LABELLED_IDS) == check_dataset(dataset) == DataCheck([], [])
 
 
 def test_data_identity_follows_file_contents_not_places(tmp_path):

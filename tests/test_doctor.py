@@ -11,8 +11,9 @@ import torch
 
 from bench.costs import doctor, doctor_fit
 from bench.data.abdomen import case_grid, synthesize_case
-from bench.data.btcv import locate_dataset, read_grid
+from bench.data.btcv import locate_dataset
 from bench.data.preprocess import cache_bytes_upper_bound, load_or_preprocess
+from bench.data.volumes import read_grid
 from bench.plan.profiles import PROFILES
 from tests.conftest import invoke
 

@@ -158,3 +158,80 @@ def test_a_btcv_model_scored_on_another_dataset_by_organ_name(tmp_path):
     summary = json.loads((tmp_path / "runs" / "100pct" / "btcv-model" / "repeat0" / "summary.json").read_text())
     assert list(summary["mean"]) == [o for o in AMOS_ORGANS if o in ORGANS]
     assert all(m["dice"] == 1.0 for m in summary["mean"].values() if m["dice"] == m["dice"])
+
+
+# Label sets as their datasets publish them (dataset.json / papers): AMOS22 (CT), WORD, FLARE22.
+AMOS = (
+    "spleen", "right kidney", "left kidney", "gall bladder", "esophagus", "liver", "stomach", "aorta", "postcava",
+    "pancreas", "right adrenal gland", "left adrenal gland", "duodenum", "bladder", "prostate/uterus",
+)  # fmt: skip
+WORD = (
+    "liver", "spleen", "left_kidney", "right_kidney", "stomach", "gallbladder", "esophagus", "pancreas", "duodenum",
+    "colon", "intestine", "adrenal", "rectum", "bladder", "Head_of_femur_L", "Head_of_femur_R",
+)  # fmt: skip
+FLARE22 = (
+    "liver", "right kidney", "spleen", "pancreas", "aorta", "inferior vena cava", "right adrenal gland",
+    "left adrenal gland", "gallbladder", "esophagus", "stomach", "duodenum", "left kidney",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("organs", [AMOS, WORD, FLARE22], ids=["amos", "word", "flare22"])
+def test_published_label_sets_load_with_one_column_each(organs):
+    labels = labels_from_dataset_json({"background": 0, **{o: i + 1 for i, o in enumerate(organs)}}, "dataset.json")
+    assert labels.organs == organs and len(set(labels.columns)) == len(organs)
+
+
+def test_columns_keep_side_and_number_and_never_coincide():
+    sided = LabelSet(("humerus_left", "hip_left", "gluteus_maximus_left", "gluteus_medius_left", "gluteus_minimus_left", "rib_left_3"))
+    assert sided.columns == ("HumL", "HipL", "GMaxL", "GMedL", "GMinL", "RibL3")
+    # Organs meaning BTCV's keep Table 1's columns, whatever their spelling.
+    assert LabelSet(AMOS).columns[:12] == ("Sple", "Rkid", "Lkid", "Gall", "Eso", "Liver", "Sto", "Aorta", "IVC", "Panc", "Rad", "Lad")
+    assert LabelSet(WORD).columns[-2:] == ("HFemL", "HFemR")
+    # Short forms that coincide take more letters, and in the end their label value.
+    assert LabelSet(("pancreatic duct", "pancreatic ductus")).columns == ("PDuct", "PDuctu")
+    assert LabelSet(("Liver", "liver")).columns == ("Liver1", "Liver2")
+
+
+def test_nnunet_ignore_label_loads_and_regions_are_one_line():
+    labels = labels_from_dataset_json({"background": 0, "liver": 1, "spleen": 2, "ignore": 3}, "d.json")
+    assert labels.organs == ("liver", "spleen") and labels.ignore == 3 and labels.file_values == {0, 1, 2, 3} and labels.values == {0, 1, 2}
+    with pytest.raises(DataError, match="d.json: the ignore label must be the highest value, 3"):
+        labels_from_dataset_json({"background": 0, "liver": 1, "spleen": 2, "ignore": 7}, "d.json")
+    with pytest.raises(DataError, match=r"d.json: label 'whole tumor' is a region \(\[1, 2, 3\]\); region-based label sets"):
+        labels_from_dataset_json({"background": 0, "whole tumor": [1, 2, 3], "edema": 1}, "d.json")
+
+
+def test_organs_match_by_meaning_and_say_how():
+    from bench.data.label_match import match_organs
+    from bench.data.labels import ORGANS
+
+    how = {p.source: (p.target, p.how) for p in match_organs(AMOS, ORGANS)}
+    assert len(how) == 12 and how["postcava"] == ("inferior vena cava", "synonym") and how["gall bladder"] == ("gallbladder", "canonical")
+    assert how["spleen"] == ("spleen", "exact")
+    word = {p.source: p.target for p in match_organs(WORD, ORGANS)}
+    assert word["left_kidney"] == "left kidney" and word["right_kidney"] == "right kidney" and len(word) == 8
+    assert "adrenal" not in word  # WORD's one adrenal label holds both sides: it means neither of BTCV's
+    monai = ("spleen", "rkid", "lkid", "gall", "eso", "liver", "sto", "aorta", "IVC", "veins", "pancreas", "rad", "lad")
+    assert [p.target for p in match_organs(monai, ORGANS)] == list(ORGANS)
+    assert {p.source: p.target for p in match_organs(("Kidney (L)", "kidneyRight", "L adrenal"), ORGANS)} == {
+        "Kidney (L)": "left kidney",
+        "kidneyRight": "right kidney",
+    }
+
+
+def test_an_ambiguous_name_or_mapping_is_one_line():
+    from bench.data.label_match import match_organs
+
+    with pytest.raises(DataError, match=r"'postcava' matches 2 organs of the dataset \('IVC', 'inferior vena cava'\)"):
+        match_organs(("postcava",), ("IVC", "inferior vena cava"))
+    with pytest.raises(DataError, match="'gall bladder' and 'gallbladder' both match 'gallbladder'"):
+        match_organs(("gall bladder", "gallbladder"), ("gallbladder",))
+    with pytest.raises(DataError, match="sends 'liver' to 'hepar', which the dataset's labels do not name"):
+        match_organs(("liver",), ("liver",), {"liver": "hepar"})
+    with pytest.raises(DataError, match="names '7', which is neither an organ nor a label value"):
+        match_organs(("liver",), ("liver",), {"7": "liver"})
+    # A mapping settles what meaning cannot, by name or value, and can leave an organ out.
+    pairs = match_organs(
+        ("adrenal", "liver", "spleen"), ("right adrenal gland", "liver", "spleen"), {"1": "right adrenal gland", "spleen": None}
+    )
+    assert [(p.source, p.target, p.how) for p in pairs] == [("adrenal", "right adrenal gland", "mapping file"), ("liver", "liver", "exact")]

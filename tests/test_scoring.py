@@ -12,7 +12,8 @@ import pytest
 
 from bench.data.btcv import locate_dataset, read_label
 from bench.data.labels import NUM_CLASSES, ORGANS
-from bench.data.preprocess import preprocess_case, to_original_grid
+from bench.data.preprocess import preprocess_case
+from bench.data.regrid import to_original_grid
 from bench.data.settings import PreprocessSettings
 from bench.evaluation.metrics import dice_per_organ, volume_diagonal_mm
 from tests.conftest import TEST_CASES, invoke, write_nifti

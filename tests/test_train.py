@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data.preprocess import PreprocessedCase
+from bench.data.settings import PreprocessedCase
 from bench.evaluation.evaluate import validation_dice
 from bench.pipelines.training import cosine_to_zero, train
 from bench.plan.profiles import PROFILES

@@ -8,32 +8,67 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import ProtocolOption, console, err_console, user_errors
+from bench.cli.common import console, err_console, user_errors
 from bench.console import plain
 from bench.errors import UserError
-from splits import DEFAULT_PROTOCOL
 
 
 @user_errors
 def data_check(
-    data_root: Annotated[Path | None, typer.Option(help="BTCV folder; default $BENCH_DATA_ROOT, else the synthetic abdomen.")] = None,
-    protocol: ProtocolOption = DEFAULT_PROTOCOL,
+    data_root: Annotated[Path | None, typer.Option(help="Dataset folder; default $BENCH_DATA_ROOT, else the synthetic abdomen.")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Also check the folder against a protocol's cases (a built-in name or a file); without it the data alone is checked."
+        ),
+    ] = None,
 ) -> None:
-    """Validate every case: files present and readable, shapes and affines agree, label values named by
-    the dataset's labels, ids match the protocol's."""
+    """Validate every case: files present and readable (NIfTI or DICOM series), image and label on one
+    grid, label values named by the dataset's labels; with --protocol, its case ids too."""
     from bench.data.btcv import check_dataset
+    from bench.data.labels import BTCV_LABELLED_IDS
     from bench.data.source import resolve_dataset
     from splits import load_protocol
 
-    ids = load_protocol(protocol).all_ids()
-    dataset = resolve_dataset(data_root, ids, err_console)
-    problems = check_dataset(dataset, ids)
-    for line in problems:
+    ids = load_protocol(protocol).all_ids() if protocol else None
+    dataset = resolve_dataset(data_root, ids or BTCV_LABELLED_IDS, err_console)
+    found = check_dataset(dataset, ids)
+    for line in found.notes:
+        console.print(f"note: {plain(line)}", highlight=False, soft_wrap=True)
+    for line in found.problems:
         console.print(plain(line), highlight=False, soft_wrap=True)
-    if problems:
-        err_console.print(f"[red]{len(problems)} problem(s)[/red] in {plain(dataset.root)} ({dataset.layout} layout)")
+    if found.problems:
+        err_console.print(f"[red]{len(found.problems)} problem(s)[/red] in {plain(dataset.root)} ({dataset.layout} layout)")
         raise typer.Exit(code=2)
-    console.print(f"{len(ids)} cases OK in {plain(dataset.root)} ({dataset.layout} layout{', synthetic' if dataset.synthetic else ''})")
+    labels = dataset.labels
+    named = "BTCV's 13 organs" if labels.is_btcv else f"{len(labels.organs)} organs from its dataset.json"
+    checked = len(ids) if ids else len(dataset.cases)
+    kind = f"{dataset.layout} layout{', synthetic' if dataset.synthetic else ''}"
+    console.print(f"{checked} cases OK in {plain(dataset.root)} ({kind}; {named})", highlight=False, soft_wrap=True)
+    if not ids:
+        for line in protocol_advice(dataset):
+            console.print(line, highlight=False, soft_wrap=True)
+
+
+def protocol_advice(dataset) -> list[str]:
+    """Which built-in protocols the dataset's cases fit, and the command that makes one for it."""
+    import re
+
+    from splits import built_in_protocols, load_protocol
+
+    labelled = sorted(cid for cid, case in dataset.cases.items() if case.label is not None)
+    fitting = [name for name in built_in_protocols() if set(load_protocol(name).all_ids()) <= set(labelled)]
+    lines = []
+    if fitting:
+        lines.append(f"built-in protocols these cases fit: {', '.join(fitting)} (bench run --protocol NAME)")
+    name = re.sub(r"[^a-z0-9]+", "-", Path(dataset.root).resolve().name.lower()).strip("-") or "mine"
+    if len(labelled) >= 10:
+        split = "--folds 5"
+    else:
+        split = "--test " + ",".join(labelled[-max(1, len(labelled) // 5) :]) + " --fractions 100pct"
+    root = f"--data-root {plain(dataset.root)} " if not dataset.synthetic else ""
+    lines.append(f"a protocol for these {len(labelled)} cases: bench splits make {root}--name {name} {split} --out {name}.json")
+    return lines
 
 
 @user_errors

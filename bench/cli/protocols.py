@@ -45,7 +45,7 @@ def splits_make(
 ) -> None:
     """Write a protocol for the dataset's labelled cases: a fixed test set (--test) or K folds (--folds),
     with seeded draws of smaller training fractions; use it with bench run --protocol FILE."""
-    from bench.data.btcv import BTCV_LABELLED_IDS
+    from bench.data.labels import BTCV_LABELLED_IDS
     from bench.data.source import data_identity, resolve_dataset
     from splits import parse_protocol
     from splits.make_splits import SEED, fixed_test_draws, fold_draws

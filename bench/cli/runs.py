@@ -46,33 +46,54 @@ def score(
     nsd_tolerance: Annotated[float, typer.Option("--nsd-tolerance", help="Normalized surface Dice tolerance, mm.")] = 1.0,
     protocol: ProtocolOption = DEFAULT_PROTOCOL,
     label_map: Annotated[
-        str, typer.Option(help="same: the predictions use the dataset's label values; by-name: another label set's, matched by organ name.")
+        str,
+        typer.Option(
+            help="same: the predictions use the dataset's label values; by-name: another label set's, organs matched by meaning "
+            "(docs/your-data.md); or a JSON file mapping prediction names or values to dataset names, the rest matched by meaning."
+        ),
     ] = "same",
     prediction_labels: Annotated[
-        Path | None, typer.Option(help="With --label-map by-name: a dataset.json naming the predictions' labels (default: BTCV's 13).")
+        Path | None,
+        typer.Option(help="With --label-map by-name or FILE: a dataset.json naming the predictions' labels (default: BTCV's 13)."),
     ] = None,
 ) -> None:
     """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs.
-    With --label-map by-name, a model trained on one dataset is scored on another's labels, on the organs both name."""
+    With --label-map, a model trained on one dataset is scored on another's labels, on the organs both name."""
     from bench.pipelines.external import score_predictions
 
-    if label_map not in ("same", "by-name"):
-        raise UserError(f"--label-map must be same or by-name, got {label_map!r}")
-    if prediction_labels is not None and label_map == "same":
-        raise UserError("--prediction-labels needs --label-map by-name")
-    source = None
-    if label_map == "by-name":
+    source, mapping = None, None
+    if label_map != "same":
         from bench.data.btcv import labels_from_dataset_json
         from bench.data.labels import BTCV_LABELS
 
+        if label_map != "by-name":
+            mapping = read_label_mapping(Path(label_map))
         source = BTCV_LABELS
         if prediction_labels is not None:
             try:
                 source = labels_from_dataset_json(json.loads(prediction_labels.read_text())["labels"], str(prediction_labels))
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise UserError(f"{prediction_labels}: not a dataset.json with 'labels' ({exc})") from None
-    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root, nsd_tolerance, protocol, source)
+    elif prediction_labels is not None:
+        raise UserError("--prediction-labels needs --label-map by-name or --label-map FILE")
+    folder = score_predictions(pred_dir, method, data, repeat, out, console, data_root, nsd_tolerance, protocol, source, mapping)
     console.print(f"scored run: {plain(folder)}")
+
+
+def read_label_mapping(path: Path) -> dict[str, str | None]:
+    """A mapping file: JSON, prediction organ name or label value -> dataset organ name (or null: not scored)."""
+    if not path.is_file():
+        raise UserError(f"--label-map must be same, by-name or a JSON mapping file; {path} is none of them")
+    try:
+        mapping = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) or v is None for v in mapping.values()):
+        raise UserError(
+            f"{path}: a mapping file is one JSON object, prediction name or value -> dataset name or null, "
+            'e.g. {"postcava": "inferior vena cava"}'
+        )
+    return {str(k): v for k, v in mapping.items()}
 
 
 @user_errors
@@ -113,7 +134,9 @@ def status(
 @user_errors
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A finished run: runs/<data>/<method>/repeat<k>.")],
-    images: Annotated[Path, typer.Option(help="Folder of CT images (.nii.gz / .nii) to segment.")],
+    images: Annotated[
+        Path, typer.Option(help="Folder of CT images to segment: NIfTI files and folders of one DICOM series each (or one series folder).")
+    ],
     out: Annotated[Path, typer.Option(help="Folder for the label maps, one per image under its name, on its grid.")],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     sam_checkpoint: Annotated[

@@ -23,10 +23,11 @@ MEMORY_HEADROOM = 0.9
 def data_checks(data_root: Path | None, settings, case_ids: Sequence[str]) -> list[Check]:
     """The data folder passes ``bench data check``, and the cache has room for its preprocessing."""
     from bench.data.abdomen import case_grid
-    from bench.data.btcv import check_dataset, locate_dataset, read_grid
+    from bench.data.btcv import check_dataset, locate_dataset
     from bench.data.preprocess import cache_bytes_upper_bound, cache_dir_for
     from bench.data.source import cache_root, given_data_root, synthetic_root
     from bench.data.synthetic import COMPLETE_MARKER
+    from bench.data.volumes import read_grid
     from bench.errors import DataError
 
     root = given_data_root(data_root)
@@ -45,7 +46,7 @@ def data_checks(data_root: Path | None, settings, case_ids: Sequence[str]) -> li
             dataset = locate_dataset(root)
         except DataError as exc:
             return [Check("data", "fail", str(exc), "point --data-root at a BTCV folder (bench data check --help lists the layouts)")]
-        problems = check_dataset(dataset, case_ids)
+        problems = check_dataset(dataset, case_ids).problems
         if problems:
             return [
                 Check(

@@ -2,7 +2,7 @@
 
 RAS orientation, isotropic resampling (image linear, label nearest), HU window scaled to [0, 1],
 crop to the body; each preprocessed case keeps the affine of its grid, so a prediction on it can be
-taken back to the original file's grid (``to_original_grid``). Results are cached as
+taken back to the original file's grid (``bench.data.regrid.to_original_grid``). Results are cached as
 ``<cache>/preprocessed/<key>/<case>.npz`` where the key hashes the settings and a fingerprint of
 the source files, so a changed setting or a changed file gives a new entry instead of silently
 reusing a stale one. Every case file is written atomically.
@@ -13,24 +13,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.btcv import Case, Dataset, read_pair
 from bench.data.labels import BTCV_LABELS, LabelSet
-from bench.data.settings import PreprocessSettings
+from bench.data.settings import PreprocessedCase, PreprocessSettings
+from bench.data.volumes import content_files
 from bench.io import atomic_write, locked
-
-
-@dataclass(frozen=True)
-class PreprocessedCase:
-    case_id: str
-    image: np.ndarray  # (1, X, Y, Z) float32 in [0, 1], RAS, isotropic
-    label: np.ndarray  # (1, X, Y, Z) uint8
-    spacing_mm: float
-    affine: np.ndarray  # (4, 4) voxel index -> world (mm) of the preprocessed grid, crop included
 
 
 def dataset_fingerprint(dataset: Dataset, case_ids) -> str:
@@ -38,9 +29,10 @@ def dataset_fingerprint(dataset: Dataset, case_ids) -> str:
     h = hashlib.sha256()
     for cid in sorted(case_ids):
         case = dataset.cases[cid]
-        for path in (case.image, case.label):
-            stat = path.stat() if path is not None and path.exists() else None
-            h.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+        for volume in (case.image, case.label):
+            for path in content_files(volume) if volume is not None and volume.exists() else [volume]:
+                stat = path.stat() if path is not None and path.exists() else None
+                h.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
     return h.hexdigest()[:12]
 
 
@@ -71,11 +63,14 @@ def _transforms(settings: PreprocessSettings):
     return Compose(steps)
 
 
-def preprocess_case(case: Case, settings: PreprocessSettings, labels: LabelSet = BTCV_LABELS) -> PreprocessedCase:
-    """Read, validate (label values: ``labels``) and preprocess one case (no caching)."""
+def preprocess_case(
+    case: Case, settings: PreprocessSettings, labels: LabelSet = BTCV_LABELS, notes: list[str] | None = None
+) -> PreprocessedCase:
+    """Read, validate (label values: ``labels``) and preprocess one case (no caching); what reading
+    adapted (a label reordered onto its image's grid) goes to ``notes``."""
     from monai.data import MetaTensor
 
-    image, label, affine = read_pair(case, labels)
+    image, label, affine = read_pair(case, labels, notes)
     import torch
 
     data = {
@@ -135,7 +130,7 @@ def _read_cached(path: Path, case_id: str) -> PreprocessedCase | None:
 
 
 def load_or_preprocess(
-    case: Case, settings: PreprocessSettings, cache_dir: Path, labels: LabelSet = BTCV_LABELS
+    case: Case, settings: PreprocessSettings, cache_dir: Path, labels: LabelSet = BTCV_LABELS, notes: list[str] | None = None
 ) -> tuple[PreprocessedCase, bool]:
     """The cached preprocessed case, computing and caching it first if needed. Returns (case, was_cached)."""
     path = Path(cache_dir) / f"{case.case_id}.npz"
@@ -146,131 +141,6 @@ def load_or_preprocess(
     with locked(path.with_name(f".{path.name}.lock")):
         if (cached := _read_cached(path, case.case_id)) is not None:
             return cached, True
-        result = preprocess_case(case, settings, labels)
+        result = preprocess_case(case, settings, labels, notes)
         _savez(path, image=result.image, label=result.label, spacing_mm=np.float32(result.spacing_mm), affine=result.affine)
     return result, False
-
-
-def to_original_grid(
-    probabilities,
-    preprocessed_affine: np.ndarray,
-    original_shape: tuple[int, int, int],
-    original_affine: np.ndarray,
-    max_chunk_bytes: int = 256 << 20,
-) -> np.ndarray:
-    """Class probabilities (C, X, Y, Z) on a preprocessed grid -> label map on the original file's grid.
-
-    One affine map undoes the crop, the resampling and the reorientation together: each original
-    voxel centre is carried into the preprocessed grid (inverse(preprocessed affine) @ original
-    affine), the probabilities are interpolated there (trilinear, as nnU-Net resamples
-    probabilities, not labels; zero beyond the grid's edge) and the argmax taken, so voxels outside
-    the preprocessed grid (cropped away as air) are background. The original grid is filled a slab
-    of slices at a time, so the memory beyond the probabilities stays under ``max_chunk_bytes``.
-
-    When the map only permutes, flips, scales and shifts axes (every scan stored without an
-    oblique direction), trilinear interpolation is three 1-D interpolations, one per axis, which is
-    several times faster than sampling each voxel in 3-D; an oblique map takes the 3-D path.
-    """
-    import torch
-
-    probs = torch.as_tensor(probabilities, dtype=torch.float32)  # stays on its device (CUDA: fast)
-    to_preprocessed = np.linalg.inv(preprocessed_affine) @ np.asarray(original_affine, dtype=np.float64)
-    shape = tuple(int(n) for n in original_shape)
-    per_slice = shape[0] * shape[1] * (probs.shape[0] * 4 * 3)
-    chunk = max(1, min(shape[2], max_chunk_bytes // per_slice))
-    linear = to_preprocessed[:3, :3]
-    axis_aligned = all(np.count_nonzero(np.abs(linear[:, a]) > 1e-9 * np.abs(linear).max()) == 1 for a in range(3))
-    axis_aligned = axis_aligned and sorted(int(np.argmax(np.abs(linear[:, a]))) for a in range(3)) == [0, 1, 2]
-    out = np.zeros(shape, dtype=np.uint8)
-    if axis_aligned:
-        # Beyond the preprocessed grid every probability is zero and the argmax background, so
-        # only the box of original voxels it reaches (the body, about half of a scan) is computed.
-        box = _reached_box(to_preprocessed, shape, probs.shape[1:])
-        if box is None:
-            return out
-        offset = np.array([box[0].start, box[1].start, box[2].start, 0.0])
-        shifted = to_preprocessed.copy()
-        shifted[:3, 3] = to_preprocessed[:3, :] @ offset + to_preprocessed[:3, 3]
-        inner = tuple(b.stop - b.start for b in box)
-        for start in range(0, inner[2], chunk):
-            k = np.arange(start, min(start + chunk, inner[2]))
-            slab = _argmax_last(_separable_slab(probs, shifted, inner, k)).numpy()
-            out[box[0], box[1], box[2].start + k[0] : box[2].start + k[-1] + 1] = slab
-        return out
-    for start in range(0, shape[2], chunk):
-        k = np.arange(start, min(start + chunk, shape[2]))
-        out[:, :, k[0] : k[-1] + 1] = _argmax_last(_sampled_slab(probs, to_preprocessed, shape, k)).numpy()
-    return out
-
-
-def _reached_box(to_preprocessed: np.ndarray, shape: tuple[int, int, int], sizes) -> tuple[slice, slice, slice] | None:
-    """Index ranges of the original axes whose voxels lie within one voxel of the preprocessed grid
-    (an axis-permuting map), where interpolation can give a non-zero value; None if there are none."""
-    box = []
-    for a in range(3):
-        source = int(np.argmax(np.abs(to_preprocessed[:3, a])))
-        coords = to_preprocessed[source, a] * np.arange(shape[a]) + to_preprocessed[source, 3]
-        inside = np.flatnonzero((coords > -1) & (coords < int(sizes[source])))
-        if inside.size == 0:
-            return None
-        box.append(slice(int(inside[0]), int(inside[-1]) + 1))
-    return tuple(box)  # type: ignore[return-value]
-
-
-def _argmax_last(values):
-    """Index of the largest value along the last axis, as uint8 on the CPU (fast when that axis is
-    contiguous: over a leading channel axis argmax is three times slower)."""
-    import torch
-
-    return values.argmax(dim=-1).to(torch.uint8).cpu()
-
-
-def _lerp_along(values, dim: int, coords: np.ndarray):
-    """Linear interpolation of ``values`` along ``dim`` at fractional indices ``coords``, zero beyond
-    the edges (as grid_sample's zero padding with align_corners). Reads only the slices it needs."""
-    import torch
-
-    n = values.shape[dim]
-    lower = np.floor(coords)
-    upper = lower + 1
-    fraction = coords - lower
-    # A neighbour outside the grid contributes zero: its weight goes, its index is clamped to any valid one.
-    weights = [(1 - fraction) * ((lower >= 0) & (lower <= n - 1)), fraction * ((upper >= 0) & (upper <= n - 1))]
-    view = [1] * values.dim()
-    view[dim] = -1
-    out = None
-    for index, weight in zip((lower, upper), weights, strict=True):
-        taken = values.index_select(dim, torch.as_tensor(np.clip(index, 0, n - 1), dtype=torch.long, device=values.device))
-        term = taken * torch.as_tensor(weight, dtype=values.dtype, device=values.device).view(view)
-        out = term if out is None else out.add_(term)
-    return out
-
-
-def _separable_slab(probs, to_preprocessed: np.ndarray, shape: tuple[int, int, int], k: np.ndarray):
-    """(X, Y, len(k), C) probabilities of original slices ``k`` for an axis-permuting map."""
-    # Original axis a reads preprocessed axis source[a] at coordinate scale[a] * i + offset[a].
-    source = [int(np.argmax(np.abs(to_preprocessed[:3, a]))) for a in range(3)]
-    values = probs.permute(source[0] + 1, source[1] + 1, source[2] + 1, 0)  # channels last, original axis order
-    indices = (np.arange(shape[0]), np.arange(shape[1]), k)
-    for a in (2, 1, 0):  # the slab's own axis first: it is the one cut shortest
-        coords = to_preprocessed[source[a], a] * indices[a] + to_preprocessed[source[a], 3]
-        values = _lerp_along(values, a, coords)
-    return values
-
-
-def _sampled_slab(probs, to_preprocessed: np.ndarray, shape: tuple[int, int, int], k: np.ndarray):
-    """(X, Y, len(k), C) probabilities of original slices ``k``, sampled in 3-D (any affine map)."""
-    import torch
-    import torch.nn.functional as F
-
-    sizes = probs.shape[1:]
-    m = torch.as_tensor(to_preprocessed, dtype=torch.float64, device=probs.device)
-    i = torch.arange(shape[0], dtype=torch.float64, device=probs.device)[:, None, None, None]
-    j = torch.arange(shape[1], dtype=torch.float64, device=probs.device)[None, :, None, None]
-    kk = torch.as_tensor(k, dtype=torch.float64, device=probs.device)[None, None, :, None]
-    coords = i * m[:3, 0] + j * m[:3, 1] + kk * m[:3, 2] + m[:3, 3]  # (X, Y, k, 3) in preprocessed X, Y, Z
-    # grid_sample's last grid axis indexes the input's last dimension first: (Z, Y, X) order, in [-1, 1].
-    scale = torch.tensor([2.0 / max(int(n) - 1, 1) for n in reversed(sizes)], dtype=torch.float64, device=probs.device)
-    grid = (coords.flip(-1) * scale - 1.0).to(torch.float32)
-    sampled = F.grid_sample(probs[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-    return sampled.permute(1, 2, 3, 0)

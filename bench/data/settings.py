@@ -7,6 +7,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 PREPROCESS_VERSION = 2  # 2: the preprocessed grid's affine is kept
 
 
@@ -21,3 +23,12 @@ class PreprocessSettings:
     def key(self) -> str:
         payload = json.dumps({**asdict(self), "version": PREPROCESS_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PreprocessedCase:
+    case_id: str
+    image: np.ndarray  # (1, X, Y, Z) float32 in [0, 1], RAS, isotropic
+    label: np.ndarray  # (1, X, Y, Z) uint8
+    spacing_mm: float
+    affine: np.ndarray  # (4, 4) voxel index -> world (mm) of the preprocessed grid, crop included

@@ -13,6 +13,7 @@ from rich.console import Console
 from bench.console import progress_bar
 from bench.data.btcv import Dataset, locate_dataset
 from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
+from bench.data.volumes import content_sha256
 from bench.errors import UserError
 from bench.io import locked, read_json, sha256_file, write_json
 
@@ -96,7 +97,8 @@ def data_identity(dataset: Dataset, case_ids) -> str:
             case = dataset.cases.get(cid)
             if case is None or case.label is None:
                 continue
-            parts.append(f"{cid}:{file_sha256(case.image, known)}:{file_sha256(case.label, known)}")
+            hashes = [content_sha256(volume, lambda path: file_sha256(path, known)) for volume in (case.image, case.label)]
+            parts.append(f"{cid}:{hashes[0]}:{hashes[1]}")
         if len(known) != before:
             write_json(cache_path, known)
     return "btcv-" + hashlib.sha256(";".join(parts).encode()).hexdigest()[:16]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.data.abdomen import synthesize_case
 from bench.data.amos import AMOS_IDS, TO_AMOS, amos_dataset_json, paint_amos_organs
-from bench.data.btcv import BTCV_LABELLED_IDS
+from bench.data.labels import BTCV_LABELLED_IDS
 from bench.io import atomic_write
 
 SYNTHETIC_VERSION = 1

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from bench.data.labels import BTCV_LABELS, LabelSet
-from bench.data.preprocess import PreprocessedCase, to_original_grid
+from bench.data.regrid import to_original_grid
+from bench.data.settings import PreprocessedCase
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
 from bench.runs.files import PREDICTIONS_DIR, CaseScores

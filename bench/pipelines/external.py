@@ -14,10 +14,12 @@ import numpy as np
 from rich.console import Console
 
 from bench.console import plain
-from bench.data.btcv import NIFTI_SUFFIXES, Dataset, case_id_from_name
-from bench.data.labels import BTCV_LABELS, LabelMatch, LabelSet
+from bench.data.btcv import Dataset, case_id_from_name, check_trainable
+from bench.data.label_match import LabelMatch
+from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.source import data_identity, resolve_dataset
-from bench.errors import UserError
+from bench.data.volumes import NIFTI_SUFFIXES, onto_grid, orientation_codes, read_volume
+from bench.errors import DataError, UserError
 from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
 from bench.io import sha256_file
 from bench.pipelines.lifecycle import execute_run
@@ -53,30 +55,34 @@ def find_predictions(pred_dir: Path, case_ids: list[str]) -> dict[str, Path]:
     return found
 
 
-def read_prediction(path: Path, reference: Reference, label_set: LabelSet = BTCV_LABELS) -> np.ndarray:
-    """The label map in ``path``; UserError naming the file when it cannot stand beside the reference
-    or holds a value ``label_set`` does not name."""
-    import nibabel as nib
-
+def read_prediction(path: Path, reference: Reference, label_set: LabelSet = BTCV_LABELS, notes: list[str] | None = None) -> np.ndarray:
+    """The label map in ``path`` on its reference's grid; UserError naming the file when it cannot
+    stand beside the reference or holds a value ``label_set`` does not name. A map on the same grid
+    in another voxel order (written on the image's grid, the label stored otherwise) is reordered,
+    with a line in ``notes``."""
     try:
-        nifti = nib.load(str(path))
-        labels = np.asanyarray(nifti.dataobj)
-    except Exception as exc:  # nibabel raises many types for truncated/corrupt files
-        raise UserError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
-    if labels.shape != reference.label.shape:
-        raise UserError(f"{path}: shape {labels.shape} does not match its label file's {reference.label.shape}")
-    if not np.allclose(nifti.affine, reference.affine, atol=1e-3):
+        volume = read_volume(path)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    labels = onto_grid(volume.array, volume.affine, reference.affine, reference.label.shape)
+    if labels is None:
+        if volume.array.shape != reference.label.shape:
+            raise UserError(f"{path}: shape {volume.array.shape} does not match its label file's {reference.label.shape}")
         raise UserError(f"{path}: its affine does not match its label file's (resample it onto the label's grid first)")
+    if labels is not volume.array and notes is not None:
+        notes.append(
+            f"{path.name}: stored {orientation_codes(volume.affine)}, its label file {orientation_codes(reference.affine)}: "
+            "the same grid in another voxel order; reordered onto the label's"
+        )
     values = np.unique(labels)
     bad = [v for v in values.tolist() if v not in label_set.values]
     if bad:
         raise UserError(f"{path}: label values outside 0..{label_set.num_classes - 1}: {', '.join(f'{v:g}' for v in bad[:5])}")
-    return labels.astype(np.uint8)
+    return labels.astype(np.uint8 if label_set.num_classes <= 256 else np.uint16)
 
 
 def _stamp(pred_dir: Path, dataset: Dataset) -> str:
-    data = "SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}"
-    return f"{data}; external predictions from {pred_dir}"
+    return f"{dataset.description}; external predictions from {pred_dir}"
 
 
 @dataclass
@@ -112,12 +118,15 @@ class ExternalPredictions:
         labels = {}
         for case_id in run.test_ids:
             reference = reference_of(self.dataset, case_id)
+            notes: list[str] = []
             if self.match is None:
-                prediction = read_prediction(self.files[case_id], reference, self.dataset.labels)
+                prediction = read_prediction(self.files[case_id], reference, self.dataset.labels, notes)
             else:
-                prediction = self.match.lookup()[read_prediction(self.files[case_id], reference, self.match.source)]
+                prediction = self.match.lookup()[read_prediction(self.files[case_id], reference, self.match.source, notes)]
             labels[case_id] = (prediction, reference)
             console.print(f"read {plain(self.files[case_id].name)}", highlight=False)
+            for line in notes:
+                console.print(f"note: {plain(line)}", highlight=False, soft_wrap=True)
         return ExternalRun(labels)
 
 
@@ -132,11 +141,13 @@ def score_predictions(
     nsd_tolerance_mm: float = 1.0,
     protocol_spec: str = DEFAULT_PROTOCOL,
     prediction_labels: LabelSet | None = None,
+    mapping: dict[str, str | None] | None = None,
 ) -> Path:
     """Score ``pred_dir`` against the test labels of draw ``repeat`` of ``data`` under the protocol
     and write runs/<data>/<method>/repeat<k>/; returns that folder. ``prediction_labels``: the label
-    set the predictions are in when it is not the dataset's; organs are then matched by name, and
-    only the organs both name are scored (``LabelMatch``)."""
+    set the predictions are in when it is not the dataset's; organs are then matched by meaning,
+    ``mapping`` (a mapping file's entries) first, and only the organs matched are scored
+    (``LabelMatch``); the pairs are printed with how each was matched."""
     protocol = load_protocol(protocol_spec)
     draws = protocol.check_fraction(data)
     if not method or any(ch in method for ch in "/\\") or method.startswith("."):
@@ -150,20 +161,20 @@ def score_predictions(
     missing = [c for c in test_ids if c not in dataset.cases]
     if missing:
         raise UserError(f"test case {missing[0]} has no label under {dataset.root}")
-    match = None if prediction_labels is None else LabelMatch(prediction_labels, dataset.labels)
+    check_trainable(dataset.labels, str(dataset.root))
+    match = None if prediction_labels is None else LabelMatch(prediction_labels, dataset.labels, tuple((mapping or {}).items()))
     scored = protocol.organs
     if match is not None:
-        if not match.matched:
-            raise UserError(f"the predictions' labels and {dataset.root}'s name no organ alike; nothing to score")
-        scored = tuple(o for o in (protocol.organs or match.matched) if o in match.matched)
-        console.print(f"scoring {len(match.matched)} organs both label sets name: {', '.join(match.matched)}", highlight=False)
-        if match.skipped:
-            console.print(f"skipped, not in the predictions' labels: {', '.join(match.skipped)}", highlight=False)
-        if match.unused:
-            console.print(
-                f"predicted organs the reference does not label (counted as background): {', '.join(match.unused)}", highlight=False
+        try:
+            pairs = match.pairs
+        except DataError as exc:
+            raise UserError(str(exc)) from None
+        if not pairs:
+            raise UserError(
+                f"the predictions' labels and {dataset.root}'s name no organ alike; nothing to score (--label-map FILE settles names)"
             )
-
+        scored = tuple(o for o in (protocol.organs or match.matched) if o in match.matched)
+        print_pairs(match, console)
     identity = "sha256:" + sha256_file_list([files[c] for c in test_ids])
     config = RunConfig(
         method=method,
@@ -173,6 +184,7 @@ def score_predictions(
         hyperparameters={
             "predictions": str(Path(pred_dir).resolve()),
             **({"prediction_labels": list(match.source.organs)} if match else {}),
+            **({"organs_matched": {p.target: p.source for p in match.pairs}} if match else {}),
         },
         data=data,
         repeat=repeat,
@@ -213,6 +225,27 @@ def score_predictions(
     )
     execute_run(run, ExternalPredictions(files, dataset, match), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
     return folder
+
+
+def print_pairs(match: LabelMatch, console: Console) -> None:
+    """The organs matched, each with how, then what was left out on either side."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(match.pairs)} organs matched by name", title_justify="left")
+    for column in ("prediction label", "value", "dataset label", "value", "how"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for pair in match.pairs:
+        source_value, target_value = match.source.organs.index(pair.source) + 1, match.target.organs.index(pair.target) + 1
+        table.add_row(plain(pair.source), str(source_value), plain(pair.target), str(target_value), pair.how)
+    console.print(table)
+    if match.skipped:
+        console.print(f"skipped, not in the predictions' labels: {', '.join(match.skipped)}", highlight=False, soft_wrap=True)
+    if match.unused:
+        console.print(
+            f"{len(match.unused)} predicted organs the reference does not label (counted as background): {', '.join(match.unused)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def sha256_file_list(paths: list[Path]) -> str:

@@ -72,6 +72,36 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def _export_original(case, image: Path, label: Path | None, labels) -> None:
+    """A case's own files for nnU-Net: linked where nnU-Net reads them as they are (NIfTI, image and
+    label on one grid); otherwise written as NIfTI on the image's grid (a DICOM series, a label
+    stored in another voxel order), as nnU-Net wants its inputs."""
+    from bench.data.btcv import read_pair
+    from bench.data.labels import LabelSet
+    from bench.data.volumes import is_nifti, read_volume, same_grid
+    from bench.io import write_nifti_gz
+
+    if is_nifti(case.image) and (label is None or (is_nifti(case.label) and same_grid(*_header(case.image), *_header(case.label)))):
+        _link_or_copy(case.image, image)
+        if label is not None:
+            _link_or_copy(case.label, label)
+        return
+    if label is None:
+        volume = read_volume(case.image)
+        write_nifti_gz(image, volume.array, volume.affine)
+        return
+    pixels, aligned, affine = read_pair(case, LabelSet(tuple(labels)))
+    write_nifti_gz(image, pixels, affine)
+    write_nifti_gz(label, aligned.astype(np.uint8), affine)
+
+
+def _header(path: Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    import nibabel as nib
+
+    header = nib.load(str(path))
+    return header.affine, tuple(header.shape[:3])
+
+
 def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict | None, organs: Sequence[str]) -> Path:
     """An nnU-Net raw dataset of the draw: imagesTr + labelsTr (the training cases), imagesTs (the
     test cases), dataset.json with ``organs`` (the run's label set, values 1..N). ``train``/``test``:
@@ -86,9 +116,7 @@ def export_raw_dataset(root: Path, train: Sequence, test: Sequence, coarse: dict
         image = folder / images / f"{case_name(case.case_id)}_0000.nii.gz"
         label = folder / "labelsTr" / f"{case_name(case.case_id)}.nii.gz"
         if coarse is None:
-            _link_or_copy(case.image, image)
-            if images == "imagesTr":
-                _link_or_copy(case.label, label)
+            _export_original(case, image, label if images == "imagesTr" else None, organs)
         else:
             pre = coarse[case.case_id]
             write_nifti_gz(image, pre.image[0].astype(np.float32), pre.affine)

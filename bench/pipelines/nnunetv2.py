@@ -44,11 +44,14 @@ def predictions_on_reference(prediction_dir: Path, case, reference, coarse) -> n
     import nibabel as nib
     import torch
 
-    from bench.data.preprocess import to_original_grid
+    from bench.data.regrid import to_original_grid
 
     name = case_name(case.case_id)
-    if coarse is None:  # predicted on the original image's grid by nnU-Net itself
-        return np.asarray(nib.load(str(Path(prediction_dir) / f"{name}.nii.gz")).dataobj).astype(np.uint8)
+    if coarse is None:  # predicted on the original image's grid by nnU-Net itself, the label's in another voxel order or not
+        from bench.data.volumes import onto_grid
+
+        nifti = nib.load(str(Path(prediction_dir) / f"{name}.nii.gz"))
+        return onto_grid(np.asarray(nifti.dataobj).astype(np.uint8), nifti.affine, reference.affine, reference.label.shape)
     with np.load(Path(prediction_dir) / f"{name}.npz") as npz:
         probabilities = npz["probabilities"]  # (C, z, y, x): SimpleITK's order of the coarse image
     probabilities = torch.from_numpy(np.ascontiguousarray(probabilities.transpose(0, 3, 2, 1)))

@@ -14,9 +14,10 @@ import torch
 from rich.console import Console
 
 from bench.console import plain, progress_bar
-from bench.data.btcv import NIFTI_SUFFIXES
-from bench.data.preprocess import preprocess_image, to_original_grid
-from bench.errors import UserError
+from bench.data.preprocess import preprocess_image
+from bench.data.regrid import to_original_grid
+from bench.data.volumes import is_nifti, read_volume, volume_stem
+from bench.errors import DataError, UserError
 from bench.evaluation.evaluate import predict_probabilities
 from bench.io import write_nifti_gz
 from bench.pipelines.checkpoint import load_weights
@@ -83,34 +84,41 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=list))
 
 
-def predict_folder(predictor: Predictor, images: Path, out: Path, console: Console) -> tuple[list[Path], list[str]]:
-    """Label maps of every NIfTI image in ``images`` written to ``out`` under the image's name;
-    returns (written files, one line per image that could not be read or predicted)."""
-    import nibabel as nib
+def image_inputs(images: Path) -> list[Path]:
+    """The images to segment in ``images``: its NIfTI files and its folders (one DICOM series each),
+    or the folder itself when it holds one series and nothing else."""
+    entries = sorted(p for p in Path(images).iterdir() if not p.name.startswith("."))
+    found = [p for p in entries if is_nifti(p) or p.is_dir()]
+    if not found and any(p.is_file() for p in entries):
+        return [Path(images)]  # a series folder: its files are the slices
+    if not found:
+        raise UserError(f"no images in {images}: expected NIfTI files (.nii.gz, .nii) or folders of one DICOM series each")
+    return found
 
-    files = sorted(p for p in Path(images).iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
-    if not files:
-        raise UserError(f"no NIfTI images (.nii.gz, .nii) in {images}")
+
+def predict_folder(predictor: Predictor, images: Path, out: Path, console: Console) -> tuple[list[Path], list[str]]:
+    """Label maps of every image in ``images`` (``image_inputs``) written to ``out`` as NIfTI under
+    the image's name (a series folder's name + ``.nii.gz``), on the image's grid; returns (written
+    files, one line per image that could not be read or predicted)."""
+    inputs = image_inputs(images)
     out.mkdir(parents=True, exist_ok=True)
     profile, written, failures = predictor.profile, [], []
     with progress_bar(console) as progress:
-        task = progress.add_task("predicting", total=len(files), status="")
-        for path in files:
+        task = progress.add_task("predicting", total=len(inputs), status="")
+        for path in inputs:
             try:
-                nifti = nib.load(str(path))
-                image, affine = np.asanyarray(nifti.dataobj), np.asarray(nifti.affine, dtype=np.float64)
-                if image.ndim != 3:
-                    raise ValueError(f"expected a 3D image, got shape {image.shape}")
-            except Exception as exc:  # nibabel raises many types for truncated/corrupt files
-                failures.append(f"{path}: cannot read ({type(exc).__name__}: {exc})")
+                volume = read_volume(path)
+            except DataError as exc:
+                failures.append(str(exc))
                 progress.advance(task)
                 continue
+            image, affine = volume.array, volume.affine
             pre, pre_affine = preprocess_image(image, affine, profile.preprocess)
             probabilities = predict_probabilities(
                 predictor.network, pre, profile.roi, profile.sw_overlap, profile.sw_batch_size, predictor.device
             )
             label = to_original_grid(probabilities, pre_affine, tuple(image.shape), affine)
-            target = out / (path.name if path.name.endswith(".nii.gz") else path.name + ".gz")
+            target = out / f"{volume_stem(path)}.nii.gz"
             write_nifti_gz(target, label.astype(np.uint8), affine)
             written.append(target)
             progress.advance(task)

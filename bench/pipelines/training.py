@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bench import distributed
-from bench.data.preprocess import PreprocessedCase
+from bench.data.settings import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
 from bench.io import atomic_write
 from bench.pipelines.augment import train_transforms

@@ -13,8 +13,9 @@ from rich.console import Console
 
 from bench import distributed
 from bench.console import plain, progress_bar
-from bench.data.btcv import Dataset
-from bench.data.preprocess import PreprocessedCase, cache_dir_for, load_or_preprocess
+from bench.data.btcv import Dataset, check_trainable
+from bench.data.preprocess import cache_dir_for, load_or_preprocess
+from bench.data.settings import PreprocessedCase
 from bench.data.source import cache_root, data_identity, resolve_dataset
 from bench.device import busy_warning, cores_given, resolve_device, set_threads, share_of_cores
 from bench.errors import UserError
@@ -34,7 +35,7 @@ def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = 
     command changed in it, a CPU-sized profile, a random backbone."""
     changed = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
     parts = [
-        "SYNTHETIC data (built-in abdomen, not BTCV)" if dataset.synthetic else f"BTCV at {dataset.root}",
+        dataset.description,
         f"profile {profile.name}" + (f" with {changed}" if changed else ""),
     ]
     if not profile.published_size:
@@ -70,13 +71,16 @@ def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console
     cases: dict[str, PreprocessedCase] = {}
     started = time.monotonic()
     cached = 0
+    notes: list[str] = []
     with progress_bar(console) as progress:
         task = progress.add_task("preprocessing (cached once)", total=len(case_ids), status="")
         for cid in sorted(case_ids):
-            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir, dataset.labels)
+            case, was_cached = load_or_preprocess(dataset.cases[cid], profile.preprocess, cache_dir, dataset.labels, notes)
             cases[cid] = case
             cached += was_cached
             progress.update(task, advance=1, status=f"{cached} from cache")
+    for line in notes:
+        console.print(f"note: {plain(line)}", highlight=False, soft_wrap=True)
     return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
 
 
@@ -149,6 +153,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     if not distributed.is_main():
         distributed.barrier()  # rank 0 writes the synthetic data and preprocessing cache first
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
+    check_trainable(dataset.labels, str(dataset.root))
     say = announce or console.print
     # Before the provenance reads it; a job's share was set by the grid that started it.
     threads = set_threads(share_of_cores(request.threads, distributed.world_size() * request.jobs))

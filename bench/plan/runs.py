@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import distributed
 from bench.data.btcv import Dataset
 from bench.data.labels import BTCV_LABELS, LabelSet
-from bench.data.preprocess import PreprocessedCase
+from bench.data.settings import PreprocessedCase
 from bench.errors import UserError
 from bench.plan.profiles import Profile, parse_repeats, profile_dict
 from bench.plan.weights import BackboneWeights
