@@ -127,37 +127,49 @@ def test_an_amos_like_dataset_runs_end_to_end_under_its_own_protocol(tmp_path):
 
 
 def test_a_btcv_model_scored_on_another_dataset_by_organ_name(tmp_path):
-    """Predictions in BTCV's values against AMOS-like references: the 12 organs both name are scored
-    (here perfect, the predictions being the references renumbered), the other three skipped."""
+    """Predictions in BTCV's values against AMOS-like references under AMOS's names: the 12 organs
+    both have are matched by meaning and scored (here perfect, the predictions being the references
+    renumbered), the other three skipped; a mapping file settles or removes pairs."""
     from bench.data.amos import AMOS_ORGANS
-    from bench.data.labels import ORGANS
 
     root, protocol, preds = tmp_path / "amos", tmp_path / "p.json", tmp_path / "preds"
     assert invoke("data", "synth", "--dataset", "amos", "--out", root, "--spacing-scale", "6").exit_code == 0
     test = "0501,0502,0503,0504,0505,0506"
-    assert (
-        invoke(
-            "splits", "make", "--data-root", root, "--name", "amos-test", "--test", test, "--fractions", "100pct", "--out", protocol
-        ).exit_code
-        == 0
-    )
-    to_btcv = np.array([0] + [ORGANS.index(o) + 1 if o in ORGANS else 0 for o in AMOS_ORGANS], dtype=np.uint8)
+    made = invoke("splits", "make", "--data-root", root, "--name", "amos-test", "--test", test, "--fractions", "100pct", "--out", protocol)
+    assert made.exit_code == 0, made.output
+    # AMOS's values 1-9 are BTCV's, its 10-12 BTCV's 11-13 (pancreas, adrenal glands); 13-15 BTCV lacks.
+    to_btcv = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 0, 0, 0], dtype=np.uint8)
     preds.mkdir()
     for cid in test.split(","):
         label = nib.load(str(root / "labelsTr" / f"amos_{cid}.nii.gz"))
         nib.save(nib.Nifti1Image(to_btcv[np.asarray(label.dataobj)], label.affine), str(preds / f"amos_{cid}.nii.gz"))
     args = ["score", preds, "--method", "btcv-model", "--data", "100pct", "--repeat", "0", "--data-root", root, "--protocol", protocol]
     assert (
-        "--prediction-labels needs --label-map by-name"
+        "--prediction-labels needs --label-map by-name or --label-map FILE"
         in invoke(*args, "--prediction-labels", root / "dataset.json", "--out", tmp_path / "x").output
     )
     result = invoke(*args, "--label-map", "by-name", "--out", tmp_path / "runs")
     assert result.exit_code == 0, result.output
+    assert "12 organs matched by name" in result.output
+    rows = [line.split("│")[1:-1] for line in result.output.splitlines() if line.startswith("│")]
+    assert [cell.strip() for cell in rows[8]] == ["inferior vena cava", "9", "postcava", "9", "synonym"]
+    assert [cell.strip() for cell in rows[3]] == ["gallbladder", "4", "gall bladder", "4", "canonical"]
     assert "skipped, not in the predictions' labels: duodenum, bladder, prostate/uterus" in result.output
     assert "counted as background): portal and splenic veins" in result.output
     summary = json.loads((tmp_path / "runs" / "100pct" / "btcv-model" / "repeat0" / "summary.json").read_text())
-    assert list(summary["mean"]) == [o for o in AMOS_ORGANS if o in ORGANS]
+    assert list(summary["mean"]) == list(AMOS_ORGANS[:12])
     assert all(m["dice"] == 1.0 for m in summary["mean"].values() if m["dice"] == m["dice"])
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"liver": None, "8": "aorta"}))
+    result = invoke(*args, "--label-map", mapping, "--out", tmp_path / "mapped")
+    assert result.exit_code == 0, result.output
+    assert "11 organs matched by name" in result.output and "mapping file" in result.output
+    assert "liver" not in json.loads((tmp_path / "mapped/100pct/btcv-model/repeat0/summary.json").read_text())["mean"]
+    mapping.write_text(json.dumps({"liver": "hepar"}))
+    result = invoke(*args, "--label-map", mapping, "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "the mapping sends 'liver' to 'hepar', which the dataset's labels do not name" in result.output
+    result = invoke(*args, "--label-map", tmp_path / "none.json", "--out", tmp_path / "bad")
+    assert result.exit_code == 2 and "--label-map must be same, by-name or a JSON mapping file" in result.output
 
 
 # Label sets as their datasets publish them (dataset.json / papers): AMOS22 (CT), WORD, FLARE22.

@@ -110,3 +110,22 @@ def test_a_run_trains_on_two_real_scans_and_predicts_the_dicom_third(real_datase
     scored = nib.load(str(run / "predictions/label0003.nii.gz"))
     assert nib.aff2axcodes(on_series.affine) == ("L", "P", "S") and nib.aff2axcodes(scored.affine) == ("L", "A", "S")
     np.testing.assert_array_equal(np.asarray(on_series.dataobj)[:, ::-1, :], np.asarray(scored.dataobj))
+
+
+def test_nnunet_gets_the_dicom_case_as_nifti_with_its_label_on_the_series_grid(real_dataset, tmp_path):
+    """nnU-Net reads NIfTI whose image and label share a grid: the NIfTI case is linked as it is, the
+    DICOM series written as NIfTI with its LAS label reordered onto the series' LPS grid."""
+    from bench.data.btcv import locate_dataset
+    from bench.data.volumes import read_volume
+    from bench.pipelines.nnunet_steps import DATASET_NAME, export_raw_dataset
+
+    dataset = locate_dataset(real_dataset)
+    folder = export_raw_dataset(tmp_path, [dataset.cases["0001"], dataset.cases["0003"]], [], None, ORGANS)
+    assert folder == tmp_path / DATASET_NAME and (folder / "imagesTr/BTCV_0001_0000.nii.gz").is_symlink()
+    image, label = nib.load(str(folder / "imagesTr/BTCV_0003_0000.nii.gz")), nib.load(str(folder / "labelsTr/BTCV_0003.nii.gz"))
+    series = read_volume(real_dataset / "imagesTr/ts_0003")
+    np.testing.assert_array_equal(np.asarray(image.dataobj), series.array)
+    np.testing.assert_allclose(image.affine, series.affine, atol=1e-4)
+    np.testing.assert_allclose(label.affine, series.affine, atol=1e-4)
+    stored = np.asarray(nib.load(str(real_dataset / "labelsTr/ts_0003.nii.gz")).dataobj)
+    np.testing.assert_array_equal(np.asarray(label.dataobj), stored[:, ::-1, :])

@@ -1,7 +1,8 @@
 """A second built-in synthetic dataset with another label set, AMOS-like: the synthetic abdomen's
-organs under AMOS's 15 label values (BTCV's names where BTCV has the organ; the portal and splenic
-veins, which AMOS does not label, are painted but left background) plus the duodenum, the urinary
-bladder and the prostate/uterus. Written in the Decathlon layout with its ``dataset.json``, so
+organs under AMOS's 15 label values and AMOS's own names ("gall bladder", "postcava": matched to
+BTCV's by meaning, ``bench.data.labels.how_alike``; the portal and splenic veins, which AMOS does
+not label, are painted but left background) plus the duodenum, the urinary bladder and the
+prostate/uterus. Written in the Decathlon layout with its ``dataset.json``, so
 everything that reads label sets from data runs on it offline. Not AMOS: stamped synthetic."""
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import numpy as np
 from bench.data.labels import ORGANS
 from bench.data.phantom import rotation
 
-# AMOS's label values 1..15: BTCV's organs but the portal and splenic veins (AMOS does not label
-# them), in BTCV's order and under BTCV's names (so scores can be matched by name), then three more.
-AMOS_ORGANS: tuple[str, ...] = (*(o for o in ORGANS if o != "portal and splenic veins"), "duodenum", "bladder", "prostate/uterus")
+# AMOS22's CT label values 1..15 under its names: BTCV's organs but the portal and splenic veins, in
+# BTCV's order, then three more.
+AMOS_ORGANS: tuple[str, ...] = (
+    "spleen", "right kidney", "left kidney", "gall bladder", "esophagus", "liver", "stomach", "aorta", "postcava",
+    "pancreas", "right adrenal gland", "left adrenal gland", "duodenum", "bladder", "prostate/uterus",
+)  # fmt: skip
+# AMOS's value of each of BTCV's 13 organs (0: AMOS does not label it).
+_AMOS_VALUE_OF_BTCV = (1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 10, 11, 12)
 # The 30 cases of the synthetic AMOS-like set: ids of their own, so their anatomy is drawn anew.
 AMOS_IDS: tuple[str, ...] = tuple(f"{i:04d}" for i in range(501, 531))
 _EXTRA = {"duodenum": len(ORGANS) + 1, "bladder": len(ORGANS) + 2, "prostate/uterus": len(ORGANS) + 3}
@@ -33,9 +39,7 @@ def paint_amos_organs(c, stomach_c) -> None:
 
 
 # BTCV's painted values (and the three extra ones) -> AMOS's; veins -> background.
-TO_AMOS = np.zeros(len(ORGANS) + 4, dtype=np.uint8)
-for _name, _value in [*((o, i + 1) for i, o in enumerate(ORGANS)), *_EXTRA.items()]:
-    TO_AMOS[_value] = AMOS_ORGANS.index(_name) + 1 if _name in AMOS_ORGANS else 0
+TO_AMOS = np.array([0, *_AMOS_VALUE_OF_BTCV, *(AMOS_ORGANS.index(name) + 1 for name in _EXTRA)], dtype=np.uint8)
 
 
 def amos_dataset_json(case_ids) -> dict:

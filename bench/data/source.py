@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bench.console import progress_bar
 from bench.data.btcv import Dataset, locate_dataset
-from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_VERSION, write_synthetic_dataset
+from bench.data.synthetic import COMPLETE_MARKER, SYNTHETIC_KINDS, SYNTHETIC_VERSION, write_synthetic_dataset
 from bench.data.volumes import content_sha256
 from bench.errors import UserError
 from bench.io import locked, read_json, sha256_file, write_json
@@ -37,7 +37,7 @@ def ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: floa
 
 def _ensure_synthetic(root: Path, case_ids, console: Console, spacing_scale: float, kind: str) -> Path:
     marker = root / COMPLETE_MARKER
-    wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale, **({"dataset": kind} if kind != "btcv" else {})}
+    wanted = {"version": SYNTHETIC_VERSION, "spacing_scale": spacing_scale, **SYNTHETIC_KINDS[kind].marker}
     if marker.exists():
         try:
             found = json.loads(marker.read_text())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.data.abdomen import synthesize_case
@@ -38,13 +38,23 @@ class SyntheticKind:
     image: str
     label: str
     dataset_json: Callable[[Iterable[str]], dict] | None = None
+    # What a folder's completion marker records beyond version and voxel size: a folder written
+    # otherwise (an older label naming) is another dataset, not silently this one.
+    marker: dict = field(default_factory=dict)
 
 
 SYNTHETIC_KINDS = {
     "btcv": SyntheticKind(
         BTCV_LABELLED_IDS, synthesize_case, "RawData/Training/img/img{id}.nii.gz", "RawData/Training/label/label{id}.nii.gz"
     ),
-    "amos": SyntheticKind(AMOS_IDS, synthesize_amos_case, "imagesTr/amos_{id}.nii.gz", "labelsTr/amos_{id}.nii.gz", amos_dataset_json),
+    "amos": SyntheticKind(
+        AMOS_IDS,
+        synthesize_amos_case,
+        "imagesTr/amos_{id}.nii.gz",
+        "labelsTr/amos_{id}.nii.gz",
+        amos_dataset_json,
+        {"dataset": "amos", "label_names": "amos"},  # label_names: AMOS's own ("postcava"), since issue 34
+    ),
 }
 
 
