@@ -46,14 +46,19 @@ def grad_scaler_for(device: str):
 
 
 def cores_given() -> int:
-    """The CPU cores this process may run on (its affinity: a SLURM job's or taskset's share), not the
-    machine's."""
+    """The CPU cores this process may run on, not the machine's: its affinity (taskset, a cgroup),
+    and inside a SLURM job no more than the job's allocation (``SLURM_CPUS_PER_TASK``, else
+    ``SLURM_CPUS_ON_NODE``), which SLURM does not always enforce through the affinity."""
     import os
 
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if (value := os.environ.get(name, "")).isdigit() and int(value) > 0:
+            return min(cores, int(value))
+    return cores
 
 
 def share_of_cores(threads: int | None, ways: int) -> int:

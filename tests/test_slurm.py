@@ -57,6 +57,9 @@ def test_a_small_grid_through_slurm_lands_in_the_runs_folder_and_the_report(slur
     assert "submitted 2 SLURM jobs" in result.output
     for method in ("unetr", "nnunet"):
         assert (out / "12pct" / method / "repeat0" / "summary.json").exists()
+        # Each job's threads come from its allocation (one CPU here), not from the submitting host.
+        config = json.loads((out / "12pct" / method / "repeat0" / "config.json").read_text())
+        assert config["provenance"]["hardware"]["torch_threads"] == "1", config["provenance"]["hardware"]
     assert list((out / ".slurm").glob("*/*_log.out"))  # submitit's per-job logs
     with open(out / "results.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2 * 6 * 13

@@ -53,6 +53,27 @@ def test_the_cores_given_are_the_affinity_not_the_machine():
     assert cores_given() == len(everything)
 
 
+def test_inside_a_slurm_job_the_cores_given_are_its_allocation(monkeypatch, tiny_synthetic, tmp_path, restore_threads):
+    """SLURM need not bind a job's affinity to its CPUs: its allocation caps the cores given, and a
+    grid decided there takes its threads and loader workers from it, not from a request's."""
+    from rich.console import Console
+
+    from bench.plan.grid import decide
+    from bench.plan.runs import RunRequest
+
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1")
+    assert cores_given() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", str(len(os.sched_getaffinity(0)) + 8))  # never more than the affinity
+    assert cores_given() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    load_average(monkeypatch, 0.0)
+    request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs")
+    decided = decide(request, Console(quiet=True))
+    assert decided.threads == torch.get_num_threads() == 1 and decided.profile.num_workers <= 1
+    assert decided.request.threads is None  # what a job is handed: the user's ask, not this host's count
+
+
 def test_a_busy_machine_is_one_line_with_the_threads_that_fit(monkeypatch):
     load_average(monkeypatch, 1.5)
     line = busy_warning(2, 2)

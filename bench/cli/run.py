@@ -162,7 +162,7 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
         gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
 
         def execute(runs):
-            return run_in_jobs(grid.request, runs, grid.request.jobs, gpus, grid.request.threads, console, run_planned)
+            return run_in_jobs(grid.request, runs, grid.request.jobs, gpus, grid.threads, console, run_planned)
     else:
 
         def execute(runs):

@@ -44,17 +44,13 @@ class RunJob(Checkpointable):
         self.run_here = run_here
 
     def __call__(self, request, run) -> str:
-        import os
         import sys
-
-        import torch
 
         from bench.errors import RunsFailed
 
-        # PyTorch sizes its thread pool by the node's cores, not by the job's share of them: two
-        # jobs given one core each would run four spinning threads on two cores (30x slower, seen).
-        if cpus := os.environ.get("SLURM_CPUS_ON_NODE"):
-            torch.set_num_threads(max(1, int(cpus)))
+        # The request carries --threads only where the user gave it: the job's threads and loader
+        # workers come from its own allocation (bench.device.cores_given), never from the host that
+        # submitted it (seen: 1-CPU jobs given the login node's 2 threads, epochs 2.5x-30x slower).
         failures = self.run_here(request, run, Console(file=sys.stdout, width=160))
         if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
             raise RunsFailed("; ".join(failures))

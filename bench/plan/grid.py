@@ -101,6 +101,7 @@ class Decided:
     overrides: dict
     weights: BackboneWeights | None
     dataset: Dataset
+    threads: int  # PyTorch's threads in this process: --threads, else its share of the cores given
 
 
 def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
@@ -155,9 +156,9 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     check_trainable(dataset.labels, str(dataset.root))
     say = announce or console.print
-    # Before the provenance reads it; a job's share was set by the grid that started it.
+    # Before the provenance reads it. Taken where the run executes: a SLURM job from its allocation,
+    # a --jobs job from the share its grid handed it; the request keeps only what the user asked.
     threads = set_threads(share_of_cores(request.threads, distributed.world_size() * request.jobs))
-    request = replace(request, threads=threads)  # resolved once: each --jobs job is handed this share
     # The loader's workers share the run's cores with its threads: at most one worker per core given.
     profile = replace(profile, num_workers=min(profile.num_workers, threads))
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
@@ -167,7 +168,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         say(f"SAM backbone: {plain(weights.description)}")
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
-    return Decided(request, device, profile, overrides, weights, dataset)
+    return Decided(request, device, profile, overrides, weights, dataset, threads)
 
 
 def resolve_jobs(request: RunRequest, device: str) -> int:
@@ -215,7 +216,9 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
     if distributed.is_main():
         distributed.barrier()
     provenance = _provenance(dataset, profile, decided.device, prep, decided.weights, decided.overrides)
-    return PreparedGrid(decided.request, profile, decided.device, dataset, decided.weights, planned, cases, provenance, decided.overrides)
+    return PreparedGrid(
+        decided.request, profile, decided.device, dataset, decided.weights, planned, cases, provenance, decided.overrides, decided.threads
+    )
 
 
 def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:

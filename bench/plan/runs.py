@@ -247,6 +247,7 @@ class PreparedGrid:
     cases: dict[str, PreprocessedCase]
     provenance: Provenance
     profile_overrides: dict = field(default_factory=dict)  # what the command changed in the profile, flags included
+    threads: int = 1  # PyTorch's threads in this process (bench.plan.grid.decide); a --jobs job's share
 
 
 @dataclass
