@@ -1,8 +1,9 @@
-"""Methods from other packages: installed distributions that declare the entry-point group
-``sam3d_bench.methods``, and modules named by ``--plugin`` or the ``BENCH_PLUGINS`` variable.
+"""Methods and metrics from other packages: installed distributions that declare the entry-point
+group ``sam3d_bench.methods`` or ``sam3d_bench.metrics``, and modules named by ``--plugin`` or the
+``BENCH_PLUGINS`` variable.
 
-They are loaded once per process, on the registry's first lookup (``methods.registry.get_method``
-and ``list_methods``), after every built-in method has registered: a plugin may import the public
+They are loaded once per process, on either registry's first lookup (``methods.registry.get_method``
+and ``list_methods``, ``bench.evaluation.scores.metric_specs``), after every built-in has registered: a plugin may import the public
 contract (``sam3d_bench``) and the registry, which are complete by then. Loading imports the plugin's
 modules, whose ``register_method`` decorators record where each method came from
 (:class:`MethodSource`); nothing is built.
@@ -28,6 +29,7 @@ from functools import cache
 from importlib import metadata
 
 ENTRY_POINT_GROUP = "sam3d_bench.methods"
+METRIC_ENTRY_POINT_GROUP = "sam3d_bench.metrics"  # packages that add metrics (bench.evaluation.scores.register_metric)
 PLUGIN_ENV = "BENCH_PLUGINS"  # comma-separated module names, imported like --plugin
 log = logging.getLogger("sam3d_bench.plugins")
 
@@ -120,7 +122,12 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    entries = [
+        e
+        for group in (ENTRY_POINT_GROUP, METRIC_ENTRY_POINT_GROUP)
+        for e in sorted(metadata.entry_points(group=group), key=lambda e: e.name)
+    ]
+    for entry in entries:
         dist = entry.dist
         source = MethodSource(entry.module, dist.name if dist else None, dist.version if dist else None)
         with _registering_as(source):
@@ -131,7 +138,7 @@ def load_plugins() -> None:
             except PluginError:
                 raise
             except Exception as exc:  # a broken install must not take the other methods down
-                log.warning(f"warning: {source.describe()} ({entry.value}) failed to import, its methods are missing: {_one_line(exc)}")
+                log.warning(f"warning: {source.describe()} ({entry.value}) failed to import, what it adds is missing: {_one_line(exc)}")
     for module in named_modules():
         with _registering_as(module_source(module)):
             try:

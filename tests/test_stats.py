@@ -24,7 +24,7 @@ from bench.reporting.stats import (
     signed_rank_test,
     smallest_p,
 )
-from bench.runs.results import hd95_summary
+from bench.runs.results import penalty_summary
 
 
 def results(values: dict[str, dict[int, list[float]]], fraction: str = "25pct") -> pd.DataFrame:
@@ -224,7 +224,7 @@ def test_discriminative_power_says_when_the_draws_change_the_test_cases():
     assert not power["fixed_test_set"] and "spread across data splits" in power["scope"]
 
 
-def test_hd95_summary_counts_missed_and_spurious_organs_and_their_penalty():
+def test_the_penalty_summary_counts_missed_and_spurious_organs_and_their_penalty():
     rows = pd.DataFrame(
         [
             # two draws of one case: the liver found (2 and 4 mm), the spleen missed in draw 1
@@ -238,9 +238,9 @@ def test_hd95_summary_counts_missed_and_spurious_organs_and_their_penalty():
         ],
         columns=["method", "data", "repeat", "case", "organ", "dice", "nsd", "hd95", "n_ref", "n_pred"],
     )
-    (summary,) = hd95_summary(rows).to_dict("records")
+    (summary,) = penalty_summary(rows).to_dict("records")
     assert summary["median"] == pytest.approx(6.0)  # of 2, 4, 6, 400, 400
     assert (summary["missed"], summary["present"], summary["spurious"]) == (1, 4, 1)
     assert (summary["penalty_min"], summary["penalty_max"]) == (400.0, 400.0)
-    unknown = hd95_summary(rows.assign(n_ref=math.nan)).iloc[0]
+    unknown = penalty_summary(rows.assign(n_ref=math.nan)).iloc[0]
     assert math.isnan(unknown["missed"]) and unknown["median"] == pytest.approx(6.0)

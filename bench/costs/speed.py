@@ -172,7 +172,7 @@ def measure(name: str, size: str, roi: int, crops: int, device: str, steps: int 
 def _scoring_cost(shape, spacing_mm, profile_spacing_mm, queue) -> None:
     from bench.data.labels import NUM_CLASSES
     from bench.data.regrid import to_original_grid
-    from bench.evaluation.metrics import score_case
+    from bench.evaluation.scores import score_case
 
     nx, ny, nz = shape
     # A body of 13 box-shaped organs filling the middle of the field of view, as in an abdominal CT.

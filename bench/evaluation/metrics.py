@@ -19,18 +19,12 @@ medians and miss counts beside the means).
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import surface_distance
-
-from bench.data.labels import BTCV_LABELS, LabelSet
-
-# Recorded in every summary.json, so a reader knows which empty-organ rule its numbers follow.
-METRIC_CONVENTION = (
-    "nnU-Net: organ absent in reference and prediction -> NaN for every metric (skipped in means); "
-    "absent in one of them -> Dice 0, NSD 0, HD95 = the volume's diagonal in mm"
-)
 
 
 def dice_per_organ(prediction: np.ndarray, reference: np.ndarray, num_classes: int) -> np.ndarray:
@@ -51,7 +45,7 @@ def dice_per_organ(prediction: np.ndarray, reference: np.ndarray, num_classes: i
     return dice
 
 
-def _union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+def union_box(a: tuple[slice, ...] | None, b: tuple[slice, ...] | None, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
     """The smallest box holding both boxes (either may be None), grown by ``margin`` voxels."""
     boxes = [box for box in (a, b) if box is not None]
     return tuple(
@@ -66,58 +60,44 @@ def volume_diagonal_mm(shape: tuple[int, ...], spacing_mm: tuple[float, ...]) ->
     return float(np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing_mm, strict=True))))
 
 
-def surface_metrics(
-    pred: np.ndarray, ref: np.ndarray, spacing_mm: tuple[float, ...], tolerance_mm: float, full_shape: tuple[int, ...] | None = None
-) -> tuple[float, float]:
-    """(normalized surface Dice, HD95 in mm) of two boolean masks, with the empty-mask rules above.
+@dataclass
+class OrganMasks:
+    """One organ in one case, as a metric sees it: the predicted and the reference mask (boolean,
+    cut to a box around both with two voxels of background, so every surface voxel keeps its
+    neighbourhood), the voxel size and shape of the whole volume, and NSD's tolerance. What several
+    metrics share (the surface distances) is computed once."""
 
-    The masks may be a box cut from larger volumes, ``full_shape`` (default: their own shape): its
-    diagonal is the HD95 of a mask against an empty one. The box must leave a margin of background
-    around both masks (two voxels), so that every surface voxel keeps its neighbourhood and the
-    result equals the full volume's.
-    """
-    full_shape = pred.shape if full_shape is None else full_shape
-    pred_any, ref_any = bool(pred.any()), bool(ref.any())
-    if not pred_any and not ref_any:
-        return math.nan, math.nan
-    if not (pred_any and ref_any):
-        return 0.0, volume_diagonal_mm(full_shape, spacing_mm)
-    distances = surface_distance.compute_surface_distances(ref, pred, spacing_mm)
-    nsd = float(surface_distance.compute_surface_dice_at_tolerance(distances, tolerance_mm))
-    return nsd, float(surface_distance.compute_robust_hausdorff(distances, 95))
+    prediction: np.ndarray
+    reference: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    full_shape: tuple[int, ...]
+    tolerance_mm: float = 1.0
+
+    @functools.cached_property
+    def surface_distances(self) -> dict:
+        return surface_distance.compute_surface_distances(self.reference, self.prediction, self.spacing_mm)
+
+    @property
+    def diagonal_mm(self) -> float:
+        return volume_diagonal_mm(self.full_shape, self.spacing_mm)
 
 
-def score_case(
-    prediction: np.ndarray,
-    reference: np.ndarray,
-    spacing_mm: float | tuple[float, float, float],
-    tolerance_mm: float = 1.0,
-    labels: LabelSet = BTCV_LABELS,
-) -> dict[str, dict[str, float]]:
-    """{organ: {"dice", "nsd", "hd95", "n_ref", "n_pred"}} for one case, organs of ``labels`` in
-    value order; ``spacing_mm`` is the voxel size of both arrays (one number if isotropic), NSD's
-    tolerance in mm."""
-    from scipy.ndimage import find_objects
+def organ_dice(masks: OrganMasks) -> float:
+    overlap = np.count_nonzero(masks.prediction & masks.reference)
+    return 2.0 * overlap / (np.count_nonzero(masks.prediction) + np.count_nonzero(masks.reference))
 
-    spacing = (float(spacing_mm),) * 3 if np.isscalar(spacing_mm) else tuple(float(s) for s in spacing_mm)
-    num_classes = labels.num_classes
-    dice = dice_per_organ(prediction, reference, num_classes)
-    # Each organ's box in both maps from one pass over each: comparing whole volumes label by label
-    # cost more than the surface distances themselves.
-    pred_boxes = find_objects(prediction, max_label=num_classes - 1)
-    ref_boxes = find_objects(reference, max_label=num_classes - 1)
-    out: dict[str, dict[str, float]] = {}
-    for index, organ in enumerate(labels.organs, start=1):
-        pred_box, ref_box = pred_boxes[index - 1], ref_boxes[index - 1]
-        if pred_box is None and ref_box is None:
-            nsd, hd95, n_pred, n_ref = math.nan, math.nan, 0, 0
-        else:
-            box = _union_box(pred_box, ref_box, margin=2, shape=prediction.shape)
-            pred_mask, ref_mask = prediction[box] == index, reference[box] == index
-            nsd, hd95 = surface_metrics(pred_mask, ref_mask, spacing, tolerance_mm, full_shape=prediction.shape)
-            n_pred, n_ref = int(pred_mask.sum()), int(ref_mask.sum())
-        out[organ] = {"dice": float(dice[index - 1]), "nsd": nsd, "hd95": hd95, "n_ref": n_ref, "n_pred": n_pred}
-    return out
+
+def organ_nsd(masks: OrganMasks) -> float:
+    return float(surface_distance.compute_surface_dice_at_tolerance(masks.surface_distances, masks.tolerance_mm))
+
+
+def organ_hd95(masks: OrganMasks) -> float:
+    return float(surface_distance.compute_robust_hausdorff(masks.surface_distances, 95))
+
+
+def diagonal_penalty(masks: OrganMasks) -> float:
+    """HD95 of a mask against an empty one (see the module's text)."""
+    return masks.diagonal_mm
 
 
 def nanmean(values) -> float:

@@ -22,7 +22,7 @@ from rich.console import Console
 from bench import distributed
 from bench.console import plain
 from bench.evaluation.evaluate import CasePrediction, save_prediction
-from bench.evaluation.metrics import score_case
+from bench.evaluation.scores import score_case
 from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
 from bench.runs.results import run_summary, write_results_csv

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.evaluation.scores import metric_specs
 from bench.io import write_text
 from bench.provenance import installed_version
 from bench.reporting.data import ReportData, compute_table, load_report_data, method_order, provenance
@@ -31,14 +32,15 @@ from bench.reporting.stats import (
 from bench.reporting.tables import (
     beside_paper,
     columns_of,
-    hd95_penalty_range,
-    hd95_rows,
     marked_rows,
+    penalises_misses,
+    penalty_range,
+    penalty_rows,
+    penalty_text,
     render_latex,
     render_markdown,
     table1,
 )
-from bench.runs.files import METRICS
 from bench.runs.state import grid_counts
 
 
@@ -116,7 +118,19 @@ def render_html(
         return [row for row in rows if row[2]]
 
     order_of = data.protocol.fractions
-    hd95_extra = {f: hd95_rows(tables["hd95"], data.results, f) for f in order_of}
+    metrics = []  # every metric but Dice, which is Table 1, in registration order
+    for spec in metric_specs()[1:]:
+        extra = {f: penalty_rows(tables[spec.name], data.results, f, spec.name) for f in order_of} if penalises_misses(spec) else {}
+        penalty = penalty_range([r for rows in extra.values() for r in rows])
+        metrics.append(
+            {
+                "spec": spec,
+                "fractions": fractions(spec.name),
+                "extra": extra,
+                "penalty": penalty_text(spec, penalty) if extra else "",
+                "unscored": unscored(data.results, spec.name),
+            }
+        )
     status = sorted(data.states, key=lambda s: (order_of.index(s.data), order.index(s.method) if s.method in order else 99, s.repeat))
     template = env.get_template("report.html.j2")
     return template.render(
@@ -129,10 +143,8 @@ def render_html(
         synthetic=data.synthetic,
         columns=columns_of(tables["dice"]),
         fractions=fractions("dice"),
-        nsd_fractions=fractions("nsd"),
-        hd95_fractions=fractions("hd95"),
-        hd95_extra=hd95_extra,
-        hd95_penalty=hd95_penalty_range([r for rows in hd95_extra.values() for r in rows]),
+        metrics=metrics,
+        dice_about=metric_specs()[0].about,
         beside=beside_paper(tables["dice"], paper, counts, data.protocol),
         figures={name: _data_uri(png) for name, png in figures.items()},
         statistics=stats,
@@ -148,6 +160,16 @@ def render_html(
         grid_total=len(data.states),
         grid_done=sum(s.state == "done" for s in data.states),
     )
+
+
+def unscored(results: pd.DataFrame, metric: str) -> list[str]:
+    """The runs (``method fraction #draw``) scored before ``metric`` existed: no value for any organ
+    of any case (an organ absent from both maps is NaN too, but never every organ)."""
+    if results.empty:
+        return []
+    values = pd.to_numeric(results[metric], errors="coerce")
+    missing = values.isna().groupby([results["method"], results["data"], results["repeat"]]).all()
+    return [f"{method} {data} #{repeat}" for (method, data, repeat), gone in missing.items() if gone]
 
 
 def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_dir: Path, stats: list[dict]) -> dict[str, bytes]:
@@ -190,7 +212,8 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
 
 
 def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
-    """Write Table 1 (+/- and compact, Markdown and LaTeX, CSV), the NSD and HD95 tables, cases.csv,
+    """Write Table 1 (+/- and compact, Markdown and LaTeX, CSV), a table of every other registered
+    metric (NSD, HD95, a plugin's: table_<name>.md/.csv), cases.csv,
     the statistics (pairwise tests, bootstrap) as CSV, the figures and report.html.
 
     Returns {file name: path}. Raises UserError when the folder holds no runs or a run file is broken.
@@ -202,7 +225,8 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
             prov = config.provenance
             counts[(fraction, method)]["title"] = "; ".join(part for part in (prov.method_title, prov.method_source) if part)
     order = method_order({s.method for s in data.states}, paper)
-    tables = {metric: table1(data.results, counts, order, metric, data.protocol.fractions, data.labels) for metric in METRICS}
+    specs = metric_specs()
+    tables = {m.name: table1(data.results, counts, order, m.name, data.protocol.fractions, data.labels) for m in specs}
     table = tables["dice"]
     stats = statistics(data, table)
     out_dir = Path(out_dir)
@@ -214,10 +238,8 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
         "table1.tex": render_latex(data, table, counts),
         "table1_compact.tex": render_latex(data, table, counts, compact=True),
         "table1.csv": table.to_csv(index=False, float_format="%.2f"),
-        "table_nsd.md": render_markdown(data, tables["nsd"], paper, counts, metric="nsd"),
-        "table_nsd.csv": tables["nsd"].to_csv(index=False, float_format="%.2f"),
-        "table_hd95.md": render_markdown(data, tables["hd95"], paper, counts, metric="hd95"),
-        "table_hd95.csv": tables["hd95"].to_csv(index=False, float_format="%.2f"),
+        **{f"table_{m.name}.md": render_markdown(data, tables[m.name], paper, counts, metric=m.name) for m in specs[1:]},
+        **{f"table_{m.name}.csv": tables[m.name].to_csv(index=False, float_format="%.2f") for m in specs[1:]},
         "pairwise_tests.csv": tests_csv,
         "bootstrap.csv": bootstrap_csv,
         "cases.csv": data.results.to_csv(index=False),

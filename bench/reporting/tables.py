@@ -10,8 +10,9 @@ import math
 import pandas as pd
 
 from bench.data.labels import BTCV_LABELS, LabelSet
+from bench.evaluation.scores import Metric, get_metric
 from bench.reporting.data import ReportData
-from bench.runs.results import LOWER_IS_BETTER, METRIC_TITLES, hd95_summary, organ_table
+from bench.runs.results import organ_table, penalty_summary
 from bench.runs.state import describe
 from splits import FRACTIONS, Protocol
 
@@ -60,7 +61,7 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = 
     """Rows of one fraction ready for any renderer: label, note, and per column (mean, std, mark)."""
     columns = columns_of(table)
     rows = table[table["data"] == fraction]
-    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), metric in LOWER_IS_BETTER) for c in columns}
+    marks = {c: _ranks(rows[f"{c}_mean"].tolist(), get_metric(metric).lower_is_better) for c in columns}
     out = []
     for _, row in rows.iterrows():
         cells = []
@@ -82,10 +83,11 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = 
     return out
 
 
-def hd95_rows(table: pd.DataFrame, results: pd.DataFrame, fraction: str) -> list[dict]:
-    """Beside the HD95 table of one fraction, in its row order: the mean of Avg as the table shows
-    it, the median, the missed and spurious organs (``bench.runs.results.hd95_summary``)."""
-    summary = hd95_summary(results[results["data"] == fraction] if not results.empty else results).set_index("method")
+def penalty_rows(table: pd.DataFrame, results: pd.DataFrame, fraction: str, metric: str = "hd95") -> list[dict]:
+    """Beside the table of a metric that penalises misses, for one fraction in its row order: the
+    mean of Avg as the table shows it, the median, the missed and spurious organs
+    (``bench.runs.results.penalty_summary``)."""
+    summary = penalty_summary(results[results["data"] == fraction] if not results.empty else results, metric).set_index("method")
     rows = []
     for _, row in table[table["data"] == fraction].iterrows():
         if row["method"] in summary.index:
@@ -97,13 +99,19 @@ def _count(part: float, whole: float) -> str:
     return "-" if part != part else f"{int(part)} of {int(whole)}"
 
 
-def hd95_penalty_range(rows: list[dict]) -> str:
-    """The diagonals that misses were given here, as text ('' when nothing was missed)."""
+def penalty_range(rows: list[dict]) -> str:
+    """The penalties that misses were given here, as text ('' when nothing was missed)."""
     low = min((r["penalty_min"] for r in rows if r["penalty_min"] == r["penalty_min"]), default=math.nan)
     high = max((r["penalty_max"] for r in rows if r["penalty_max"] == r["penalty_max"]), default=math.nan)
     if low != low:
         return ""
     return f"{low:.0f} mm" if round(low) == round(high) else f"{low:.0f}-{high:.0f} mm"
+
+
+def penalises_misses(metric: Metric) -> bool:
+    """A metric whose value for a missed or spurious organ is a penalty computed from the scan (HD95's
+    diagonal) rather than a fixed worst value: its mean needs the median and the miss counts beside it."""
+    return callable(metric.when_one_empty)
 
 
 def beside_paper(table: pd.DataFrame, paper: dict, counts: dict, protocol: Protocol) -> list[dict]:
@@ -137,12 +145,13 @@ def _fmt(value: float, std: float = math.nan, compact: bool = True, pm: str = " 
 def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: dict, compact: bool = False, metric: str = "dice") -> str:
     """Table 1 (Dice, with the paper's rows beside it) or the same table of another metric."""
     columns = columns_of(table)
+    spec = get_metric(metric)
     name = "Table 1: " if metric == "dice" else ""
     spread = ", mean over draws" if compact else ", mean +/- std over draws"
-    lines = [f"# {name}{METRIC_TITLES[metric]} on the test cases{spread}", ""]
+    lines = [f"# {name}{spec.title} on the test cases{spread}", ""]
     lines += [f"Runs: {stamp}" for stamp in data.stamps] + [f"Scores: {space}" for space in data.scoring]
     lines += [f"Cases: {data.protocol.caption}", ""]
-    direction = "lowest" if metric in LOWER_IS_BETTER else "best"
+    direction = "lowest" if spec.lower_is_better else "best"
     lines += [f"Best ({direction}) per column in **bold**, second <u>underlined</u>; a row that lacks draws says so.", ""]
     for fraction in data.protocol.fractions:
         rows = marked_rows(table, fraction, counts, metric)
@@ -165,8 +174,8 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
         failed = [f"{row['method']} {reason}" for row in rows for reason in row["reasons"]]
         if failed:
             lines += ["Failed runs: " + "; ".join(failed), ""]
-        if metric == "hd95":
-            lines += _hd95_markdown(hd95_rows(table, data.results, fraction))
+        if penalises_misses(spec):
+            lines += _penalty_markdown(penalty_rows(table, data.results, fraction, metric), spec)
     beside = beside_paper(table, paper, counts, data.protocol) if metric == "dice" else []
     if beside:
         lines += ["## Beside the paper's Table 1", ""]
@@ -181,15 +190,23 @@ def render_markdown(data: ReportData, table: pd.DataFrame, paper: dict, counts: 
     return "\n".join(lines)
 
 
-def _hd95_markdown(rows: list[dict]) -> list[str]:
-    penalty = hd95_penalty_range(rows)
-    lines = [
-        "A mean HD95 counts every missed or spurious organ as the field of view's corner-to-corner diagonal"
+def penalty_text(metric: Metric, penalty: str) -> str:
+    """What a mean of a miss-penalising metric hides, in one sentence (Markdown and HTML alike)."""
+    short = metric.title.split(" (")[0]
+    return (
+        f"A mean {short} counts every missed or spurious organ as {metric.empty_rule}"
         + (f" ({penalty} in these scans)" if penalty else "")
         + ", so it depends on the scan size and is dominated by misses; the median over every organ of every"
-        " test case and draw, and the counts, say what it hides:",
+        " test case and draw, and the counts of missed and spurious organs, say what it hides"
+    )
+
+
+def _penalty_markdown(rows: list[dict], metric: Metric) -> list[str]:
+    short = metric.title.split(" (")[0]
+    lines = [
+        penalty_text(metric, penalty_range(rows)) + ":",
         "",
-        "| Method | Avg HD95 (mean) | median | missed organs | spurious organs |",
+        f"| Method | Avg {short} (mean) | median | missed organs | spurious organs |",
         "|---|---|---|---|---|",
     ]
     for r in rows:

@@ -41,8 +41,6 @@ SUMMARY_FILE = "summary.json"
 FAILED_FILE = "failed.json"
 PREDICTIONS_DIR = "predictions"
 RESULTS_CSV = "results.csv"
-# What a summary holds per case and organ: Dice and NSD as fractions, HD95 in mm (bench.evaluation.metrics).
-METRICS = ("dice", "nsd", "hd95")
 REPORT_DIR = "report"
 
 
@@ -260,10 +258,10 @@ class RunSummary:
         cases = [_record(CaseScores, case, path) for case in summary.metric_per_case]
         cases = [CaseScores(c.case, _nan_for_null(c.metrics)) for c in cases]
         organs = list(summary.mean) if isinstance(summary.mean, dict) and summary.mean else list(ORGANS)  # its label set
+        # A metric registered after the run was scored is simply absent ("not scored"); an organ is not.
         for case in cases:
-            missing = [f"{organ} {metric}" for organ in organs for metric in METRICS if metric not in case.metrics.get(organ, {})]
-            if missing:
-                raise RunFileError(f"{path}: case {case.case} lacks {', '.join(missing[:3])} (written by an older bench?)")
+            if missing := [organ for organ in organs if not isinstance(case.metrics.get(organ), dict)]:
+                raise RunFileError(f"{path}: case {case.case} lacks {', '.join(missing[:3])}")
         means = {"mean": _nan_for_null(summary.mean), "foreground_mean": _nan_for_null(summary.foreground_mean)}
         return dataclasses.replace(summary, metric_per_case=cases, **means)
 

@@ -12,14 +12,20 @@ import pandas as pd
 
 from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
 from bench.evaluation.metrics import nanmean
+from bench.evaluation.scores import get_metric, metric_convention, metric_names
 from bench.io import locked, write_text
-from bench.runs.files import METRICS, RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
+from bench.runs.files import RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
 
 # The voxel counts of the organ in the reference and the prediction tell a missed organ (in the
 # reference only) and a spurious one (in the prediction only) from a poor segmentation; both get
 # HD95's penalty. Empty where a summary lacks them.
 VOXEL_COUNTS = ("n_ref", "n_pred")
-RESULT_COLUMNS = ("method", "data", "repeat", "case", "organ", *METRICS, *VOXEL_COUNTS)
+KEY_COLUMNS = ("method", "data", "repeat", "case", "organ")
+
+
+def result_columns() -> tuple[str, ...]:
+    """results.csv's columns: the keys, every registered metric (``bench.evaluation.scores``), the voxel counts."""
+    return (*KEY_COLUMNS, *metric_names(), *VOXEL_COUNTS)
 
 
 def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
@@ -28,8 +34,9 @@ def organ_means(per_case: list[CaseScores]) -> tuple[dict[str, dict[str, float]]
     Means skip NaN (organ absent from both reference and prediction), as nnU-Net does.
     """
     organs = list(per_case[0].metrics) if per_case else []  # the run's label set, in value order
-    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in METRICS} for organ in organs}
-    foreground = {metric: nanmean(mean[organ][metric] for organ in organs) for metric in METRICS}
+    scored = [m for m in metric_names() if all(m in case.metrics[organ] for case in per_case for organ in organs)]
+    mean = {organ: {metric: nanmean(case.metrics[organ][metric] for case in per_case) for metric in scored} for organ in organs}
+    foreground = {metric: nanmean(mean[organ][metric] for organ in organs) for metric in scored}
     return mean, foreground
 
 
@@ -44,8 +51,6 @@ def run_summary(
     run, provenance, profile_name: str, per_case: list[CaseScores], *, spacing_mm: float, seconds: dict, processes: int
 ) -> RunSummary:
     """A planned run's summary: its identity from the plan, how it was scored, its per-case metrics."""
-    from bench.evaluation.metrics import METRIC_CONVENTION
-
     return summarize(
         per_case,
         method=run.method,
@@ -58,7 +63,7 @@ def run_summary(
         weights=run.config.weights,
         spacing_mm=spacing_mm,
         eval_space=run.config.eval_space,
-        metric_convention=METRIC_CONVENTION,
+        metric_convention=metric_convention(),
         nsd_tolerance_mm=run.config.nsd_tolerance_mm,
         train_cases=list(run.train_ids),
         seconds=seconds,
@@ -80,7 +85,8 @@ def collect_rows(runs_dir: Path) -> list[dict]:
                         "repeat": summary.repeat,
                         "case": case.case,
                         "organ": organ,
-                        **{metric: case.metrics[organ][metric] for metric in METRICS},
+                        # A metric the run was scored before: empty, "not scored" (NaN, which an absent organ also gives).
+                        **{metric: case.metrics[organ].get(metric) for metric in metric_names()},
                         **{count: case.metrics[organ].get(count) for count in VOXEL_COUNTS},
                     }
                 )
@@ -96,7 +102,7 @@ def write_results_csv(runs_dir: Path) -> Path:
     path = Path(runs_dir) / RESULTS_CSV
     with locked(Path(runs_dir) / ".results.lock"):
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=result_columns(), lineterminator="\n")
         writer.writeheader()
         for row in collect_rows(runs_dir):
             writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
@@ -105,13 +111,11 @@ def write_results_csv(runs_dir: Path) -> Path:
 
 
 TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")  # BTCV's; another label set's are (*labels.columns, "Avg")
-# How each metric is shown: Dice and NSD as percentages (higher is better), HD95 in mm (lower is better).
-METRIC_TITLES = {"dice": "Dice (%)", "nsd": "NSD (%)", "hd95": "HD95 (mm)"}
-LOWER_IS_BETTER = frozenset({"hd95"})
 
 
 def metric_scale(metric: str) -> float:
-    return 1.0 if metric == "hd95" else 100.0
+    """Stored value x scale = shown value (the metric's registration)."""
+    return get_metric(metric).scale
 
 
 def results_labels(results: pd.DataFrame) -> LabelSet:
@@ -137,23 +141,24 @@ def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = 
     return out.reset_index()
 
 
-def hd95_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """What an HD95 mean hides, per (data, method): the median over every scored organ of every test
-    case and draw, how many organs present in the reference were missed (predicted nowhere) and how
-    many absent ones were predicted, and the range of the penalty those got (the field of view's
-    diagonal, which grows with the scan). Columns data, method, median, missed, present, spurious,
-    penalty_min, penalty_max; counts are NaN where the summaries lack voxel counts."""
+def penalty_summary(results: pd.DataFrame, metric: str = "hd95") -> pd.DataFrame:
+    """What the mean of a metric that penalises a missed organ (HD95: the field of view's diagonal)
+    hides, per (data, method): the median over every scored organ of every test case and draw, how
+    many organs present in the reference were missed (predicted nowhere) and how many absent ones
+    were predicted, and the range of the penalty those got (which grows with the scan). Columns
+    data, method, median, missed, present, spurious, penalty_min, penalty_max; counts are NaN where
+    the summaries lack voxel counts."""
     columns = ["data", "method", "median", "missed", "present", "spurious", "penalty_min", "penalty_max"]
     if results.empty:
         return pd.DataFrame(columns=columns)
     df = results.copy()
-    for column in ("hd95", *VOXEL_COUNTS):
+    for column in (metric, *VOXEL_COUNTS):
         df[column] = pd.to_numeric(df[column], errors="coerce")
     counted = df["n_ref"].notna() & df["n_pred"].notna()
     df["present"] = df["n_ref"] > 0
     df["missed"] = df["present"] & (df["n_pred"] == 0)
     df["spurious"] = (df["n_ref"] == 0) & (df["n_pred"] > 0)
-    df["penalty"] = df["hd95"].where(df["missed"] | df["spurious"])
+    df["penalty"] = df[metric].where(df["missed"] | df["spurious"])
     rows = []
     for (data, method), group in df.groupby(["data", "method"], sort=False):
         known = bool(counted[group.index].all())
@@ -161,7 +166,7 @@ def hd95_summary(results: pd.DataFrame) -> pd.DataFrame:
             {
                 "data": data,
                 "method": method,
-                "median": float(group["hd95"].median()),
+                "median": float(group[metric].median()),
                 **{k: int(group[k].sum()) if known else math.nan for k in ("missed", "present", "spurious")},
                 "penalty_min": float(group["penalty"].min()),
                 "penalty_max": float(group["penalty"].max()),
@@ -171,7 +176,7 @@ def hd95_summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_results(runs_dir: Path, methods: Iterable[str] | None = None, data: str | None = None) -> pd.DataFrame:
-    df = pd.DataFrame(collect_rows(runs_dir), columns=RESULT_COLUMNS)
+    df = pd.DataFrame(collect_rows(runs_dir), columns=result_columns())
     if methods is not None:
         df = df[df["method"].isin(list(methods))]
     if data is not None:
