@@ -31,15 +31,23 @@ The Mamba block
     :class:`Mamba` (state-spaces/mamba's block: compiled kernels on CUDA when installed, an exact
     PyTorch scan otherwise) and :func:`mamba_ssm_available`.
 
+Metrics (every score, table and report loops over them)
+    :func:`register_metric` adds a :class:`Metric` (name, compute, title, unit, scale,
+    lower-is-better, empty-mask rule); ``compute`` gets an organ's :class:`OrganMasks`. A package
+    declares the module that registers through :data:`METRIC_ENTRY_POINT_GROUP`;
+    :func:`metric_specs` lists every metric.
+
 Own pipelines (a method that plans, trains and predicts by itself, like nnU-Net)
     :class:`Pipeline` and :class:`PipelineRun` (the protocols ``OwnPipeline.implementation`` names an
     object of) and :class:`CasePrediction` (what ``PipelineRun.predictions`` yields).
 """
 
 from bench.evaluation.evaluate import CasePrediction
+from bench.evaluation.metrics import OrganMasks
+from bench.evaluation.scores import Metric, metric_specs, register_metric
 from bench.pipelines.lifecycle import Pipeline, PipelineRun
 from methods.mamba import Mamba, mamba_ssm_available
-from methods.plugins import ENTRY_POINT_GROUP, MethodSource, PluginError
+from methods.plugins import ENTRY_POINT_GROUP, METRIC_ENTRY_POINT_GROUP, MethodSource, PluginError
 from methods.registry import (
     BackboneSpec,
     CountedInput,
@@ -69,6 +77,7 @@ from methods.sam_decoder import DECODER_WIDTH, SliceDecoder3D, tokens_to_volume,
 __all__ = [
     "DECODER_WIDTH",
     "ENTRY_POINT_GROUP",
+    "METRIC_ENTRY_POINT_GROUP",
     "SAM_ADAPTER_FACTS",
     "SAM_VIT_B_WEIGHTS",
     "BackboneSpec",
@@ -77,9 +86,11 @@ __all__ = [
     "Family",
     "LoRAQKV",
     "Mamba",
+    "Metric",
     "MethodInfo",
     "MethodSource",
     "ModelSize",
+    "OrganMasks",
     "OwnPipeline",
     "Pipeline",
     "PipelineRun",
@@ -95,7 +106,9 @@ __all__ = [
     "install_lora",
     "list_methods",
     "mamba_ssm_available",
+    "metric_specs",
     "register_method",
+    "register_metric",
     "tokens_to_volume",
     "trainable_outside_backbone",
     "volume_to_tokens",
