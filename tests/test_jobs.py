@@ -99,3 +99,32 @@ def test_a_running_job_shows_its_epoch_loss_and_time(tmp_path):
     assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/24  loss 0.5000  1:02"
     run.config.profile["epochs"] = 2
     assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/2  loss 0.5000  testing  1:02"
+
+
+@pytest.mark.slow
+def test_a_job_runs_the_run_it_was_handed_without_deciding_again(tiny_synthetic, tmp_path, monkeypatch):
+    """A job gets its grid's decision and its planned run, pickled as submitit sends them, and runs
+    it without deciding, planning or loading the protocol again; what its machine gives (threads) it
+    takes where it runs."""
+    import pickle
+
+    from rich.console import Console
+
+    import splits
+    from bench.executors import local
+    from bench.plan import grid as grid_module
+    from bench.plan.runs import RunRequest
+
+    request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", epochs=1)
+    grid = grid_module.prepare_grid(request, Console(quiet=True))
+    handed = pickle.loads(pickle.dumps(grid.decided.handed_to_jobs(executor="local", jobs=1, threads=1)))
+    assert handed.threads == 0 and handed.request.threads == 1 and handed.protocol == grid.protocol
+
+    def decided_again(*args, **kwargs):
+        raise AssertionError("a job decided again")
+
+    for module, name in ((grid_module, "decide"), (grid_module, "plan_runs"), (splits, "load_protocol"), (grid_module, "load_protocol")):
+        monkeypatch.setattr(module, name, decided_again)
+    assert local.run_handed(handed, grid.runs[0], Console(quiet=True)) == []
+    config = json.loads((grid.runs[0].run_dir / "config.json").read_text())
+    assert config["config_hash"] == grid.runs[0].hash and config["provenance"]["hardware"]["torch_threads"] == "1"

@@ -117,3 +117,20 @@ def test_doctor_exits_1_on_an_unreadable_checkpoint(tmp_path):
     result = invoke("doctor", "--sam-checkpoint", truncated, "--methods", "samed", "--device", "cpu")
     assert result.exit_code == 1
     assert "fail SAM weights" in result.output and "cannot read SAM checkpoint" in result.output
+
+
+def test_a_job_is_handed_the_weights_file_and_reads_it_there(tmp_path):
+    """Jobs get the checkpoint's name and identity, not its tensors; they read the same tensors."""
+    import pickle
+
+    import torch
+
+    from bench.plan.weights import BackboneWeights
+
+    path = tmp_path / "w.pt"
+    torch.save({"a": torch.arange(4.0)}, path)
+    weights = BackboneWeights({"a": torch.arange(4.0)}, "test weights", "sha256:x", path)
+    handed = pickle.loads(pickle.dumps(weights.portable()))
+    assert handed.state is None and not handed.random and handed.identity == "sha256:x"
+    assert torch.equal(handed.tensors()["a"], weights.tensors()["a"])
+    assert BackboneWeights(None, "random", "random").random and BackboneWeights(None, "random", "random").tensors() is None

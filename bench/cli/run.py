@@ -5,7 +5,6 @@ finishes; then the terminal table and the report are written from the run folder
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,11 +133,10 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     """The whole of ``bench run`` for a ``bench.plan.runs.RunRequest``. Returns the results.csv path.
     Imports the harness when called, so that ``bench --help`` does not load PyTorch."""
     from bench import distributed
-    from bench.executors.local import execute_locally, run_planned
+    from bench.executors import execute
     from bench.plan.grid import prepare_grid
     from bench.reporting.terminal import print_dice_table
-    from bench.runs.files import REPORT_DIR, RESULTS_CSV, describe_space
-    from splits import load_protocol
+    from bench.runs.files import RESULTS_CSV, describe_space
 
     if distributed.world_size() > 1 and not distributed.is_main():  # one voice: rank 0 prints and writes
         console, announce = Console(quiet=True), lambda _: None
@@ -149,55 +147,23 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     started = time.time()
     grid = prepare_grid(request, console, announce)
     out = Path(request.out)
-    if request.executor == "slurm":
-        from bench.executors.slurm import submit_and_wait
-
-        def execute(runs):
-            return submit_and_wait(request, runs, request.slurm, console, run_planned)
-    elif grid.request.jobs > 1:
-        import torch
-
-        from bench.executors.jobs import run_in_jobs
-
-        gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
-
-        def execute(runs):
-            return run_in_jobs(grid.request, runs, grid.request.jobs, gpus, grid.threads, console, run_planned)
-    else:
-
-        def execute(runs):
-            return execute_locally(dataclasses.replace(grid, runs=runs), console)
-
-    failures = execute(grid.runs)
+    failures = execute(grid, grid.runs, console)
     if distributed.is_main():
         from bench.executors.others import wait_for_others
 
         # Under torchrun the other ranks have gone: a run left behind cannot be trained by rank 0 alone.
-        failures += wait_for_others(grid.runs, out, execute if distributed.world_size() == 1 else None, console)
+        again = (lambda runs: execute(grid, runs, console)) if distributed.world_size() == 1 else None
+        failures += wait_for_others(grid.runs, out, again, console)
     if not distributed.is_main():
         return out / RESULTS_CSV
     labels = [run.method for run in grid.runs]
     space = describe_space(request.eval_space, grid.profile.preprocess.spacing_mm)
-    caption = f"{grid.provenance.stamp}; {load_protocol(request.protocol).caption}; {space}"
+    caption = f"{grid.provenance.stamp}; {grid.protocol.caption}; {space}"
     print_dice_table(console, out, list(dict.fromkeys(labels)), request.data, caption)
     if render_report:
-        from bench.io import locked, sha256_file, write_text
-        from bench.reporting.report import write_report
-        from reports import paper_table1
+        from bench.reporting.report import write_report_once
 
-        # Processes sharing the folder each end here once every run is finished: the first writes
-        # the report, the others find it written from the same results.csv while they ran.
-        with locked(out / ".report.lock"):
-            digest = sha256_file(out / RESULTS_CSV) if (out / RESULTS_CSV).exists() else None
-            written_from = out / REPORT_DIR / ".results.sha256"
-            fresh = written_from.exists() and written_from.stat().st_mtime >= started
-            if digest is not None and fresh and written_from.read_text() == digest:
-                (announce or console.print)(f"report: {plain(written_from.parent / 'report.html')} (already written from these results)")
-            else:
-                paths = write_report(out, out / REPORT_DIR, paper_table1())
-                if digest is not None:
-                    write_text(written_from, digest)
-                (announce or console.print)(f"report: {plain(paths['report.html'])} (tables: {plain(paths['table1.md'].parent)})")
+        write_report_once(out, started, announce or console.print)
     if failures:
         counted = f"{len(failures)} of {len(grid.runs)} runs failed"
         raise RunsFailed(f"{counted} (reasons in their failed.json; rerun to retry): " + "; ".join(failures))

@@ -6,7 +6,6 @@ Job logs go to ``RUNS/.jobs/``."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from bench.console import plain
-from bench.executors.slurm import RunJob, job_failure, unfinished
+from bench.executors.slurm import RunInJob, job_failure, unfinished
 from bench.runs.files import LOG_FILE, read_log
 
 A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unless told otherwise
@@ -40,15 +39,20 @@ def progress_line(run, job_id: str, slot: list[int], seconds: float) -> str:
     return f"{run.method} {run.data} #{run.repeat}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"
 
 
-def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: Console, run_here) -> list[str]:
-    """Every unfinished planned run in up to ``jobs`` local jobs at once, each on one of ``gpus``
-    GPUs (0: the CPU, ``threads`` threads each); returns failure lines."""
+def run_in_jobs(grid, planned, console: Console, run_here) -> list[str]:
+    """Every unfinished planned run in up to ``--jobs`` local jobs at once, each on one of the
+    visible GPUs (CUDA) or with an equal share of the cores (the grid's threads); each job is
+    handed the grid's decision and runs its run with ``run_here``. Returns failure lines."""
+    import torch
+
     todo = unfinished(planned, console)
     if not todo:
         return []
-    out = Path(request.out).resolve()
+    jobs, threads = grid.request.jobs, grid.threads
+    gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
+    out = Path(grid.request.out).resolve()
     executor = submitit.LocalExecutor(folder=out / ".jobs" / "%j")
-    here = dataclasses.replace(request, executor="local", out=out, threads=threads, jobs=1)
+    here = grid.decided.handed_to_jobs(executor="local", out=out, threads=threads, jobs=1)
     free = job_slots(jobs, gpus)
     running: list[tuple[object, object, list[int], float]] = []
     failures = []
@@ -67,7 +71,7 @@ def run_in_jobs(request, planned, jobs: int, gpus: int, threads: int, console: C
             while todo and free:
                 run, slot = todo.pop(0), free.pop(0)
                 executor.update_parameters(timeout_min=A_WEEK_MIN, gpus_per_node=len(slot), visible_gpus=tuple(slot))
-                job = executor.submit(RunJob(run_here), here, run)
+                job = executor.submit(RunInJob(run_here), here, run)
                 gpu = f", GPU {slot[0]}" if slot else ""
                 console.print(f"started {plain(run.method)} {run.data} #{run.repeat} (job {job.job_id}{gpu})")
                 running.append((run, job, slot, time.monotonic()))

@@ -1,5 +1,5 @@
 """Running a prepared grid here: one planned run after another in this process (a failing run is
-recorded and the grid goes on); with ``run_planned``, what each SLURM job does for its one run."""
+recorded and the grid goes on); with ``run_handed``, what each job (--jobs, SLURM) does for its one run."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from bench.errors import UserError
 from bench.io import is_storage_error
 from bench.pipelines.harness import HARNESS
 from bench.pipelines.lifecycle import Pipeline, execute_run
-from bench.plan.grid import prepare_run
-from bench.plan.runs import PlannedRun, PreparedGrid, RunJob, RunRequest
+from bench.plan.decided import Decided, PreparedGrid
+from bench.plan.grid import prepare_handed_run
+from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.claim import claimed
 from bench.runs.files import is_finished
 from bench.runs.state import record_failure
@@ -68,6 +69,7 @@ def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
     return failures
 
 
-def run_planned(request: RunRequest, run: PlannedRun, console: Console) -> list[str]:
-    """One run planned elsewhere, executed here (what a SLURM job does); returns its failure, if any."""
-    return execute_locally(prepare_run(request, run, console), console)
+def run_handed(decided: Decided, run: PlannedRun, console: Console) -> list[str]:
+    """One run planned elsewhere, executed here under the decision it was handed (what a --jobs or
+    SLURM job does); returns its failure, if any."""
+    return execute_locally(prepare_handed_run(decided, run, console), console)

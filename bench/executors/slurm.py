@@ -7,7 +7,6 @@ records jobs that died without saying why (time limit, node failure) and renders
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,10 @@ class SlurmOptions:
     requeues: int = 3  # times a job that hits its time limit is requeued (resuming) before it counts as failed
 
 
-class RunJob(Checkpointable):
-    """What a SLURM job executes: ``run_here(request, run)`` for its one planned run (the local
-    executor's ``run_planned``, handed in so that this module does not import it).
+class RunInJob(Checkpointable):
+    """What a job executes: ``run_here(decided, run)`` for its one planned run under its grid's
+    decision (the local executor's ``run_handed``, handed in by ``bench.executors.execute`` so that
+    the job executors do not import the local one).
 
     Checkpointable: at its time limit SLURM signals the job, submitit requeues the same call, and
     the run resumes from its last checkpoint (up to --slurm-requeues times).
@@ -43,15 +43,15 @@ class RunJob(Checkpointable):
     def __init__(self, run_here):
         self.run_here = run_here
 
-    def __call__(self, request, run) -> str:
+    def __call__(self, decided, run) -> str:
         import sys
 
         from bench.errors import RunsFailed
 
-        # The request carries --threads only where the user gave it: the job's threads and loader
-        # workers come from its own allocation (bench.device.cores_given), never from the host that
+        # The decision carries --threads only where the user gave it: the job's threads and loader
+        # workers come from its own allocation (bench.plan.grid.localize), never from the host that
         # submitted it (seen: 1-CPU jobs given the login node's 2 threads, epochs 2.5x-30x slower).
-        failures = self.run_here(request, run, Console(file=sys.stdout, width=160))
+        failures = self.run_here(decided, run, Console(file=sys.stdout, width=160))
         if failures:  # recorded in the run's failed.json; the job fails so the submitter sees it
             raise RunsFailed("; ".join(failures))
         return "done"
@@ -99,12 +99,14 @@ def wait_for(job, poll_s: float = 5.0, grace_s: float = 60.0):
     return job.result()
 
 
-def submit_and_wait(request, planned, options: SlurmOptions, console: Console, run_here) -> list[str]:
-    """Submit every unfinished planned run as a job array, each job given its planned run and
-    ``run_here`` to run it with; wait for all, return failure lines."""
+def submit_and_wait(grid, planned, console: Console, run_here) -> list[str]:
+    """Submit every unfinished planned run as a job array, each job given the grid's decision, its
+    planned run and ``run_here`` to run it with; wait for all, return failure lines."""
     import shutil
 
     from bench.io import write_json
+
+    request, options = grid.request, grid.request.slurm or SlurmOptions()
 
     if shutil.which("sbatch") is None:
         raise UserError("--executor slurm: sbatch not found; run this on a SLURM login node")
@@ -130,12 +132,12 @@ def submit_and_wait(request, planned, options: SlurmOptions, console: Console, r
     if options.cpus:
         parameters["cpus_per_task"] = options.cpus
     executor.update_parameters(**{k: v for k, v in parameters.items() if v is not None})
+    # Every job gets the same decision; its node adds its threads, workers and provenance.
+    handed = grid.decided.handed_to_jobs(executor="local", out=Path(request.out).resolve())
     jobs = []
     with executor.batch():
         for run in todo:
-            # The job decides the device and provenance on its node, then runs the run planned here.
-            here = dataclasses.replace(request, executor="local", out=Path(request.out).resolve())
-            jobs.append((run, executor.submit(RunJob(run_here), here, run)))
+            jobs.append((run, executor.submit(RunInJob(run_here), handed, run)))
     for run, job in jobs:
         write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
     console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / '.slurm')}")

@@ -86,7 +86,7 @@ class HarnessPipeline:
 
     def open(self, run: PlannedRun, job: RunJob, console: Console) -> HarnessRun:
         grid = job.grid
-        backbone = grid.weights.state if grid.weights is not None and run.backbone else None
+        backbone = grid.weights.tensors() if grid.weights is not None and run.backbone else None
         network = build_network(run.base_method, run.config, grid.profile, run.options, backbone)
         return HarnessRun(run, job, console, network, spacing_mm=grid.profile.preprocess.spacing_mm)
 

@@ -68,7 +68,7 @@ def load_predictor(run_dir: Path, device: str, sam_checkpoint: Path | None = Non
         )
         if weights.identity != config.config.weights_identity:
             raise UserError(f"{run_dir} was trained on {config.config.weights}; pass the same file with --sam-checkpoint")
-        backbone = weights.state
+        backbone = weights.tensors()
     network = build_network(info.name, config.config, profile, config.config.hyperparameters, backbone)
     payload = torch.load(run_dir / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     try:

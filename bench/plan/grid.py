@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -21,8 +21,9 @@ from bench.device import busy_warning, cores_given, resolve_device, set_threads,
 from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
+from bench.plan.decided import Decided, PreparedGrid
 from bench.plan.profiles import Profile, parse_repeats, resolve_profile
-from bench.plan.runs import PlannedRun, PreparedGrid, RunRequest, parse_method_entry, plan_runs
+from bench.plan.runs import PlannedRun, RunRequest, parse_method_entry, plan_runs
 from bench.plan.weights import BackboneWeights, resolve_backbone_weights
 from bench.provenance import code_revision, hardware, package_versions
 from bench.runs.files import Provenance
@@ -90,20 +91,6 @@ def uses_harness_preprocessing(pipelines, profile: Profile) -> bool:
     return any(pipeline is None for pipeline in pipelines) or profile.own_pipeline_gets_preprocessed
 
 
-@dataclass
-class Decided:
-    """What a request decides before any run is planned: its device, profile (with the command's
-    changes), backbone weights and dataset."""
-
-    request: RunRequest
-    device: str
-    profile: Profile
-    overrides: dict
-    weights: BackboneWeights | None
-    dataset: Dataset
-    threads: int  # PyTorch's threads in this process: --threads, else its share of the cores given
-
-
 def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
     """Check the request and settle everything its runs share; says what kind of numbers they make."""
     from methods import get_method
@@ -156,19 +143,24 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     check_trainable(dataset.labels, str(dataset.root))
     say = announce or console.print
-    # Before the provenance reads it. Taken where the run executes: a SLURM job from its allocation,
-    # a --jobs job from the share its grid handed it; the request keeps only what the user asked.
-    threads = set_threads(share_of_cores(request.threads, distributed.world_size() * request.jobs))
-    # The loader's workers share the run's cores with its threads: at most one worker per core given.
-    profile = replace(profile, num_workers=min(profile.num_workers, threads))
-    if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), threads)):
+    decided = localize(Decided(request, protocol, device, profile, overrides, weights, dataset, profile.num_workers))
+    if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), decided.threads)):
         say(f"[yellow]warning: {plain(busy)}[/yellow]")
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
     if weights is not None:
         say(f"SAM backbone: {plain(weights.description)}")
     if dataset.synthetic:
         say("[yellow]Data: the built-in SYNTHETIC abdomen, not BTCV: the numbers show that the pipeline works and models learn.[/yellow]")
-    return Decided(request, device, profile, overrides, weights, dataset, threads)
+    return decided
+
+
+def localize(decided: Decided) -> Decided:
+    """What depends on the machine this process runs on, taken here: PyTorch's threads (--threads,
+    else this process's share of the cores it is given: a SLURM job's allocation, a --jobs job's
+    share, a torchrun rank's) and the loader's workers (at most one per thread). A job is handed the
+    grid's decision and localizes it on its own node; the request keeps only what the user asked."""
+    threads = set_threads(share_of_cores(decided.request.threads, distributed.world_size() * decided.request.jobs))
+    return replace(decided, threads=threads, profile=replace(decided.profile, num_workers=min(decided.workers, threads)))
 
 
 def resolve_jobs(request: RunRequest, device: str) -> int:
@@ -196,8 +188,7 @@ def resolve_jobs(request: RunRequest, device: str) -> int:
 def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:
     """The grid of ``planned``: every case they read found and preprocessed (or loaded from the cache);
     the runs folder claimed for the request's protocol."""
-    dataset, profile = decided.dataset, decided.profile
-    protocol = load_protocol(decided.request.protocol)
+    dataset, profile, protocol = decided.dataset, decided.profile, decided.protocol
     needed = set()
     for run in planned:
         needed.update(run.train_ids, run.test_ids)
@@ -216,20 +207,20 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
     if distributed.is_main():
         distributed.barrier()
     provenance = _provenance(dataset, profile, decided.device, prep, decided.weights, decided.overrides)
-    return PreparedGrid(
-        decided.request, profile, decided.device, dataset, decided.weights, planned, cases, provenance, decided.overrides, decided.threads
-    )
+    return PreparedGrid(decided, planned, cases, provenance)
 
 
 def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
     """Check the request, find the data, plan the runs and preprocess the cases they need."""
     decided = decide(request, console, announce)
-    identity = data_identity(decided.dataset, load_protocol(request.protocol).all_ids())
-    planned = plan_runs(decided.request, decided.profile, decided.device, identity, decided.weights, decided.dataset.labels)
+    identity = data_identity(decided.dataset, decided.protocol.all_ids())
+    planned = plan_runs(
+        decided.request, decided.profile, decided.device, identity, decided.weights, decided.dataset.labels, decided.protocol
+    )
     return prepare_runs(decided, planned, console)
 
 
-def prepare_run(request: RunRequest, run: PlannedRun, console: Console) -> PreparedGrid:
-    """The grid of one run planned elsewhere (a SLURM job's): decided again on this node, for its
-    device and provenance, but not planned again."""
-    return prepare_runs(decide(request, console), [run], console)
+def prepare_handed_run(decided: Decided, run: PlannedRun, console: Console) -> PreparedGrid:
+    """The grid of one run a job was handed with its grid's decision (``Decided.handed_to_jobs``): nothing
+    decided or planned again; the machine's threads and workers taken here, the cases from the cache."""
+    return prepare_runs(localize(decided), [run], console)

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import distributed
-from bench.data.btcv import Dataset
 from bench.data.labels import BTCV_LABELS, LabelSet
-from bench.data.settings import PreprocessedCase
 from bench.errors import UserError
 from bench.plan.profiles import Profile, parse_repeats, profile_dict
 from bench.plan.weights import BackboneWeights
 from bench.runs.files import CONFIG_FILE, Provenance, RunConfig, config_hash_in, run_dir
-from splits import DEFAULT_PROTOCOL, load_protocol
+from splits import DEFAULT_PROTOCOL, Protocol
 
 # Settings that change how fast a run goes or which runs a command makes, not what a run computes:
 # left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
@@ -161,13 +159,21 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
 
 
 def plan_runs(
-    request: RunRequest, profile: Profile, device: str, identity: str, weights: BackboneWeights | None, label_set: LabelSet = BTCV_LABELS
+    request: RunRequest,
+    profile: Profile,
+    device: str,
+    identity: str,
+    weights: BackboneWeights | None,
+    label_set: LabelSet = BTCV_LABELS,
+    protocol: Protocol | None = None,
 ) -> list[PlannedRun]:
     """Every run the request asks for, configured and hashed; ``identity``: the data's content
-    identity (``bench.data.source.data_identity``), ``label_set``: its organs."""
+    identity (``bench.data.source.data_identity``), ``label_set``: its organs; ``protocol``: the
+    request's, as decided (read from its name when not given)."""
     from methods import get_method
+    from splits import load_protocol
 
-    protocol = load_protocol(request.protocol)
+    protocol = protocol or load_protocol(request.protocol)
     draws = protocol.check_fraction(request.data)
     repeats = parse_repeats(request.repeats, len(draws))
     if unknown := [organ for organ in protocol.organs if organ not in label_set.organs]:
@@ -235,22 +241,6 @@ def check_existing(run: PlannedRun) -> None:
 
 
 @dataclass
-class PreparedGrid:
-    """Everything the runs of one request share, decided and checked before the first run starts."""
-
-    request: RunRequest
-    profile: Profile
-    device: str
-    dataset: Dataset
-    weights: BackboneWeights | None
-    runs: list[PlannedRun]
-    cases: dict[str, PreprocessedCase]
-    provenance: Provenance
-    profile_overrides: dict = field(default_factory=dict)  # what the command changed in the profile, flags included
-    threads: int = 1  # PyTorch's threads in this process (bench.plan.grid.decide); a --jobs job's share
-
-
-@dataclass
 class RunJob:
     """What every run of a grid shares, as the lifecycle and the pipelines need it."""
 
@@ -258,4 +248,4 @@ class RunJob:
     profile_name: str
     runs_dir: Path  # where results.csv is rebuilt after each run
     save_predictions: bool = False
-    grid: PreparedGrid | None = None  # what the harness's pipelines read; None for external predictions
+    grid: object = None  # the PreparedGrid (bench.plan.decided) the harness's pipelines read; None for external predictions

@@ -7,7 +7,7 @@ lets the backbone stay random and stamps every output ``random backbone``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +22,25 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BackboneWeights:
-    state: dict[str, torch.Tensor] | None
+    state: dict[str, torch.Tensor] | None  # the tensors, once read; None for a random backbone or a job's handed copy
     description: str
     identity: str  # enters the config hash
+    path: Path | None = None  # the file they are read from; None for a random backbone
 
     @property
     def random(self) -> bool:
-        return self.state is None
+        return self.state is None and self.path is None
+
+    def portable(self) -> BackboneWeights:
+        """What a job on another process or node is handed: the file and its identity, not the
+        tensors (hundreds of MB pickled per job); :meth:`tensors` reads them there."""
+        return replace(self, state=None)
+
+    def tensors(self) -> dict[str, torch.Tensor] | None:
+        """The state dict (read from the file where a job was handed only its name); None if random."""
+        if self.state is None and self.path is not None:
+            return read_checkpoint(self.path)
+        return self.state
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -60,13 +72,14 @@ def resolve_backbone_weights(spec: BackboneSpec, checkpoint: Path | None, publis
             raise UserError("--sam-checkpoint needs the paper-size ViT-B: add --profile paper (the smoke profile uses a toy ViT)")
         state = read_checkpoint(checkpoint)
         digest = sha256_file(Path(checkpoint).expanduser())
-        return BackboneWeights(state, f"{spec.name} from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}")
+        path = Path(checkpoint).expanduser().resolve()
+        return BackboneWeights(state, f"{spec.name} from {checkpoint} (sha256 {digest[:12]})", f"sha256:{digest}", path)
     if not published_size:
         return BackboneWeights(None, "random backbone (smoke profile: toy ViT with SAM's structure)", "random-smoke")
     try:
         path = hub_weights_file(spec)
         state = read_checkpoint(path)
-        return BackboneWeights(state, f"{spec.name} (Hugging Face {spec.hub_repo}, {path})", f"hub:{spec.hub_repo}")
+        return BackboneWeights(state, f"{spec.name} (Hugging Face {spec.hub_repo}, {path})", f"hub:{spec.hub_repo}", Path(path))
     except (OSError, UserError) as exc:  # offline, not cached, hub errors, unreadable download
         if allow_random:
             return BackboneWeights(None, "random backbone (--allow-random-backbone)", "random")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.console import plain
 from bench.evaluation.scores import metric_specs
 from bench.io import write_text
 from bench.provenance import installed_version
@@ -253,3 +254,25 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
     for name in figures:
         paths[f"{name}.png"] = out_dir / f"{name}.png"
     return paths
+
+
+def write_report_once(runs_dir: Path, started: float, say) -> None:
+    """The report of a runs folder at the end of a ``bench run`` that began at ``started``: written
+    unless another process sharing the folder wrote it, since then, from the same results.csv (the
+    processes each end here once every run is finished; they take turns under a lock)."""
+    from bench.io import locked, sha256_file
+    from bench.runs.files import REPORT_DIR, RESULTS_CSV
+    from reports import paper_table1
+
+    out = Path(runs_dir)
+    with locked(out / ".report.lock"):
+        digest = sha256_file(out / RESULTS_CSV) if (out / RESULTS_CSV).exists() else None
+        written_from = out / REPORT_DIR / ".results.sha256"
+        fresh = written_from.exists() and written_from.stat().st_mtime >= started
+        if digest is not None and fresh and written_from.read_text() == digest:
+            say(f"report: {plain(written_from.parent / 'report.html')} (already written from these results)")
+            return
+        paths = write_report(out, out / REPORT_DIR, paper_table1())
+        if digest is not None:
+            write_text(written_from, digest)
+        say(f"report: {plain(paths['report.html'])} (tables: {plain(paths['table1.md'].parent)})")
