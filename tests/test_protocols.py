@@ -143,3 +143,12 @@ def test_splits_make_refuses_what_it_cannot_make_in_one_line(tiny_synthetic, tmp
     result = invoke("splits", "make", "--data-root", tiny_synthetic, "--name", "x", "--out", tmp_path / "x.json", *args)
     assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_protocol_help_lists_every_built_in_protocol():
+    from bench.cli.common import _protocols_help
+    from splits import built_in_protocols, load_protocol
+
+    text = _protocols_help()
+    assert all(f"{name}" in text and load_protocol(name).description in text for name in built_in_protocols())
+    assert "tpmamba (default)" in text and "synapse8" in text

@@ -1,4 +1,4 @@
-"""The rules of the house (DESIGN.md), checked on the source: no import circles, the harness sees
+"""The rules of the house (docs/architecture.md), checked on the source: no import circles, the harness sees
 only what methods/ exports for it, and modules stay small enough to read in one sitting."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_the_public_contract_sits_on_top():
 
 
 def test_a_method_never_reads_files_or_reaches_into_the_harness_runner():
-    """Methods get tensors and options; data, runs and reports are the harness's (DESIGN.md)."""
+    """Methods get tensors and options; data, runs and reports are the harness's (docs/architecture.md)."""
     harness_only = ("bench.executors", "bench.plan", "bench.pipelines", "bench.data", "bench.reporting", "bench.runs", "bench.io")
     offending = {
         f"{name} imports {target}"

@@ -18,13 +18,19 @@ from bench.errors import RunsFailed, UserError
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
-ProtocolOption = Annotated[
-    str,
-    typer.Option(
-        help="Which cases each draw trains and tests on: tpmamba (the paper's: test 0035-0040, five draws), "
-        "cv5 (nnU-Net's five folds over all 30 cases; --repeats picks folds), or a protocol file."
-    ),
-]
+
+
+def _protocols_help() -> str:
+    """The --protocol help, from the built-in protocols themselves (a new one is listed without an edit here)."""
+    from splits import DEFAULT_PROTOCOL, built_in_protocols, load_protocol
+
+    described = "; ".join(
+        f"{name}{' (default)' if name == DEFAULT_PROTOCOL else ''}: {load_protocol(name).description}" for name in built_in_protocols()
+    )
+    return f"Which cases each draw trains and tests on (--repeats picks draws or folds). {described}; or a protocol file."
+
+
+ProtocolOption = Annotated[str, typer.Option(help=_protocols_help())]
 PluginOption = Annotated[
     list[str] | None,
     typer.Option("--plugin", help="Import MODULE to register its methods (repeatable; BENCH_PLUGINS=a,b does the same)."),
