@@ -23,9 +23,9 @@ from bench.errors import DataError, UserError
 from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
 from bench.io import sha256_file
 from bench.pipelines.lifecycle import execute_run
-from bench.plan.runs import PlannedRun, RunJob, check_existing
-from bench.provenance import code_revision, hardware, package_versions
-from bench.runs.files import Provenance, RunConfig, run_dir
+from bench.plan.records import make_provenance
+from bench.plan.runs import PlannedRun, RunJob, configure
+from bench.runs.files import run_dir
 from bench.runs.protocol import check_folder, claim_folder
 from splits import DEFAULT_PROTOCOL, load_protocol
 
@@ -176,8 +176,13 @@ def score_predictions(
         scored = tuple(o for o in (protocol.organs or match.matched) if o in match.matched)
         print_pairs(match, console)
     identity = "sha256:" + sha256_file_list([files[c] for c in test_ids])
-    config = RunConfig(
-        method=method,
+    run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), run_dir(out, data, method, repeat), base_method=method)
+    run.scored = scored
+    check_folder(Path(out), protocol)
+    configure(
+        run,
+        protocol,
+        dataset.labels,
         base_method=method,
         method_revision=0,
         family=EXTERNAL_FAMILY,
@@ -186,10 +191,6 @@ def score_predictions(
             **({"prediction_labels": list(match.source.organs)} if match else {}),
             **({"organs_matched": {p.target: p.source for p in match.pairs}} if match else {}),
         },
-        data=data,
-        repeat=repeat,
-        train_cases=list(draws[repeat].train),
-        test_cases=test_ids,
         profile={},
         preprocess_key="none",
         data_identity=data_identity(dataset, protocol.all_ids()),
@@ -200,31 +201,11 @@ def score_predictions(
         weights_identity=identity,
         eval_space="original",
         nsd_tolerance_mm=float(nsd_tolerance_mm),
-        protocol=protocol.name,
-        labels=dataset.labels.organs,
     )
-    folder = run_dir(out, data, method, repeat)
-    run = PlannedRun(method, data, repeat, draws[repeat].train, tuple(test_ids), folder, config, config.hash(), method)
-    run.scored = scored
-    check_folder(Path(out), protocol)
-    check_existing(run)
     claim_folder(Path(out), protocol)
-    provenance = Provenance(
-        data_source=dataset.source,
-        data_root=str(dataset.root),
-        data_layout=dataset.layout,
-        synthetic=dataset.synthetic,
-        profile=EXTERNAL_PROFILE,
-        device="cpu",
-        hardware=hardware("cpu"),
-        versions=package_versions(),
-        code_revision=code_revision(),
-        preprocess_cache=None,
-        sam_weights=None,
-        stamp=_stamp(Path(pred_dir), dataset),
-    )
+    provenance = make_provenance(dataset, profile=EXTERNAL_PROFILE, device="cpu", stamp=_stamp(Path(pred_dir), dataset))
     execute_run(run, ExternalPredictions(files, dataset, match), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
-    return folder
+    return run.run_dir
 
 
 def print_pairs(match: LabelMatch, console: Console) -> None:

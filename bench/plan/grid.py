@@ -23,47 +23,11 @@ from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
 from bench.plan.decided import Decided, PreparedGrid
 from bench.plan.profiles import Profile, parse_repeats, resolve_profile
+from bench.plan.records import make_provenance, stamp
 from bench.plan.runs import PlannedRun, RunRequest, parse_method_entry, plan_runs
-from bench.plan.weights import BackboneWeights, resolve_backbone_weights
-from bench.provenance import code_revision, hardware, package_versions
-from bench.runs.files import Provenance
+from bench.plan.weights import resolve_backbone_weights
 from bench.runs.protocol import check_folder, claim_folder
 from splits import load_protocol
-
-
-def stamp(dataset: Dataset, profile: Profile, weights: BackboneWeights | None = None, overrides: dict | None = None) -> str:
-    """One line that says what kind of numbers these are: which data, which profile and what the
-    command changed in it, a CPU-sized profile, a random backbone."""
-    changed = ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
-    parts = [
-        dataset.description,
-        f"profile {profile.name}" + (f" with {changed}" if changed else ""),
-    ]
-    if not profile.published_size:
-        parts.append(f"{profile.preprocess.spacing_mm:g} mm voxels, {profile.roi}^3 crops, small random-init networks")
-    if weights is not None and weights.random:
-        parts.append("SAM methods on a random backbone")
-    return "; ".join(parts)
-
-
-def _provenance(
-    dataset: Dataset, profile: Profile, device: str, prep: dict, weights: BackboneWeights | None, overrides: dict
-) -> Provenance:
-    return Provenance(
-        data_source=dataset.source,
-        data_root=str(dataset.root),
-        data_layout=dataset.layout,
-        synthetic=dataset.synthetic,
-        profile=profile.name,
-        device=device,
-        hardware=hardware(device),
-        versions=package_versions(),
-        code_revision=code_revision(),
-        preprocess_cache=prep.get("cache_dir"),
-        sam_weights=weights.description if weights else None,
-        stamp=stamp(dataset, profile, weights, overrides),
-        profile_overrides=dict(overrides) or None,
-    )
 
 
 def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
@@ -206,7 +170,15 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
         console.print("preprocessing: none by the harness (these methods' own pipelines preprocess the original files)")
     if distributed.is_main():
         distributed.barrier()
-    provenance = _provenance(dataset, profile, decided.device, prep, decided.weights, decided.overrides)
+    provenance = make_provenance(
+        dataset,
+        profile=profile.name,
+        device=decided.device,
+        stamp=stamp(dataset, profile, decided.weights, decided.overrides),
+        preprocess_cache=prep.get("cache_dir"),
+        sam_weights=decided.weights.description if decided.weights else None,
+        overrides=decided.overrides,
+    )
     return PreparedGrid(decided, planned, cases, provenance)
 
 

@@ -199,18 +199,14 @@ def plan_runs(
             run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
             run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
             run.scored = protocol.organs
-            run.config = RunConfig(
-                method=label,
+            configure(
+                run,
+                protocol,
+                label_set,
                 base_method=name,
                 method_revision=info.revision,
                 family=info.family,
                 hyperparameters=hyper,
-                protocol=protocol.name,
-                labels=label_set.organs,
-                data=request.data,
-                repeat=repeat,
-                train_cases=list(run.train_ids),
-                test_cases=list(run.test_ids),
                 profile={k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
                 preprocess_key=profile.preprocess.key(),
                 data_identity=identity,
@@ -223,10 +219,27 @@ def plan_runs(
                 nsd_tolerance_mm=float(request.nsd_tolerance_mm),
                 method_source=info.source.provenance(),
             )
-            run.hash = run.config.hash()
-            check_existing(run)
             planned.append(run)
     return planned
+
+
+def configure(run: PlannedRun, protocol: Protocol, label_set: LabelSet, **fields) -> PlannedRun:
+    """The one place a run's configuration is built (``plan_runs``, ``bench score``): its identity
+    from the planned run (label, fraction, draw, cases), its protocol and label set, ``fields`` for
+    the rest; hashed, and refused where its folder holds another configuration."""
+    run.config = RunConfig(
+        method=run.method,
+        data=run.data,
+        repeat=run.repeat,
+        train_cases=list(run.train_ids),
+        test_cases=list(run.test_ids),
+        protocol=protocol.name,
+        labels=label_set.organs,
+        **fields,
+    )
+    run.hash = run.config.hash()
+    check_existing(run)
+    return run
 
 
 def check_existing(run: PlannedRun) -> None:
