@@ -24,6 +24,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
     from bench import distributed
+    from bench.pipelines import ddp
     from methods import create_model
 
     torch.set_num_threads(1)
@@ -32,7 +33,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     model = create_model("tpmamba", size="smoke", roi_size=(16, 16, 16))  # the smallest crop it takes: DDP is the subject
     frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    network = distributed.wrap(model, "cpu", (1, 1, 16, 16, 8))
+    network = ddp.wrap(model, "cpu", (1, 1, 16, 16, 8))
     synced = []
 
     def counting_hook(state, bucket):  # every gradient element DDP all-reduces passes through here
@@ -96,7 +97,7 @@ def test_bench_run_under_torchrun_writes_a_run_like_a_single_process(tiny_synthe
     ("name", "options", "unused"), [("unetr", {}, True), ("nnunet", {}, True), ("masam", {}, False), ("vnet", {}, False)]
 )
 def test_ddp_is_told_of_unused_parameters_only_where_there_are_some(name, options, unused):
-    from bench.distributed import unused_trainable_parameters
+    from bench.pipelines.ddp import unused_trainable_parameters
     from methods import create_model
 
     model = create_model(name, size="smoke", roi_size=(32, 32, 32))

@@ -30,8 +30,8 @@ PROFILE = dataclasses.replace(PROFILES["smoke"], roi=16, preprocess=PreprocessSe
 
 
 def _dice(model, case) -> list[float]:
-    [scores] = evaluate_cases(model, [case], PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu")
-    return [scores.metrics[organ]["dice"] for organ in SMALL_ORGANS]
+    [scores] = evaluate_cases(model, [case], PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu").values()
+    return [scores[organ] for organ in SMALL_ORGANS]
 
 
 @pytest.mark.slow

@@ -168,3 +168,33 @@ def test_no_behaviour_is_decided_by_comparing_a_method_family_or_profile_name():
                 if literals & names:
                     offending.append(f"{name}:{node.lineno} compares with {sorted(literals & names)}")
     assert not offending
+
+
+def stage_of(module: str) -> str:
+    """A module's stage: its folder under bench/ (bench.data, bench.runs, ...), else its top package."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "bench" and len(parts) > 1 else parts[0]
+
+
+def arrows_both_ways(graph: dict[str, set[str]]) -> list[str]:
+    """Pairs of stages that import each other, each shown by one import either way."""
+    arrows: dict[tuple[str, str], str] = {}
+    for name, targets in graph.items():
+        for target in targets:
+            if stage_of(name) != stage_of(target):
+                arrows.setdefault((stage_of(name), stage_of(target)), f"{name} -> {target}")
+    return sorted(
+        f"{arrows[pair]} and {arrows[(pair[1], pair[0])]}" for pair in arrows if pair < (pair[1], pair[0]) and (pair[1], pair[0]) in arrows
+    )
+
+
+def test_no_two_stages_import_each_other():
+    """Data flows one way: a stage may use an earlier one's records, never the reverse as well (an
+    arrow upward, such as the rank bookkeeping reaching into training's losses)."""
+    assert not arrows_both_ways(import_graph())
+
+
+def test_the_stage_check_sees_an_arrow_both_ways():
+    graph = {"bench.distributed": {"bench.pipelines.losses"}, "bench.pipelines.training": {"bench.distributed"}, "bench.io": set()}
+    assert arrows_both_ways(graph) == ["bench.distributed -> bench.pipelines.losses and bench.pipelines.training -> bench.distributed"]
+    assert arrows_both_ways({"bench.pipelines.training": {"bench.distributed"}}) == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,6 @@ from bench.data.regrid import to_original_grid
 from bench.data.settings import PreprocessedCase
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
-from bench.runs.files import PREDICTIONS_DIR, CaseScores
 
 EVAL_SPACES = ("original", "preprocessed")
 
@@ -56,15 +54,6 @@ def reference_of(dataset, case_id: str) -> Reference:
     from bench.data.btcv import read_label
 
     return Reference(*read_label(dataset.cases[case_id], dataset.labels))
-
-
-def save_prediction(run_dir: Path, case_id: str, labels: np.ndarray, reference: Reference) -> Path:
-    """A label map as NIfTI on its reference's grid (same shape and affine), written atomically."""
-    from bench.io import write_nifti_gz
-
-    path = Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
-    write_nifti_gz(path, labels.astype(np.uint8), reference.affine)
-    return path
 
 
 @torch.no_grad()
@@ -146,12 +135,12 @@ def evaluate_cases(
     sw_batch_size: int,
     device: str,
     labels: LabelSet = BTCV_LABELS,
-) -> list[CaseScores]:
-    """Per-case Dice on the preprocessed grid (validation during training): organ -> {"dice"}."""
-    results = []
+) -> dict[str, dict[str, float]]:
+    """Per-case Dice on the preprocessed grid (validation during training): case -> organ -> Dice."""
+    results = {}
     for case in predict_cases(model, cases, roi, overlap, sw_batch_size, device):
         dice = dice_per_organ(case.prediction, case.truth, labels.num_classes)
-        results.append(CaseScores(case.case_id, {organ: {"dice": float(d)} for organ, d in zip(labels.organs, dice, strict=True)}))
+        results[case.case_id] = {organ: float(d) for organ, d in zip(labels.organs, dice, strict=True)}
     return results
 
 
@@ -164,6 +153,6 @@ def validation_dice(
 
     def dice(model: nn.Module) -> float:
         per_case = evaluate_cases(model, cases, roi, overlap, sw_batch_size, device, labels)
-        return nanmean(m["dice"] for case in per_case for m in case.metrics.values())
+        return nanmean(d for organs in per_case.values() for d in organs.values())
 
     return dice

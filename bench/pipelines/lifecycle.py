@@ -21,10 +21,11 @@ from rich.console import Console
 
 from bench import distributed
 from bench.console import plain
-from bench.evaluation.evaluate import CasePrediction, save_prediction
+from bench.evaluation.evaluate import CasePrediction
 from bench.evaluation.scores import score_case
+from bench.io import write_nifti_gz
 from bench.plan.runs import PlannedRun, RunJob
-from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished
+from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished, prediction_path
 from bench.runs.results import run_summary, write_results_csv
 from bench.runs.state import clear_failure
 from methods.registry import count_parameters
@@ -83,7 +84,8 @@ def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Conso
     per_case = []
     for case in opened.predictions():
         if job.save_predictions and case.reference is not None:
-            save_prediction(run.run_dir, case.case_id, case.prediction, case.reference)
+            # On the label file's grid (same shape and affine), written atomically.
+            write_nifti_gz(prediction_path(run.run_dir, case.case_id), case.prediction, case.reference.affine)
         scores = score_case(case.prediction, case.truth, case.spacing_mm, run.config.nsd_tolerance_mm, run.config.label_set)
         per_case.append(CaseScores(case.case_id, {organ: scores[organ] for organ in run.scored} if run.scored else scores))
     seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}

@@ -25,6 +25,7 @@ from bench import distributed
 from bench.data.settings import PreprocessedCase
 from bench.device import autocast_for, grad_scaler_for
 from bench.io import atomic_write
+from bench.pipelines import ddp
 from bench.pipelines.augment import train_transforms
 from bench.pipelines.checkpoint import TrainState, checkpoints_newest_first, newest_readable_checkpoint, stop_at_epoch_end
 from bench.pipelines.losses import supervised_loss
@@ -142,7 +143,7 @@ def train(
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     state = TrainState(model, optimizer, scheduler, scaler, generator, transform)
     # The module that steps; state.model stays unwrapped for saving.
-    network = distributed.wrap(model, device, (profile.crops_per_case, 1, *(profile.roi,) * 3))
+    network = ddp.wrap(model, device, (profile.crops_per_case, 1, *(profile.roi,) * 3))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / CHECKPOINT_FILE

@@ -44,6 +44,11 @@ RESULTS_CSV = "results.csv"
 REPORT_DIR = "report"
 
 
+def prediction_path(run_dir: Path, case_id: str) -> Path:
+    """Where --save-predictions writes a test case's label map."""
+    return Path(run_dir) / PREDICTIONS_DIR / f"label{case_id}.nii.gz"
+
+
 def run_dir(runs_dir: Path, data: str, method_label: str, repeat: int) -> Path:
     return Path(runs_dir) / data / method_label / f"repeat{repeat}"
 
