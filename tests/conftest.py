@@ -40,6 +40,14 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None)
     return path
 
 
+def built_in_methods():
+    """The methods this repository registers: a test about them must not take in a plugin that
+    happens to be installed beside it (a scaffolded ``myadapter``, say)."""
+    from methods import list_methods
+
+    return [info for info in list_methods() if info.source.builtin]
+
+
 def invoke(*args):
     """``bench`` in this process; arguments may be paths or numbers."""
     from bench.cli.__main__ import app

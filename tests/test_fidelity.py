@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from methods import count_parameters, create_model, get_method, list_methods
+from methods import count_parameters, create_model, get_method
 from methods.mamba import Mamba
 from methods.registry import build_on_meta
 from methods.sam_common import build_sam_vit
 from methods.sam_decoder import InPlaneUpStage, SliceDecoder3D
 from methods.tpmamba import PLANES, PlaneMamba, TriPlaneMambaAdapter, to_plane
+from tests.conftest import built_in_methods
 
 
 def he_std(weight: torch.Tensor, negative_slope: float) -> float:
@@ -323,7 +324,7 @@ def test_mednext_notes_state_the_factory_difference():
 
 
 def test_every_method_names_the_original_files_it_was_checked_against():
-    for info in list_methods():
+    for info in built_in_methods():
         if info.name.startswith("_"):
             continue
         assert ".py" in info.notes and "/" in info.notes, info.name

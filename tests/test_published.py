@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 
 from bench.data.labels import ORGAN_COLUMNS
-from methods import list_methods
 from reports import paper_table1
+from tests.conftest import built_in_methods
 
 
 def test_paper_table1_is_complete_and_named_like_our_methods():
     table = paper_table1()
-    methods = {info.name for info in list_methods()}
+    methods = {info.name for info in built_in_methods()}
     # The paper's eleven rows, plus nnU-Net's own pipeline, which the paper did not run.
     assert {m for _, m in table} == methods - {"nnunetv2"} and len(methods) == 12
     assert {d for d, _ in table} == {"100pct", "25pct", "12pct"} and len(table) == 33
