@@ -91,9 +91,10 @@ def test_a_running_job_shows_its_epoch_loss_and_time(tmp_path):
     from types import SimpleNamespace
 
     from bench.executors.jobs import progress_line
+    from bench.plan.runs import PlannedRun
     from bench.runs.files import LogLine
 
-    run = SimpleNamespace(method="unetr", data="12pct", repeat=1, run_dir=tmp_path, config=SimpleNamespace(profile={"epochs": 24}))
+    run = PlannedRun("unetr", "12pct", 1, (), (), tmp_path, config=SimpleNamespace(profile={"epochs": 24}))
     assert progress_line(run, "4711", [1], 5.0) == "unetr 12pct #1  job 4711 (GPU 1)  epoch 0/24  0:05"
     (tmp_path / "log.jsonl").write_text("\n".join(LogLine(e, 1.0 / e, 1e-3, 2.0).to_json() for e in (1, 2)) + "\n")
     assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/24  loss 0.5000  1:02"

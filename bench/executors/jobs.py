@@ -36,7 +36,7 @@ def progress_line(run, job_id: str, slot: list[int], seconds: float) -> str:
         done += "  testing"
     where = f" (GPU {slot[0]})" if slot else ""
     minutes, secs = divmod(int(seconds), 60)
-    return f"{run.method} {run.data} #{run.repeat}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"
+    return f"{run.name}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"
 
 
 def run_in_jobs(grid, planned, console: Console, run_here) -> list[str]:
@@ -73,7 +73,7 @@ def run_in_jobs(grid, planned, console: Console, run_here) -> list[str]:
                 executor.update_parameters(timeout_min=A_WEEK_MIN, gpus_per_node=len(slot), visible_gpus=tuple(slot))
                 job = executor.submit(RunInJob(run_here), here, run)
                 gpu = f", GPU {slot[0]}" if slot else ""
-                console.print(f"started {plain(run.method)} {run.data} #{run.repeat} (job {job.job_id}{gpu})")
+                console.print(f"started {plain(run.name)} (job {job.job_id}{gpu})")
                 running.append((run, job, slot, time.monotonic()))
             time.sleep(1.0)
             for entry in [e for e in running if e[1].done()]:
@@ -82,7 +82,7 @@ def run_in_jobs(grid, planned, console: Console, run_here) -> list[str]:
                 free.append(slot)
                 try:
                     job.result()
-                    console.print(f"finished {plain(run.method)} {run.data} #{run.repeat}")
+                    console.print(f"finished {plain(run.name)}")
                 except Exception as exc:  # noqa: BLE001 - a job's failure is that run's, the grid goes on
                     failures.append(job_failure(run, job, exc, f"job {job.job_id} ended without a result: {str(exc)[-300:]}"))
             live.update(board())

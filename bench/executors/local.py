@@ -63,7 +63,7 @@ def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:
                 failure = record_failure(run.run_dir, exc, traceback.format_exc())
                 if distributed.active():  # the other ranks wait in a collective for this one: end them all
                     raise
-                failures.append(f"{run.method} {run.data} repeat {run.repeat}: {failure['reason']}")
+                failures.append(run.failure_line(failure["reason"]))
                 reason = plain(failure["reason"])
                 console.print(f"[red]failed[/red] {plain(run.run_dir)}: {reason} (recorded in failed.json; going on)", soft_wrap=True)
     return failures

@@ -21,10 +21,6 @@ from bench.runs.state import failure_reason
 POLL_S = 5.0
 
 
-def _name(run) -> str:
-    return f"{run.method} {run.data} #{run.repeat}"
-
-
 def wait_for_others(
     runs: list, runs_dir: Path, execute: Callable[[list], object] | None, console: Console, poll_s: float = POLL_S
 ) -> list[str]:
@@ -40,7 +36,7 @@ def wait_for_others(
             held[run.run_dir] = (run, where)
     if not held:
         return []
-    listed = "; ".join(f"{plain(_name(run))} ({plain(where)})" for run, where in held.values())
+    listed = "; ".join(f"{plain(run.name)} ({plain(where)})" for run, where in held.values())
     runs_held = f"{len(held)} run{'s' if len(held) != 1 else ''}"
     console.print(f"waiting for {runs_held} other processes are training: {listed}", soft_wrap=True)
     failures, adopted = [], set()
@@ -51,21 +47,21 @@ def wait_for_others(
             for key, (run, _) in list(held.items()):
                 if is_finished(run.run_dir):
                     del held[key]
-                    console.print(f"{plain(_name(run))}: finished {'here' if key in adopted else 'by the process that held it'}")
+                    console.print(f"{plain(run.name)}: finished {'here' if key in adopted else 'by the process that held it'}")
                 elif is_running(run.run_dir)[0]:
                     continue
                 elif (reason := failure_reason(run.run_dir)) is not None:
                     del held[key]
                     where = "" if key in adopted else " (in the process that held it)"
-                    failures.append(f"{run.method} {run.data} repeat {run.repeat}: {reason}{where}")
+                    failures.append(run.failure_line(f"{reason}{where}"))
                 elif execute is None:
                     del held[key]
                     gone = "its holder is gone without finishing it; rerun to train it"
-                    failures.append(f"{run.method} {run.data} repeat {run.repeat}: {gone}")
+                    failures.append(run.failure_line(gone))
                 else:
                     orphans.append(run)
             if orphans:
-                names = ", ".join(plain(_name(run)) for run in orphans)
+                names = ", ".join(plain(run.name) for run in orphans)
                 console.print(f"[yellow]{names}: the process that held it is gone without finishing it; training it here[/yellow]")
                 adopted.update(run.run_dir for run in orphans)
                 execute(orphans)  # what becomes of them is read from their files on the next look

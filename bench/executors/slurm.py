@@ -179,4 +179,4 @@ def job_failure(run, job, exc: Exception, died: str) -> str:
 
     if not (run.run_dir / FAILED_FILE).exists():
         record_failure(run.run_dir, RuntimeError(died), str(exc))
-    return f"{run.method} {run.data} repeat {run.repeat}: {failure_reason(run.run_dir) or f'job {job.job_id} ({job.state})'}"
+    return run.failure_line(failure_reason(run.run_dir) or f"job {job.job_id} ({job.state})")

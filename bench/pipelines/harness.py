@@ -33,7 +33,7 @@ class HarnessRun:
         train_cases = [grid.cases[c] for c in run.train_ids]
         per_epoch = steps_per_epoch(len(train_cases), profile)
         with progress_bar(self.console) as progress:
-            task = progress.add_task(plain(f"{run.method} {run.data} #{run.repeat}"), total=profile.epochs * per_epoch, status="")
+            task = progress.add_task(plain(run.name), total=profile.epochs * per_epoch, status="")
 
             def on_step(epoch: int, step: int, loss: float, lr: float) -> None:
                 progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")

@@ -70,6 +70,15 @@ class PlannedRun:
     source: str = ""  # where a plugin method comes from ("plugin sam3d-x 0.1.0"), for report rows; "" when built in
     scored: tuple[str, ...] = ()  # the organs its summary keeps, in table order (the protocol's); empty: all
 
+    @property
+    def name(self) -> str:
+        """How every progress line shows the run: ``unetr 12pct #0``."""
+        return f"{self.method} {self.data} #{self.repeat}"
+
+    def failure_line(self, reason: str) -> str:
+        """How a failed run is listed at the end of a grid: ``unetr 12pct repeat 0: <reason>``."""
+        return f"{self.method} {self.data} repeat {self.repeat}: {reason}"
+
 
 def method_label(name: str, options: dict) -> str:
     """``tpmamba`` or, for an ablation variant, ``tpmamba[planes=dw,r=48]`` (sorted keys)."""
