@@ -16,7 +16,7 @@ from rich.text import Text
 
 from bench.console import plain
 from bench.executors.slurm import RunInJob, job_failure, unfinished
-from bench.runs.files import LOG_FILE, read_log
+from bench.runs.files import JOBS_DIR, LOG_FILE, read_log
 
 A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unless told otherwise
 
@@ -51,14 +51,14 @@ def run_in_jobs(grid, planned, console: Console, run_here) -> list[str]:
     jobs, threads = grid.request.jobs, grid.threads
     gpus = torch.cuda.device_count() if grid.device == "cuda" else 0
     out = Path(grid.request.out).resolve()
-    executor = submitit.LocalExecutor(folder=out / ".jobs" / "%j")
+    executor = submitit.LocalExecutor(folder=out / JOBS_DIR / "%j")
     here = grid.decided.handed_to_jobs(executor="local", out=out, threads=threads, jobs=1)
     free = job_slots(jobs, gpus)
     running: list[tuple[object, object, list[int], float]] = []
     failures = []
     each = "one GPU" if gpus else f"{threads} thread{'s' if threads != 1 else ''}"
     runs = f"{len(todo)} run{'s' if len(todo) != 1 else ''}"
-    console.print(f"{runs} in up to {jobs} jobs at once ({each} each); logs in {plain(out / '.jobs')}")
+    console.print(f"{runs} in up to {jobs} jobs at once ({each} each); logs in {plain(out / JOBS_DIR)}")
 
     def board() -> Group:
         now = time.monotonic()

@@ -18,7 +18,7 @@ from submitit.helpers import Checkpointable
 from bench.console import plain
 from bench.errors import UserError
 from bench.runs.claim import SUBMITTED_FILE
-from bench.runs.files import FAILED_FILE, is_finished
+from bench.runs.files import FAILED_FILE, SLURM_DIR, is_finished
 
 
 @dataclass
@@ -114,7 +114,7 @@ def submit_and_wait(grid, planned, console: Console, run_here) -> list[str]:
     if not todo:
         return []
     executor = submitit.AutoExecutor(
-        folder=Path(request.out).resolve() / ".slurm" / "%j", cluster="slurm", slurm_max_num_timeout=options.requeues
+        folder=Path(request.out).resolve() / SLURM_DIR / "%j", cluster="slurm", slurm_max_num_timeout=options.requeues
     )
     # SLURM warns a job before its time limit so it can requeue itself; the warning must not come
     # before the job has started listening (a 1-minute limit with the usual 90 s would kill it at once).
@@ -140,7 +140,7 @@ def submit_and_wait(grid, planned, console: Console, run_here) -> list[str]:
             jobs.append((run, executor.submit(RunInJob(run_here), handed, run)))
     for run, job in jobs:
         write_json(run.run_dir / SUBMITTED_FILE, {"job_id": job.job_id, "logs": str(job.paths.stdout.parent)})
-    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / '.slurm')}")
+    console.print(f"submitted {len(jobs)} SLURM jobs ({jobs[0][1].job_id.split('_')[0]}); logs in {plain(Path(request.out) / SLURM_DIR)}")
     failures = []
     for run, job in jobs:
         try:

@@ -261,13 +261,13 @@ def write_report_once(runs_dir: Path, started: float, say) -> None:
     unless another process sharing the folder wrote it, since then, from the same results.csv (the
     processes each end here once every run is finished; they take turns under a lock)."""
     from bench.io import locked, sha256_file
-    from bench.runs.files import REPORT_DIR, RESULTS_CSV
+    from bench.runs.files import REPORT_DIGEST, REPORT_DIR, REPORT_LOCK, RESULTS_CSV
     from reports import paper_table1
 
     out = Path(runs_dir)
-    with locked(out / ".report.lock"):
+    with locked(out / REPORT_LOCK):
         digest = sha256_file(out / RESULTS_CSV) if (out / RESULTS_CSV).exists() else None
-        written_from = out / REPORT_DIR / ".results.sha256"
+        written_from = out / REPORT_DIR / REPORT_DIGEST
         fresh = written_from.exists() and written_from.stat().st_mtime >= started
         if digest is not None and fresh and written_from.read_text() == digest:
             say(f"report: {plain(written_from.parent / 'report.html')} (already written from these results)")

@@ -15,6 +15,7 @@ RUNS_DIR/<data>/<method label>/repeat<k>/config.json     resolved configuration,
                                          submitted.json  --executor slurm: the job that will run it
 RUNS_DIR/results.csv                                     long table rebuilt from the summaries
 RUNS_DIR/report/                                         bench report's output
+RUNS_DIR/.jobs/, .slurm/                                 --jobs and SLURM jobs' logs
 ```
 """
 
@@ -42,6 +43,11 @@ FAILED_FILE = "failed.json"
 PREDICTIONS_DIR = "predictions"
 RESULTS_CSV = "results.csv"
 REPORT_DIR = "report"
+REPORT_LOCK = ".report.lock"  # processes sharing a runs folder write its report in turn
+REPORT_DIGEST = ".results.sha256"  # in REPORT_DIR: the results.csv the report was written from
+RESULTS_LOCK = ".results.lock"  # processes sharing a runs folder rebuild results.csv in turn
+JOBS_DIR = ".jobs"  # --jobs: submitit's per-job logs
+SLURM_DIR = ".slurm"  # --executor slurm: submitit's per-job logs
 
 
 def prediction_path(run_dir: Path, case_id: str) -> Path:

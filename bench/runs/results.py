@@ -14,7 +14,7 @@ from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
 from bench.evaluation.metrics import nanmean
 from bench.evaluation.scores import get_metric, metric_convention, metric_names
 from bench.io import locked, write_text
-from bench.runs.files import RESULTS_CSV, SUMMARY_FILE, CaseScores, RunSummary
+from bench.runs.files import RESULTS_CSV, RESULTS_LOCK, SUMMARY_FILE, CaseScores, RunSummary
 
 # The voxel counts of the organ in the reference and the prediction tell a missed organ (in the
 # reference only) and a spurious one (in the prediction only) from a poor segmentation; both get
@@ -100,7 +100,7 @@ def write_results_csv(runs_dir: Path) -> Path:
     with several runs writing to one folder (SLURM jobs, two terminals) the last rebuild has them all.
     """
     path = Path(runs_dir) / RESULTS_CSV
-    with locked(Path(runs_dir) / ".results.lock"):
+    with locked(Path(runs_dir) / RESULTS_LOCK):
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=result_columns(), lineterminator="\n")
         writer.writeheader()
