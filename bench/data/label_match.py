@@ -33,7 +33,8 @@ def match_organs(source: Sequence[str], target: Sequence[str], mapping: Mapping[
     for key, wanted in (mapping or {}).items():
         name = _source_name(str(key), source)
         if wanted is not None and wanted not in target:
-            raise DataError(f"the mapping sends {key!r} to {wanted!r}, which the dataset's labels do not name ({', '.join(target)})")
+            shown = ", ".join(target[:8]) + (f" and {len(target) - 8} more" if len(target) > 8 else "")
+            raise DataError(f"the mapping sends {key!r} to {wanted!r}, which the dataset's labels do not name ({shown})")
         settled.add(name)
         if wanted is not None:
             if taken := [p.source for p in pairs.values() if p.target == wanted]:
