@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.labels import BTCV_LABELS, LabelSet, how_alike
-from bench.data.volumes import is_volume, onto_grid, orientation_codes, read_volume, volume_stem
+from bench.data.volumes import is_volume, onto_grid, orientation_codes, read_volume, volume_stem, voxel_size_mm
 from bench.errors import DataError
 
 
@@ -189,7 +189,7 @@ def label_on_image_grid(
 
 
 def _grid_text(shape, affine) -> str:
-    spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+    spacing = voxel_size_mm(affine)
     origin = np.asarray(affine)[:3, 3]
     return (
         f"{'x'.join(str(int(n)) for n in shape)} {orientation_codes(affine)}, {'x'.join(f'{z:.3g}' for z in spacing)} mm, "

@@ -44,6 +44,11 @@ def volume_stem(path: Path) -> str:
     return path.name
 
 
+def voxel_size_mm(affine: np.ndarray) -> tuple[float, float, float]:
+    """The voxel size along each array axis: the lengths of the affine's columns."""
+    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
+
 @dataclass(frozen=True)
 class Volume:
     array: np.ndarray  # (X, Y, Z) in the file's own voxel order and data type
@@ -51,7 +56,7 @@ class Volume:
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return voxel_size_mm(self.affine)
 
 
 def dicom_series_files(folder: Path) -> list[str]:

@@ -21,6 +21,7 @@ from torch import nn
 from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.regrid import to_original_grid
 from bench.data.settings import PreprocessedCase
+from bench.data.volumes import voxel_size_mm
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
 
@@ -46,7 +47,7 @@ class Reference:
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return voxel_size_mm(self.affine)
 
 
 def reference_of(dataset, case_id: str) -> Reference:
