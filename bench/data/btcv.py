@@ -206,7 +206,7 @@ def read_label(case: Case, labels: LabelSet = BTCV_LABELS) -> tuple[np.ndarray, 
     except DataError as exc:
         raise DataError(f"case {case.case_id}: {exc}") from exc
     check_label_values(case, label.array, labels)
-    return np.rint(label.array).astype(np.uint8 if labels.num_classes < 255 else np.uint16), label.affine
+    return np.rint(label.array).astype(labels.dtype), label.affine
 
 
 def check_label_values(case: Case, label: np.ndarray, labels: LabelSet = BTCV_LABELS) -> None:

@@ -105,7 +105,7 @@ class LabelMatch:
         """Source value -> target value (0 for an organ the target lacks), as a numpy table."""
         import numpy as np
 
-        table = np.zeros(self.source.num_classes, dtype=np.uint8 if self.target.num_classes <= 256 else np.uint16)
+        table = np.zeros(self.source.num_classes, dtype=self.target.dtype)
         for pair in self.pairs:
             table[self.source.organs.index(pair.source) + 1] = self.target.organs.index(pair.target) + 1
         return table

@@ -68,6 +68,11 @@ class LabelSet:
         return self.values | ({self.ignore} if self.ignore is not None else set())
 
     @property
+    def dtype(self) -> str:
+        """The smallest unsigned integer type that holds every value of the set's label maps."""
+        return "uint8" if max(self.file_values) <= 255 else "uint16"
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """Table column names, one per organ and all different (``table_columns``)."""
         return table_columns(self.organs)

@@ -78,7 +78,7 @@ def read_prediction(path: Path, reference: Reference, label_set: LabelSet = BTCV
     bad = [v for v in values.tolist() if v not in label_set.values]
     if bad:
         raise UserError(f"{path}: label values outside 0..{label_set.num_classes - 1}: {', '.join(f'{v:g}' for v in bad[:5])}")
-    return labels.astype(np.uint8 if label_set.num_classes <= 256 else np.uint16)
+    return labels.astype(label_set.dtype)
 
 
 def _stamp(pred_dir: Path, dataset: Dataset) -> str:
