@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -81,9 +81,7 @@ def register_metric(metric: Metric) -> Metric:
     if name in _REGISTERED or name in ("n_ref", "n_pred"):
         taken = _REGISTERED[name].source.describe() if name in _REGISTERED else "bench (voxel counts)"
         raise PluginError(f"metric {name!r} is registered twice ({taken}, and {source_of(metric.compute.__module__).describe()})")
-    import dataclasses
-
-    registered = dataclasses.replace(metric, source=source_of(metric.compute.__module__))
+    registered = replace(metric, source=source_of(metric.compute.__module__))
     _REGISTERED[name] = registered
     return registered
 

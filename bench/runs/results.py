@@ -73,7 +73,7 @@ def run_summary(
 
 def collect_rows(runs_dir: Path) -> list[dict]:
     """Long-format rows from every summary.json under runs_dir/<data>/<method>/repeat<k>/."""
-    rows = []
+    rows, metrics = [], metric_names()
     for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}")):
         summary = RunSummary.read(path)
         for case in summary.metric_per_case:
@@ -86,7 +86,7 @@ def collect_rows(runs_dir: Path) -> list[dict]:
                         "case": case.case,
                         "organ": organ,
                         # A metric the run was scored before: empty, "not scored" (NaN, which an absent organ also gives).
-                        **{metric: case.metrics[organ].get(metric) for metric in metric_names()},
+                        **{metric: case.metrics[organ].get(metric) for metric in metrics},
                         **{count: case.metrics[organ].get(count) for count in VOXEL_COUNTS},
                     }
                 )
