@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from methods.registry import CountedInput, OwnPipeline, register_method
+from methods.registry import CountedInput
 
 # nnU-Net's planner class per preset (nnunetv2.experiment_planning), and its plans identifier.
 PLANNERS = {
@@ -40,10 +40,11 @@ PLANNED_FOR_DEFAULT_DATA = CountedInput(
 )
 
 
-@register_method(
-    "nnunetv2",
+# What the registry knows of nnU-Net v2 as a method. Its registration pairs these with the pipeline
+# that runs it, which reads files and so lives in the harness (bench.pipelines.nnunetv2, loaded
+# through this distribution's own entry point like any method that brings a pipeline).
+NNUNET_V2_FACTS = dict(
     family="own pipeline",
-    pipeline=OwnPipeline("bench.pipelines.nnunetv2:NNUNET_V2"),
     title="nnU-Net v2, own pipeline",
     reference="Isensee et al., nnU-Net: a self-configuring method for deep learning-based biomedical image segmentation, "
     "Nat. Methods 2021; nnU-Net Revisited, MICCAI 2024 (ResEnc presets)",
@@ -65,6 +66,8 @@ PLANNED_FOR_DEFAULT_DATA = CountedInput(
         "preprocessed volumes (8 mm, HU window scaled to [0, 1]), training runs without background workers"
     ),
 )
+
+
 def build_nnunetv2(
     in_channels: int,
     out_channels: int,

@@ -8,6 +8,10 @@ contract (``sam3d_bench``) and the registry, which are complete by then. Loading
 modules, whose ``register_method`` decorators record where each method came from
 (:class:`MethodSource`); nothing is built.
 
+This distribution declares the group too, for what registers from the harness's side: nnU-Net v2,
+whose pipeline reads files (``bench.pipelines.nnunetv2``). Its entry points load first, as built
+in, and a failure there is an error, not a warning.
+
 What goes wrong is told apart by whose it is:
 
 - an installed plugin that fails to import is one warning line naming its distribution and the
@@ -122,14 +126,16 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    house = set(_distributions().get(__name__.partition(".")[0], []))  # the distribution that holds this package
     entries = [
         e
         for group in (ENTRY_POINT_GROUP, METRIC_ENTRY_POINT_GROUP)
-        for e in sorted(metadata.entry_points(group=group), key=lambda e: e.name)
+        for e in sorted(metadata.entry_points(group=group), key=lambda e: (_dist_name(e) not in house, e.name))
     ]
     for entry in entries:
         dist = entry.dist
-        source = MethodSource(entry.module, dist.name if dist else None, dist.version if dist else None)
+        own = _dist_name(entry) in house
+        source = BUILT_IN if own else MethodSource(entry.module, dist.name if dist else None, dist.version if dist else None)
         with _registering_as(source):
             try:
                 loaded = entry.load()
@@ -137,7 +143,10 @@ def load_plugins() -> None:
                     loaded()
             except PluginError:
                 raise
-            except Exception as exc:  # a broken install must not take the other methods down
+            except Exception as exc:
+                if own:  # the harness's own registration: a bug here is ours, never a quiet gap in the table
+                    raise
+                # a broken install must not take the other methods down
                 log.warning(f"warning: {source.describe()} ({entry.value}) failed to import, what it adds is missing: {_one_line(exc)}")
     for module in named_modules():
         with _registering_as(module_source(module)):
@@ -147,6 +156,10 @@ def load_plugins() -> None:
                 raise
             except Exception as exc:
                 raise PluginError(f"plugin module {module!r} (--plugin / {PLUGIN_ENV}) does not import: {_one_line(exc)}") from None
+
+
+def _dist_name(entry: metadata.EntryPoint) -> str | None:
+    return entry.dist.name if entry.dist else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -62,24 +62,6 @@ class UnknownMethodError(KeyError):
 
 
 @dataclass(frozen=True)
-class OwnPipeline:
-    """The pipeline a method brings instead of the harness's trainer. ``implementation`` says where
-    it is (``module:attribute``, an object with the ``open`` of ``bench.pipelines.lifecycle.Pipeline``),
-    imported only when one of its runs starts, so that registering a method imports none of it;
-    ``eval_spaces`` are the evaluation spaces its predictions can be scored in, checked when a run
-    is planned."""
-
-    implementation: str
-    eval_spaces: tuple[str, ...] = ("original",)
-
-    def load(self):
-        import importlib
-
-        module, _, attribute = self.implementation.partition(":")
-        return getattr(importlib.import_module(module), attribute)
-
-
-@dataclass(frozen=True)
 class MethodInfo:
     """What the harness may know about a method."""
 
@@ -103,10 +85,11 @@ class MethodInfo:
     # Raised whenever the network or its initialisation changes what it computes; part of every run's
     # configuration, so a run trained by an earlier revision is never taken for a current one.
     revision: int = 1
-    # A method that brings its own pipeline (planning, preprocessing, training, inference) names it
-    # here; the harness then drives that pipeline on the run's cases instead of its own trainer, and
-    # the builder gives the network the pipeline would plan for a patch of the crop's size (counts).
-    pipeline: OwnPipeline | None = None
+    # A method that brings its own pipeline (planning, preprocessing, training, inference; or the
+    # harness's training with its own prediction) gives the pipeline object here (the Pipeline protocol
+    # of bench.pipelines.context); the harness then drives it on the run's cases instead of its own. An
+    # own pipeline's builder gives the network it would plan for a patch of the crop's size (counts).
+    pipeline: Any = None
     # What a row of this method is, where the name alone could mislead (reports show it beside the name).
     title: str = ""
     # Where bench list and bench flops count it, when that is not the cube every other method gets.
@@ -142,7 +125,7 @@ def register_method(
     backbone: BackboneSpec | None = None,
     notes: str = "",
     revision: int = 1,
-    pipeline: OwnPipeline | None = None,
+    pipeline: Any = None,
     title: str = "",
     counted_input: CountedInput | None = None,
 ) -> Callable[[Builder], Builder]:
@@ -172,6 +155,7 @@ def register_method(
                 if isinstance(size_multiple, int) and size_multiple >= 1
                 else [f"size_multiple must be a whole number from 1, got {size_multiple!r}"]
             ),
+            *pipeline_problems(pipeline),
         ]
         if problems:
             raise PluginError(f"{where} cannot be registered: {'; '.join(problems)}")
@@ -199,9 +183,26 @@ def register_method(
     return decorate
 
 
+def pipeline_problems(pipeline: Any) -> list[str]:
+    """What keeps ``pipeline`` from being a pipeline the harness can drive (the Pipeline protocol
+    of bench.pipelines.context: ``eval_spaces``, ``needs_preprocessed(profile)``, ``open(context, console)``)."""
+    if pipeline is None:
+        return []
+    spaces = getattr(pipeline, "eval_spaces", None)
+    problems = [
+        f"pipeline lacks a callable {name}" for name in ("open", "needs_preprocessed") if not callable(getattr(pipeline, name, None))
+    ]
+    if not (isinstance(spaces, tuple) and spaces and all(isinstance(space, str) for space in spaces)):
+        problems.append(f"pipeline.eval_spaces must be a non-empty tuple of evaluation spaces, got {spaces!r}")
+    if isinstance(pipeline, (str, type)):
+        problems = [f"pipeline must be a pipeline object (an instance), got {pipeline!r}"]
+    return problems
+
+
 def list_methods() -> list[MethodInfo]:
+    """The built-in methods by name, then the plugins' in the order they registered."""
     load_plugins()
-    return list(_REGISTRY.values())
+    return sorted(_REGISTRY.values(), key=lambda info: (not info.source.builtin, info.name if info.source.builtin else ""))
 
 
 def get_method(name: str) -> MethodInfo:

@@ -10,7 +10,7 @@ explains each of them with two worked examples (``bench new-method`` writes eith
 Registry
     :func:`register_method` (a decorator on the builder), :class:`MethodInfo` (what the harness
     knows of a method), :class:`BackboneSpec` (pretrained weights a builder takes as
-    ``backbone_state``), :class:`CountedInput`, :class:`OwnPipeline`, :class:`MethodSource`,
+    ``backbone_state``), :class:`CountedInput`, :class:`MethodSource`,
     :class:`PluginError`; :func:`create_model`, :func:`get_method`, :func:`list_methods`,
     :func:`count_parameters` to build and inspect registered methods.
 
@@ -37,15 +37,26 @@ Metrics (every score, table and report loops over them)
     declares the module that registers through :data:`METRIC_ENTRY_POINT_GROUP`;
     :func:`metric_specs` lists every metric.
 
-Own pipelines (a method that plans, trains and predicts by itself, like nnU-Net)
-    :class:`Pipeline` and :class:`PipelineRun` (the protocols ``OwnPipeline.implementation`` names an
-    object of) and :class:`CasePrediction` (what ``PipelineRun.predictions`` yields).
+Pipelines (``register_method(..., pipeline=...)``)
+    A :class:`Pipeline` opens one run from its :class:`RunContext` (profile, device, cases, label
+    set, weights, configuration, run folder) and hands back a :class:`PipelineRun` that trains and
+    yields a :class:`CasePrediction` per test case. A method that plans, trains and predicts by
+    itself (like nnU-Net) brings a pipeline object of its own; one that trains with the harness but
+    predicts its own way subclasses :class:`HarnessPipeline` (hooks ``probabilities`` and ``build``).
+    The context's records: :class:`Profile`, :class:`LabelSet`, :class:`RunConfig`, :class:`Case`
+    (a case's files), :class:`PreprocessedCase`, :class:`Reference` (a label file on its grid).
 """
 
-from bench.evaluation.evaluate import CasePrediction
+from bench.data.btcv import Case
+from bench.data.labels import LabelSet
+from bench.data.settings import PreprocessedCase
 from bench.evaluation.metrics import OrganMasks
+from bench.evaluation.predictions import CasePrediction, Reference
 from bench.evaluation.scores import Metric, metric_specs, register_metric
-from bench.pipelines.lifecycle import Pipeline, PipelineRun
+from bench.pipelines.context import Pipeline, PipelineRun, RunContext
+from bench.pipelines.harness import HarnessPipeline
+from bench.plan.profiles import Profile
+from bench.runs.files import RunConfig
 from methods.mamba import Mamba, mamba_ssm_available
 from methods.plugins import ENTRY_POINT_GROUP, METRIC_ENTRY_POINT_GROUP, MethodSource, PluginError
 from methods.registry import (
@@ -54,7 +65,6 @@ from methods.registry import (
     Family,
     MethodInfo,
     ModelSize,
-    OwnPipeline,
     count_parameters,
     create_model,
     get_method,
@@ -81,9 +91,12 @@ __all__ = [
     "SAM_ADAPTER_FACTS",
     "SAM_VIT_B_WEIGHTS",
     "BackboneSpec",
+    "Case",
     "CasePrediction",
     "CountedInput",
     "Family",
+    "HarnessPipeline",
+    "LabelSet",
     "LoRAQKV",
     "Mamba",
     "Metric",
@@ -91,10 +104,14 @@ __all__ = [
     "MethodSource",
     "ModelSize",
     "OrganMasks",
-    "OwnPipeline",
     "Pipeline",
     "PipelineRun",
     "PluginError",
+    "PreprocessedCase",
+    "Profile",
+    "Reference",
+    "RunConfig",
+    "RunContext",
     "SamAdapted3D",
     "SamSliceEncoder",
     "SliceDecoder3D",

@@ -100,12 +100,13 @@ def test_bad_options_exit_2_with_one_line(tiny_synthetic, tmp_path, args, messag
 def test_smoke_runs_one_draw_unless_told_and_paper_every_draw(tiny_synthetic, tmp_path, isolated_cache):
     from rich.console import Console
 
+    from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.plan.runs import RunRequest
 
     def draws(profile, repeats=None):
         request = RunRequest(["nnunetv2"], "12pct", repeats, tiny_synthetic, profile, "cpu", tmp_path / profile)
-        return [run.repeat for run in prepare_grid(request, Console(quiet=True)).runs]
+        return [run.repeat for run in prepare_grid(request, Console(quiet=True), harness=HARNESS).runs]
 
     assert draws("paper") == [0, 1, 2, 3, 4]
     assert draws("smoke") == [0]
@@ -115,12 +116,13 @@ def test_smoke_runs_one_draw_unless_told_and_paper_every_draw(tiny_synthetic, tm
 def test_every_profile_setting_can_be_changed_and_the_change_is_recorded(tiny_synthetic, tmp_path, isolated_cache):
     from rich.console import Console
 
+    from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.plan.runs import RunRequest
 
     def planned(**changes):
         request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", **changes)
-        return prepare_grid(request, Console(quiet=True))
+        return prepare_grid(request, Console(quiet=True), harness=HARNESS)
 
     grid = planned(epochs=2, profile_overrides={"seed": 3, "lr": 5e-3, "spacing_mm": 12})
     (run,) = grid.runs
@@ -136,11 +138,12 @@ def test_every_profile_setting_can_be_changed_and_the_change_is_recorded(tiny_sy
 def planned_labels(tiny_synthetic, tmp_path, methods, options=None):
     """The run labels ``bench run --methods METHODS --set ...`` plans (smoke profile, 12%, draw 0)."""
 
+    from bench.pipelines.harness import HARNESS
     from bench.plan.profiles import PROFILES
     from bench.plan.runs import RunRequest, plan_runs
 
     request = RunRequest(methods, "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", options=options or {})
-    return [run.method for run in plan_runs(request, PROFILES["smoke"], "cpu", "synthetic-v1", None)]
+    return [run.method for run in plan_runs(request, PROFILES["smoke"], "cpu", "synthetic-v1", None, harness=HARNESS)]
 
 
 def test_options_per_method_in_the_method_list(tiny_synthetic, tmp_path):

@@ -113,18 +113,27 @@ def test_a_job_runs_the_run_it_was_handed_without_deciding_again(tiny_synthetic,
 
     import splits
     from bench.executors import local
+    from bench.pipelines.harness import HARNESS
     from bench.plan import grid as grid_module
+    from bench.plan import runs as runs_module
     from bench.plan.runs import RunRequest
 
     request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", epochs=1)
-    grid = grid_module.prepare_grid(request, Console(quiet=True))
+    grid = grid_module.prepare_grid(request, Console(quiet=True), harness=HARNESS)
     handed = pickle.loads(pickle.dumps(grid.decided.handed_to_jobs(executor="local", jobs=1, threads=1)))
     assert handed.threads == 0 and handed.request.threads == 1 and handed.protocol == grid.protocol
 
     def decided_again(*args, **kwargs):
         raise AssertionError("a job decided again")
 
-    for module, name in ((grid_module, "decide"), (grid_module, "plan_runs"), (splits, "load_protocol"), (grid_module, "load_protocol")):
+    patched = (
+        (grid_module, "decide"),
+        (runs_module, "plan_runs"),
+        (grid_module, "plan_runs"),
+        (splits, "load_protocol"),
+        (grid_module, "load_protocol"),
+    )
+    for module, name in patched:
         monkeypatch.setattr(module, name, decided_again)
     assert local.run_handed(handed, grid.runs[0], Console(quiet=True)) == []
     config = json.loads((grid.runs[0].run_dir / "config.json").read_text())

@@ -16,7 +16,7 @@ from bench.data.btcv import locate_dataset
 from bench.data.labels import ORGANS
 from bench.data.preprocess import preprocess_case
 from bench.data.settings import PreprocessSettings
-from bench.evaluation.evaluate import evaluate_cases
+from bench.evaluation.evaluate import evaluate_cases, sliding_windows
 from bench.pipelines.training import train
 from bench.plan.profiles import PROFILES
 from methods import create_model
@@ -30,7 +30,7 @@ PROFILE = dataclasses.replace(PROFILES["smoke"], roi=16, preprocess=PreprocessSe
 
 
 def _dice(model, case) -> list[float]:
-    [scores] = evaluate_cases(model, [case], PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu").values()
+    [scores] = evaluate_cases([case], sliding_windows(model, PROFILE.roi, PROFILE.sw_overlap, PROFILE.sw_batch_size, "cpu")).values()
     return [scores[organ] for organ in SMALL_ORGANS]
 
 

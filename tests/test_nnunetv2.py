@@ -172,7 +172,8 @@ def test_a_planner_nnunet_does_not_have_is_one_line_before_nnunet_starts(tiny_sy
 def test_a_paper_grid_of_nnunetv2_alone_leaves_the_preprocessing_to_nnunet(tiny_synthetic, tmp_path, isolated_cache):
     from rich.console import Console
 
-    from bench.plan.grid import prepare_grid, uses_harness_preprocessing
+    from bench.pipelines.harness import HARNESS
+    from bench.plan.grid import prepare_grid
     from bench.plan.profiles import PROFILES
     from bench.plan.runs import RunRequest
 
@@ -180,13 +181,14 @@ def test_a_paper_grid_of_nnunetv2_alone_leaves_the_preprocessing_to_nnunet(tiny_
         request = RunRequest(
             methods=methods, data="12pct", repeats="0", data_root=tiny_synthetic, profile="paper", device="cpu", out=tmp_path
         )
-        return prepare_grid(request, Console(quiet=True))
+        return prepare_grid(request, Console(quiet=True), harness=HARNESS)
 
     alone = grid_of(["nnunetv2"])
     assert alone.cases == {} and not (isolated_cache / "preprocessed").exists()
     assert alone.provenance.preprocess_cache is None
     # beside a method the harness trains, or in the smoke profile (nnU-Net gets our 8 mm volumes), they are
-    nnunetv2, unetr = get_method("nnunetv2"), get_method("unetr")
-    pipelines = [nnunetv2.pipeline, unetr.pipeline]
-    assert uses_harness_preprocessing(pipelines, PROFILES["paper"]) and uses_harness_preprocessing([nnunetv2.pipeline], PROFILES["smoke"])
-    assert not uses_harness_preprocessing([nnunetv2.pipeline], PROFILES["paper"])
+    # The pipeline says what it needs: nnU-Net the harness's 8 mm volumes in the smoke profile only,
+    # the harness's (every method without a pipeline) always.
+    own = get_method("nnunetv2").pipeline
+    assert alone.runs[0].pipeline is own and own.needs_preprocessed(PROFILES["smoke"]) and not own.needs_preprocessed(PROFILES["paper"])
+    assert get_method("unetr").pipeline is None and HARNESS.needs_preprocessed(PROFILES["paper"])

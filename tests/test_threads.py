@@ -87,6 +87,7 @@ def test_a_busy_machine_is_one_line_with_the_threads_that_fit(monkeypatch):
 def test_a_run_uses_the_threads_asked_and_records_them(tiny_synthetic, tmp_path, monkeypatch, restore_threads):
     from rich.console import Console
 
+    from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.plan.runs import RunRequest
 
@@ -94,10 +95,12 @@ def test_a_run_uses_the_threads_asked_and_records_them(tiny_synthetic, tmp_path,
     four_workers = {"num_workers": 4}
     request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", threads=1)
     request.profile_overrides = four_workers
-    grid = prepare_grid(request, Console(quiet=True))
+    grid = prepare_grid(request, Console(quiet=True), harness=HARNESS)
     assert torch.get_num_threads() == 1 and grid.profile.num_workers == 1  # the loader's workers sized to the share too
     assert grid.provenance.hardware["torch_threads"] == "1" and grid.provenance.hardware["cores_given"] == str(cores_given())
-    grid = prepare_grid(RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs"), Console(quiet=True))
+    grid = prepare_grid(
+        RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs"), Console(quiet=True), harness=HARNESS
+    )
     assert grid.provenance.hardware["torch_threads"] == str(cores_given())  # the default: every core given
 
 

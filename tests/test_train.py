@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from bench.data.settings import PreprocessedCase
-from bench.evaluation.evaluate import validation_dice
+from bench.evaluation.evaluate import sliding_windows, validation_dice
 from bench.pipelines.training import cosine_to_zero, train
 from bench.plan.profiles import PROFILES
 
 
 def validation_on(cases, profile):
-    return validation_dice(cases, profile.roi, profile.sw_overlap, profile.sw_batch_size, "cpu")
+    return validation_dice(cases, lambda model: sliding_windows(model, profile.roi, profile.sw_overlap, profile.sw_batch_size, "cpu"))
 
 
 def toy_cases(n=3, seed=0):

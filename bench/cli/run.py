@@ -134,6 +134,7 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     Imports the harness when called, so that ``bench --help`` does not load PyTorch."""
     from bench import distributed
     from bench.executors import execute
+    from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.reporting.terminal import print_dice_table
     from bench.runs.files import RESULTS_CSV, describe_space
@@ -145,7 +146,7 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
 
         request.slurm = request.slurm or SlurmOptions()
     started = time.time()
-    grid = prepare_grid(request, console, announce)
+    grid = prepare_grid(request, console, announce, harness=HARNESS)
     out = Path(request.out)
     failures = execute(grid, grid.runs, console)
     if distributed.is_main():

@@ -12,7 +12,6 @@ profile's voxels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,9 +20,9 @@ from torch import nn
 from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.regrid import to_original_grid
 from bench.data.settings import PreprocessedCase
-from bench.data.volumes import voxel_size_mm
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
+from bench.evaluation.predictions import CasePrediction, Reference
 
 EVAL_SPACES = ("original", "preprocessed")
 
@@ -36,18 +35,6 @@ def check_scoring_options(space: str, tolerance_mm: float) -> None:
         raise UserError(f"unknown --eval-space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
     if not 0 < tolerance_mm <= 100:
         raise UserError(f"--nsd-tolerance must be a positive number of millimetres (at most 100), got {tolerance_mm:g}")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A test case's label as stored in its file: what original-space scores compare against."""
-
-    label: np.ndarray  # (X, Y, Z) uint8
-    affine: np.ndarray  # (4, 4)
-
-    @property
-    def spacing_mm(self) -> tuple[float, float, float]:
-        return voxel_size_mm(self.affine)
 
 
 def reference_of(dataset, case_id: str) -> Reference:
@@ -86,32 +73,26 @@ def predict_case(model: nn.Module, image: np.ndarray, roi: int, overlap: float, 
     return predict_probabilities(model, image, roi, overlap, sw_batch_size, device).argmax(dim=0).to(torch.uint8).cpu().numpy()
 
 
-@dataclass(frozen=True)
-class CasePrediction:
-    """A test case's label map and what it is scored against: the label file's labels on their own
-    grid (``reference`` set, where the prediction can be saved) or the preprocessed label."""
+# How a trained model turns a preprocessed case into class probabilities (C, X, Y, Z) on its grid:
+# sliding windows for every harness-trained method, or a pipeline's own way (a prompted SAM).
+Probabilities = Callable[[PreprocessedCase], torch.Tensor]
 
-    case_id: str
-    prediction: np.ndarray  # (X, Y, Z) uint8, on the grid of ``truth``
-    truth: np.ndarray
-    spacing_mm: tuple[float, float, float]
-    reference: Reference | None = None
+
+def sliding_windows(model: nn.Module, roi: int, overlap: float, sw_batch_size: int, device: str) -> Probabilities:
+    """The harness's inference: gaussian-weighted sliding windows of ``roi`` over the case's image."""
+    return lambda case: predict_probabilities(model, case.image, roi, overlap, sw_batch_size, device)
 
 
 def predict_cases(
-    model: nn.Module,
     cases: Sequence[PreprocessedCase],
-    roi: int,
-    overlap: float,
-    sw_batch_size: int,
-    device: str,
+    probabilities: Probabilities,
     space: str = "preprocessed",
     references: Callable[[str], Reference] | None = None,
 ) -> Iterator[CasePrediction]:
-    """Each case predicted by sliding windows, one at a time (a BTCV case's probabilities on its
-    label grid take gigabytes): ``space="original"`` carries the probabilities back to the grid of the
-    case's label file (``references``: case id -> its Reference); otherwise the prediction stays on
-    the preprocessed grid."""
+    """Each case predicted (``probabilities``, e.g. ``sliding_windows``), one at a time (a BTCV case's
+    probabilities on its label grid take gigabytes): ``space="original"`` carries the probabilities
+    back to the grid of the case's label file (``references``: case id -> its Reference); otherwise
+    the prediction stays on the preprocessed grid."""
     if space not in EVAL_SPACES:
         raise ValueError(f"unknown evaluation space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
     if space == "original" and references is None:
@@ -119,41 +100,42 @@ def predict_cases(
     for case in cases:
         if space == "original":
             reference = references(case.case_id)
-            probabilities = predict_probabilities(model, case.image, roi, overlap, sw_batch_size, device)
-            prediction = to_original_grid(probabilities, case.affine, reference.label.shape, reference.affine)
-            del probabilities
+            with torch.no_grad():
+                on_case = probabilities(case)
+            prediction = to_original_grid(on_case, case.affine, reference.label.shape, reference.affine)
+            del on_case
             yield CasePrediction(case.case_id, prediction, reference.label, reference.spacing_mm, reference)
         else:
-            prediction = predict_case(model, case.image, roi, overlap, sw_batch_size, device)
+            with torch.no_grad():
+                prediction = probabilities(case).argmax(dim=0).to(torch.uint8).cpu().numpy()
             yield CasePrediction(case.case_id, prediction, case.label[0], (case.spacing_mm,) * 3)
 
 
 def evaluate_cases(
-    model: nn.Module,
-    cases: Sequence[PreprocessedCase],
-    roi: int,
-    overlap: float,
-    sw_batch_size: int,
-    device: str,
-    labels: LabelSet = BTCV_LABELS,
+    cases: Sequence[PreprocessedCase], probabilities: Probabilities, labels: LabelSet = BTCV_LABELS
 ) -> dict[str, dict[str, float]]:
     """Per-case Dice on the preprocessed grid (validation during training): case -> organ -> Dice."""
     results = {}
-    for case in predict_cases(model, cases, roi, overlap, sw_batch_size, device):
+    for case in predict_cases(cases, probabilities):
         dice = dice_per_organ(case.prediction, case.truth, labels.num_classes)
         results[case.case_id] = {organ: float(d) for organ, d in zip(labels.organs, dice, strict=True)}
     return results
 
 
 def validation_dice(
-    cases: Sequence[PreprocessedCase], roi: int, overlap: float, sw_batch_size: int, device: str, labels: LabelSet = BTCV_LABELS
+    cases: Sequence[PreprocessedCase], probabilities_of: Callable[[nn.Module], Probabilities], labels: LabelSet = BTCV_LABELS
 ) -> Callable[[nn.Module], float]:
-    """The validation line of log.jsonl: a model's Dice on ``cases`` (preprocessed grid), averaged
-    over organs and cases (NaN skipped)."""
+    """The validation line of log.jsonl: a model's Dice on ``cases`` (preprocessed grid, predicted
+    the way ``probabilities_of(model)`` predicts), averaged over organs and cases (NaN skipped)."""
     from bench.evaluation.metrics import nanmean
 
     def dice(model: nn.Module) -> float:
-        per_case = evaluate_cases(model, cases, roi, overlap, sw_batch_size, device, labels)
+        was_training = model.training
+        model.eval()
+        try:
+            per_case = evaluate_cases(cases, probabilities_of(model), labels)
+        finally:
+            model.train(was_training)
         return nanmean(d for organs in per_case.values() for d in organs.values())
 
     return dice

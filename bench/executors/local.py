@@ -6,15 +6,17 @@ from __future__ import annotations
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
+from types import MappingProxyType
 
 from rich.console import Console
 
 from bench import distributed
 from bench.console import plain
+from bench.data.source import cache_root
 from bench.errors import UserError
 from bench.io import is_storage_error
-from bench.pipelines.harness import HARNESS
-from bench.pipelines.lifecycle import Pipeline, execute_run
+from bench.pipelines.context import RunContext
+from bench.pipelines.lifecycle import execute_run
 from bench.plan.decided import Decided, PreparedGrid
 from bench.plan.grid import prepare_handed_run
 from bench.plan.runs import PlannedRun, RunJob
@@ -23,15 +25,33 @@ from bench.runs.files import is_finished
 from bench.runs.state import record_failure
 
 
-def pipeline_of(run: PlannedRun) -> Pipeline:
-    """The pipeline a planned run goes through: its method's own, or the harness's."""
-    return run.pipeline.load() if run.pipeline is not None else HARNESS
+def context_for(run: PlannedRun, grid: PreparedGrid) -> RunContext:
+    """The context of one planned run of ``grid``."""
+    ids = (*run.train_ids, *run.test_ids)
+    return RunContext(
+        name=run.name,
+        method=run.base_method,
+        options=MappingProxyType(dict(run.options)),
+        config=run.config,
+        profile=grid.profile,
+        profile_overrides=MappingProxyType(dict(grid.profile_overrides)),
+        device=grid.device,
+        threads=grid.threads,
+        label_set=grid.dataset.labels,
+        train_ids=tuple(run.train_ids),
+        test_ids=tuple(run.test_ids),
+        originals=MappingProxyType({c: grid.dataset.cases[c] for c in ids}),
+        preprocessed=MappingProxyType({c: grid.cases[c] for c in ids} if run.pipeline.needs_preprocessed(grid.profile) else {}),
+        weights=grid.weights if run.backbone else None,
+        run_dir=run.run_dir,
+        cache_dir=cache_root(),
+    )
 
 
 def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
-    """One planned run through its method's pipeline."""
-    job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions, grid)
-    return execute_run(run, pipeline_of(run), job, console)
+    """One planned run through its pipeline (the method's own, or the harness's), opened with its context."""
+    job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions)
+    return execute_run(run, lambda: run.pipeline.open(context_for(run, grid), console), job, console)
 
 
 def execute_locally(grid: PreparedGrid, console: Console) -> list[str]:

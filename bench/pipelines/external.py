@@ -20,7 +20,8 @@ from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.source import data_identity, resolve_dataset
 from bench.data.volumes import NIFTI_SUFFIXES, onto_grid, orientation_codes, read_volume
 from bench.errors import DataError, UserError
-from bench.evaluation.evaluate import CasePrediction, Reference, check_scoring_options, reference_of
+from bench.evaluation.evaluate import check_scoring_options, reference_of
+from bench.evaluation.predictions import CasePrediction, Reference
 from bench.io import sha256_file
 from bench.pipelines.lifecycle import execute_run
 from bench.plan.records import make_provenance
@@ -108,15 +109,15 @@ class ExternalRun:
 
 @dataclass
 class ExternalPredictions:
-    """The pipeline of ``bench score``: label maps from ``files`` (case id -> NIfTI file)."""
+    """What ``bench score`` opens instead of a pipeline: label maps from ``files`` (case id -> NIfTI file)."""
 
     files: dict[str, Path]
     dataset: Dataset
     match: LabelMatch | None = None  # predictions in another label set, matched by organ name
 
-    def open(self, run, job, console: Console) -> ExternalRun:
+    def open(self, test_ids, console: Console) -> ExternalRun:
         labels = {}
-        for case_id in run.test_ids:
+        for case_id in test_ids:
             reference = reference_of(self.dataset, case_id)
             notes: list[str] = []
             if self.match is None:
@@ -204,7 +205,8 @@ def score_predictions(
     )
     claim_folder(Path(out), protocol)
     provenance = make_provenance(dataset, profile=EXTERNAL_PROFILE, device="cpu", stamp=_stamp(Path(pred_dir), dataset))
-    execute_run(run, ExternalPredictions(files, dataset, match), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
+    predictions = ExternalPredictions(files, dataset, match)
+    execute_run(run, lambda: predictions.open(run.test_ids, console), RunJob(provenance, EXTERNAL_PROFILE, Path(out)), console)
     return run.run_dir
 
 

@@ -1,26 +1,36 @@
 """The harness's own pipeline: build the method's network (seeded), train it with the shared
 training loop (resuming from its checkpoint), and predict each test case by sliding windows, on
-its label file's grid or on the preprocessed grid as the run's evaluation space says."""
+its label file's grid or on the preprocessed grid as the run's evaluation space says.
+
+A method that trains this way but predicts its own way (a prompted SAM, test-time augmentation)
+registers a subclass of ``HarnessPipeline`` that overrides ``probabilities`` (and ``build``, to
+build its network otherwise); validation during training and the scored predictions both go
+through it, and the harness carries its probabilities to the evaluation space."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from rich.console import Console
+from torch import nn
 
 from bench.console import plain, progress_bar
-from bench.evaluation.evaluate import EVAL_SPACES, CasePrediction, predict_cases, reference_of, validation_dice
-from bench.plan.runs import PlannedRun, RunJob
+from bench.data.settings import PreprocessedCase
+from bench.evaluation.evaluate import EVAL_SPACES, predict_cases, sliding_windows, validation_dice
+from bench.evaluation.predictions import CasePrediction
+from bench.pipelines.context import PipelineRun, RunContext
+from bench.plan.profiles import Profile
 from bench.runs.files import CHECKPOINT_FILE
 
 
 @dataclass
 class HarnessRun:
-    run: PlannedRun
-    job: RunJob
+    pipeline: HarnessPipeline
+    context: RunContext
     console: Console
-    network: object
+    network: nn.Module
     facts: dict | None = None
     spacing_mm: float | None = None
     state: object = None  # the trained state (bench.pipelines.checkpoint.TrainState) once trained
@@ -28,67 +38,80 @@ class HarnessRun:
     def train(self) -> None:
         from bench.pipelines.training import steps_per_epoch, train
 
-        grid, run = self.job.grid, self.run
-        profile = grid.profile
-        train_cases = [grid.cases[c] for c in run.train_ids]
+        context, profile = self.context, self.context.profile
+        train_cases = [context.preprocessed[c] for c in context.train_ids]
         per_epoch = steps_per_epoch(len(train_cases), profile)
         with progress_bar(self.console) as progress:
-            task = progress.add_task(plain(run.name), total=profile.epochs * per_epoch, status="")
+            task = progress.add_task(plain(context.name), total=profile.epochs * per_epoch, status="")
 
             def on_step(epoch: int, step: int, loss: float, lr: float) -> None:
                 progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")
 
             # Validation Dice on the test cases draws the convergence curves only; the scored model is the last epoch's.
             validation = validation_dice(
-                [grid.cases[c] for c in run.test_ids],
-                profile.roi,
-                profile.sw_overlap,
-                profile.sw_batch_size,
-                grid.device,
-                run.config.label_set,
+                [context.preprocessed[c] for c in context.test_ids],
+                lambda model: self._probabilities(model),
+                context.label_set,
             )
             self.state = train(
                 self.network,
                 train_cases,
                 validation,
                 profile,
-                grid.device,
-                run.run_dir,
-                run.hash,
-                run.config.seed,
+                context.device,
+                context.run_dir,
+                context.config.hash(),
+                context.config.seed,
                 on_step=on_step,
                 notify=lambda msg: self.console.print(f"[yellow]{plain(msg)}[/yellow]"),
             )
             progress.update(task, completed=profile.epochs * per_epoch)
 
+    def _probabilities(self, model: nn.Module):
+        return lambda case: self.pipeline.probabilities(model, case, self.context)
+
     def predictions(self) -> Iterator[CasePrediction]:
-        grid, profile = self.job.grid, self.job.grid.profile
-        yield from predict_cases(
-            self.state.model,
-            [grid.cases[c] for c in self.run.test_ids],
-            profile.roi,
-            profile.sw_overlap,
-            profile.sw_batch_size,
-            grid.device,
-            space=self.run.config.eval_space,
-            references=lambda case_id: reference_of(grid.dataset, case_id),
-        )
+        context, model = self.context, self.state.model
+        was_training = model.training
+        model.eval()
+        try:
+            yield from predict_cases(
+                [context.preprocessed[c] for c in context.test_ids],
+                self._probabilities(model),
+                space=context.config.eval_space,
+                references=context.reference,
+            )
+        finally:
+            model.train(was_training)
 
     def finish(self) -> None:
-        self.state.save(self.run.run_dir / CHECKPOINT_FILE, self.run.hash, finished=True)
+        self.state.save(self.context.run_dir / CHECKPOINT_FILE, self.context.config.hash(), finished=True)
 
 
 class HarnessPipeline:
-    """Training and sliding-window inference under the uniform protocol: every method without a
-    pipeline of its own."""
+    """Training and sliding-window inference under the uniform protocol: every method that
+    registers no pipeline of its own. Subclass it to predict another way (the module docstring)."""
 
-    eval_spaces = EVAL_SPACES
+    eval_spaces: tuple[str, ...] = EVAL_SPACES
 
-    def open(self, run: PlannedRun, job: RunJob, console: Console) -> HarnessRun:
-        grid = job.grid
-        backbone = grid.weights.tensors() if grid.weights is not None and run.backbone else None
-        network = build_network(run.base_method, run.config, grid.profile, run.options, backbone)
-        return HarnessRun(run, job, console, network, spacing_mm=grid.profile.preprocess.spacing_mm)
+    def needs_preprocessed(self, profile: Profile) -> bool:
+        """Always: it trains on the harness's preprocessed crops."""
+        return True
+
+    def build(self, context: RunContext) -> nn.Module:
+        """The run's network, seeded (``build_network``)."""
+        return build_network(context.method, context.config, context.profile, dict(context.options), context.backbone_state())
+
+    def probabilities(self, model: nn.Module, case: PreprocessedCase, context: RunContext) -> torch.Tensor:
+        """Class probabilities (C, X, Y, Z) on ``case``'s preprocessed grid, from the model in eval
+        mode under ``torch.no_grad``: gaussian-weighted sliding windows of the profile's crop. The
+        case's label is there for a method that prompts from it; the harness scores what comes back."""
+        profile = context.profile
+        return sliding_windows(model, profile.roi, profile.sw_overlap, profile.sw_batch_size, context.device)(case)
+
+    def open(self, context: RunContext, console: Console) -> PipelineRun:
+        network = self.build(context)
+        return HarnessRun(self, context, console, network, spacing_mm=context.profile.preprocess.spacing_mm)
 
 
 HARNESS = HarnessPipeline()
@@ -100,8 +123,6 @@ def build_network(method: str, config, profile, options: dict, backbone_state=No
     command builds the same network, a resumed run rebuilds the frozen random backbone its
     checkpoint leaves out, and ``bench predict`` the one the run was trained with. The options were
     checked when planning, so an error here is the builder's own (recorded as the run's failure)."""
-    import torch
-
     from methods import create_model
 
     torch.manual_seed(config.seed)

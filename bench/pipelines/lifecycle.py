@@ -4,26 +4,25 @@ write the summary and rebuild results.csv.
 
 A pipeline is what turns one planned run into predictions: the harness's own training and
 sliding-window inference (``bench.pipelines.harness``), nnU-Net v2's pipeline
-(``bench.pipelines.nnunetv2``), or label maps made elsewhere (``bench.pipelines.external``). It
-opens a run (builds or plans the network) and hands back a ``PipelineRun`` that trains and then
-yields one ``CasePrediction`` per test case; everything else is done here, once.
+(``bench.pipelines.nnunetv2``), or label maps made elsewhere (``bench.pipelines.external``). Opening
+a run (building or planning the network; ``bench.pipelines.context``) hands back a ``PipelineRun``
+that trains and then yields one ``CasePrediction`` per test case; everything else is done here, once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any, Protocol
 
 from rich.console import Console
 
 from bench import distributed
 from bench.console import plain
-from bench.evaluation.evaluate import CasePrediction
 from bench.evaluation.scores import score_case
 from bench.io import write_nifti_gz
+from bench.pipelines.context import PipelineRun
 from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished, prediction_path
 from bench.runs.results import run_summary, write_results_csv
@@ -31,34 +30,10 @@ from bench.runs.state import clear_failure
 from methods.registry import count_parameters
 
 
-class PipelineRun(Protocol):
-    """One opened run of a pipeline."""
-
-    network: Any  # the module whose parameters config.json counts; None when there is none (external predictions)
-    facts: dict | None  # what the pipeline decided for this run (nnU-Net: its plan), kept in the provenance
-    spacing_mm: float | None  # the grid the pipeline worked on, for the summary; None: the label files' own
-
-    def train(self) -> None:
-        """Train to the end, resuming from what an interrupted run left; every torchrun rank calls it."""
-
-    def predictions(self) -> Iterator[CasePrediction]:
-        """Each test case's label map and what it is scored against, one at a time (first rank only)."""
-
-    def finish(self) -> None:
-        """After the summary is scored, before it is written (the harness keeps only the final weights)."""
-
-
-class Pipeline(Protocol):
-    """What turns a planned run into predictions (see the module docstring)."""
-
-    eval_spaces: tuple[str, ...]  # the --eval-space values its predictions can be scored in
-
-    def open(self, run: PlannedRun, job: RunJob, console: Console) -> PipelineRun: ...
-
-
-def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Console) -> RunSummary | None:
-    """Train, predict, score and summarise one run through ``pipeline``; returns its summary (read
-    back if it finished earlier), None on a torchrun rank other than the first."""
+def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJob, console: Console) -> RunSummary | None:
+    """Train, predict, score and summarise one run, opened by ``open_run`` (a pipeline's ``open``
+    with the run's context); returns its summary (read back if it finished earlier), None on a
+    torchrun rank other than the first."""
     summary_path = run.run_dir / SUMMARY_FILE
     if is_finished(run.run_dir):
         console.print(f"[dim]{plain(run.run_dir)}: finished earlier, skipped[/dim]")
@@ -66,7 +41,7 @@ def execute_run(run: PlannedRun, pipeline: Pipeline, job: RunJob, console: Conso
             write_results_csv(job.runs_dir)
         return RunSummary.read(summary_path)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
-    opened = pipeline.open(run, job, console)  # bad input found here leaves no run folder behind
+    opened = open_run()  # bad input found here leaves no run folder behind
     run.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run.run_dir / CONFIG_FILE
     if distributed.is_main() and not config_path.exists():

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
 from bench.console import plain
-from bench.evaluation.evaluate import CasePrediction
+from bench.evaluation.predictions import CasePrediction
 from bench.pipelines.checkpoint import first_readable, read_checkpoint
+from bench.pipelines.context import RunContext
 from bench.pipelines.nnunet_steps import (
     BEST_CHECKPOINT,
     CONFIGURATION,
@@ -36,7 +38,9 @@ from bench.pipelines.nnunet_steps import (
     quiet,
     trainer_class,
 )
+from bench.plan.profiles import Profile
 from bench.runs.files import LOG_FILE
+from methods import NNUNET_V2_FACTS, build_nnunetv2, register_method
 
 
 def predictions_on_reference(prediction_dir: Path, case, reference, coarse) -> np.ndarray:
@@ -58,13 +62,13 @@ def predictions_on_reference(prediction_dir: Path, case, reference, coarse) -> n
     return to_original_grid(probabilities, coarse[case.case_id].affine, reference.label.shape, reference.affine)
 
 
-def draw_key(run, grid, planner: str) -> str:
-    coarse = grid.profile.own_pipeline_gets_preprocessed
+def draw_key(context: RunContext, planner: str) -> str:
+    coarse = context.profile.own_pipeline_gets_preprocessed
     payload = {
-        "data": run.config.data_identity,
-        "train": list(run.train_ids),
-        "test": list(run.test_ids),
-        "raw": grid.profile.preprocess.key() if coarse else "original files",
+        "data": context.config.data_identity,
+        "train": list(context.train_ids),
+        "test": list(context.test_ids),
+        "raw": context.profile.preprocess.key() if coarse else "original files",
         "planner": planner,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -75,9 +79,8 @@ class NNUNetRun:
     """One run of nnU-Net's pipeline, opened: the draw exported, planned and preprocessed, nnU-Net's
     trainer built (and resumed from its latest checkpoint)."""
 
-    run: object
-    job: object
-    console: object
+    context: RunContext
+    console: Console
     trainer: object
     raw: Path
     preprocessed: Path
@@ -97,13 +100,13 @@ class NNUNetRun:
 
     @property
     def results(self) -> Path:
-        return self.run.run_dir / NNUNET_DIR
+        return self.context.run_dir / NNUNET_DIR
 
     def train(self) -> None:
         final = Path(self.trainer.output_folder) / FINAL_CHECKPOINT
         with self._folders():
             if not final.exists():
-                hyper = self.run.config.hyperparameters
+                hyper = self.context.config.hyperparameters
                 self.console.print(
                     f"  nnU-Net trains: {self.epochs} epochs of {hyper['iterations_per_epoch']} iterations on {self.trainer.device.type}"
                 )
@@ -111,13 +114,11 @@ class NNUNetRun:
                     self.trainer.run_training()
                 # nnU-Net removes its latest checkpoint once the final one is written; the previous goes too.
                 (Path(self.trainer.output_folder) / PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
-            _write_log(self.run.run_dir / LOG_FILE, nnunet_log_lines(self.trainer))
+            _write_log(self.context.run_dir / LOG_FILE, nnunet_log_lines(self.trainer))
 
     def predictions(self) -> Iterator[CasePrediction]:
-        from bench.evaluation.evaluate import reference_of
-
-        dataset = self.job.grid.dataset
-        mirroring = self.run.config.hyperparameters["mirroring"]
+        context = self.context
+        mirroring = context.config.hyperparameters["mirroring"]
         with self._folders():
             predict_test_images(
                 self.trainer,
@@ -126,9 +127,9 @@ class NNUNetRun:
                 save_probabilities=self.coarse is not None,
                 mirroring=mirroring,
             )
-        for case_id in self.run.test_ids:
-            case = dataset.cases[case_id]
-            reference = reference_of(dataset, case_id)
+        for case_id in context.test_ids:
+            case = context.originals[case_id]
+            reference = context.reference(case_id)
             prediction = predictions_on_reference(self.prediction_dir, case, reference, self.coarse)
             if prediction.shape != reference.label.shape:
                 raise ValueError(f"nnU-Net's prediction of case {case_id} has shape {prediction.shape}, its label {reference.label.shape}")
@@ -140,29 +141,31 @@ class NNUNetRun:
 
 class NNUNetV2Pipeline:
     """nnU-Net v2's own pipeline (see ``bench.pipelines.nnunet_steps``): export, plan, preprocess,
-    train (resuming from nnU-Net's latest checkpoint), predict."""
+    train (resuming from nnU-Net's latest checkpoint), predict; scored in the original label space."""
 
-    def open(self, run, job, console) -> NNUNetRun:
+    eval_spaces: tuple[str, ...] = ("original",)
+
+    def needs_preprocessed(self, profile: Profile) -> bool:
+        """Only where the profile hands it the harness's volumes instead of the original files."""
+        return profile.own_pipeline_gets_preprocessed
+
+    def open(self, context: RunContext, console: Console) -> NNUNetRun:
         import torch
 
-        from bench.data.source import cache_root
-
-        grid = job.grid
-        hyper = run.config.hyperparameters
+        hyper = context.config.hyperparameters
         planner = hyper["planner"]
         # --epochs shortens every method's training, nnU-Net's too; its own schedule otherwise.
-        epochs = grid.profile_overrides.get("epochs") or hyper["epochs"]
-        coarse_profile = grid.profile.own_pipeline_gets_preprocessed
-        root = cache_root() / "nnunetv2" / draw_key(run, grid, planner)
-        raw, preprocessed, results = root / "raw", root / "preprocessed", run.run_dir / NNUNET_DIR
-        dataset = grid.dataset
-        train_cases = [dataset.cases[c] for c in run.train_ids]
-        test_cases = [dataset.cases[c] for c in run.test_ids]
+        epochs = context.profile_overrides.get("epochs") or hyper["epochs"]
+        coarse_profile = self.needs_preprocessed(context.profile)
+        root = context.cache_dir / "nnunetv2" / draw_key(context, planner)
+        raw, preprocessed, results = root / "raw", root / "preprocessed", context.run_dir / NNUNET_DIR
+        train_cases = [context.originals[c] for c in context.train_ids]
+        test_cases = [context.originals[c] for c in context.test_ids]
         # The grid has preprocessed every case at the profile's spacing already.
-        coarse = {c.case_id: grid.cases[c.case_id] for c in train_cases + test_cases} if coarse_profile else None
-        console.print(f"{plain(run.method)} {run.data} #{run.repeat}: nnU-Net plans and preprocesses the draw's {len(train_cases)} cases")
+        coarse = dict(context.preprocessed) if coarse_profile else None
+        console.print(f"{plain(context.name)}: nnU-Net plans and preprocesses the draw's {len(train_cases)} cases")
         with nnunet_folders(raw, preprocessed, results, augmentation_workers=1):
-            export_raw_dataset(raw, train_cases, test_cases, coarse, run.config.labels)
+            export_raw_dataset(raw, train_cases, test_cases, coarse, context.label_set.organs)
             plans = plan_and_preprocess(preprocessed, planner)
         workers = 0 if coarse_profile else int(os.environ.get("nnUNet_n_proc_DA", "8"))
         with nnunet_folders(raw, preprocessed, results, augmentation_workers=workers):
@@ -171,14 +174,14 @@ class NNUNetV2Pipeline:
             checkpoint_every = 1 if coarse_profile else 50
             with quiet():
                 trainer = trainer_class(epochs, hyper["iterations_per_epoch"], checkpoint_every)(
-                    plans, CONFIGURATION, "all", dataset_json, torch.device(grid.device)
+                    plans, CONFIGURATION, "all", dataset_json, torch.device(context.device)
                 )
             folder = Path(trainer.output_folder)
             # nnU-Net's own resume order (its --c), with the previous latest we keep after the latest.
             candidates = [folder / name for name in (FINAL_CHECKPOINT, LATEST_CHECKPOINT, PREVIOUS_CHECKPOINT, BEST_CHECKPOINT)]
             found, _ = first_readable(
                 candidates,
-                run.run_dir,
+                context.run_dir,
                 lambda msg: console.print(f"[yellow]{plain(msg)}[/yellow]"),
                 read=lambda path: read_checkpoint(path, ("network_weights", "current_epoch"), weights_only=False),
                 epoch_key="current_epoch",
@@ -188,8 +191,7 @@ class NNUNetV2Pipeline:
                 if found is not None:
                     trainer.load_checkpoint(str(found))  # read again: this nnU-Net's load_checkpoint takes a path only
         return NNUNetRun(
-            run,
-            job,
+            context,
             console,
             trainer,
             raw,
@@ -205,6 +207,9 @@ class NNUNetV2Pipeline:
 
 
 NNUNET_V2 = NNUNetV2Pipeline()
+# The method nnU-Net v2 is: its facts (methods.nnunetv2) with the pipeline that runs it. This module is
+# this distribution's own entry point (pyproject.toml), loaded before any plugin's, as built in.
+register_method("nnunetv2", pipeline=NNUNET_V2, **NNUNET_V2_FACTS)(build_nnunetv2)
 
 
 def _write_log(path: Path, lines) -> None:

@@ -49,12 +49,6 @@ def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console
     return cases, {"seconds": round(time.monotonic() - started, 2), "from_cache": cached, "cache_dir": str(cache_dir)}
 
 
-def uses_harness_preprocessing(pipelines, profile: Profile) -> bool:
-    """Whether any run of the grid reads the harness's preprocessed volumes: every run of a method
-    without its own pipeline does, and a method's own pipeline does where the profile hands it them."""
-    return any(pipeline is None for pipeline in pipelines) or profile.own_pipeline_gets_preprocessed
-
-
 def decide(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> Decided:
     """Check the request and settle everything its runs share; says what kind of numbers they make."""
     from methods import get_method
@@ -162,7 +156,7 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
         raise UserError(f"protocol {protocol.name} names cases that {dataset.root} lacks: {shown} (run bench data check)")
     if distributed.is_main():
         claim_folder(Path(decided.request.out), protocol)
-    if uses_harness_preprocessing([run.pipeline for run in planned], profile):
+    if any(run.pipeline.needs_preprocessed(profile) for run in planned):
         cases, prep = prepare_cases(dataset, needed, profile, console)
         console.print(f"preprocessing: {len(cases)} cases in {prep['seconds']:.1f} s ({prep['from_cache']} from cache)")
     else:
@@ -182,12 +176,20 @@ def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) 
     return PreparedGrid(decided, planned, cases, provenance)
 
 
-def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None) -> PreparedGrid:
-    """Check the request, find the data, plan the runs and preprocess the cases they need."""
+def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str], None] | None = None, *, harness: object) -> PreparedGrid:
+    """Check the request, find the data, plan the runs (each method through its own pipeline, else
+    ``harness``: ``bench.pipelines.harness.HARNESS``) and preprocess the cases they need."""
     decided = decide(request, console, announce)
     identity = data_identity(decided.dataset, decided.protocol.all_ids())
     planned = plan_runs(
-        decided.request, decided.profile, decided.device, identity, decided.weights, decided.dataset.labels, decided.protocol
+        decided.request,
+        decided.profile,
+        decided.device,
+        identity,
+        decided.weights,
+        decided.dataset.labels,
+        decided.protocol,
+        harness=harness,
     )
     return prepare_runs(decided, planned, console)
 

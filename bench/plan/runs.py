@@ -66,7 +66,7 @@ class PlannedRun:
     options: dict = field(default_factory=dict)
     title: str = ""  # the method's title (methods.registry.MethodInfo), for report rows
     backbone: bool = False  # the method takes the grid's SAM backbone weights
-    pipeline: object = None  # the method's own pipeline (methods.registry.OwnPipeline); None: the harness's
+    pipeline: object = None  # what its runs go through: the method's own pipeline, else the harness's (bench.pipelines.context.Pipeline)
     source: str = ""  # where a plugin method comes from ("plugin sam3d-x 0.1.0"), for report rows; "" when built in
     scored: tuple[str, ...] = ()  # the organs its summary keeps, in table order (the protocol's); empty: all
 
@@ -175,10 +175,13 @@ def plan_runs(
     weights: BackboneWeights | None,
     label_set: LabelSet = BTCV_LABELS,
     protocol: Protocol | None = None,
+    *,
+    harness: object,
 ) -> list[PlannedRun]:
     """Every run the request asks for, configured and hashed; ``identity``: the data's content
     identity (``bench.data.source.data_identity``), ``label_set``: its organs; ``protocol``: the
-    request's, as decided (read from its name when not given)."""
+    request's, as decided (read from its name when not given); ``harness``: the pipeline of every
+    method that registers none (``bench.pipelines.harness.HARNESS``)."""
     from methods import get_method
     from splits import load_protocol
 
@@ -191,9 +194,10 @@ def plan_runs(
     for entry in request.methods:
         name, own = parse_method_entry(entry)
         info = get_method(name)
-        if info.pipeline is not None and request.eval_space not in info.pipeline.eval_spaces:
-            spaces = " or ".join(info.pipeline.eval_spaces)
-            raise UserError(f"{name} can be scored in the {spaces} space only (its own pipeline predicts there); drop --eval-space")
+        pipeline = info.pipeline if info.pipeline is not None else harness
+        if request.eval_space not in pipeline.eval_spaces:
+            spaces = " or ".join(pipeline.eval_spaces)
+            raise UserError(f"{name} can be scored in the {spaces} space only (its pipeline predicts there); drop --eval-space")
         # --set applies to every method named, options in brackets to their method alone.
         options = checked_options(name, {**request.options, **own}, profile)
         hyper = info.hyperparameters(profile.model_size, **options)
@@ -205,7 +209,7 @@ def plan_runs(
             draw = draws[repeat]
             run = PlannedRun(label, request.data, repeat, draw.train, draw.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
-            run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, info.pipeline
+            run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, pipeline
             run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
             run.scored = protocol.organs
             configure(
@@ -270,4 +274,3 @@ class RunJob:
     profile_name: str
     runs_dir: Path  # where results.csv is rebuilt after each run
     save_predictions: bool = False
-    grid: object = None  # the PreparedGrid (bench.plan.decided) the harness's pipelines read; None for external predictions
