@@ -138,12 +138,14 @@ def test_every_profile_setting_can_be_changed_and_the_change_is_recorded(tiny_sy
 def planned_labels(tiny_synthetic, tmp_path, methods, options=None):
     """The run labels ``bench run --methods METHODS --set ...`` plans (smoke profile, 12%, draw 0)."""
 
+    from rich.console import Console
+
     from bench.pipelines.harness import HARNESS
-    from bench.plan.profiles import PROFILES
-    from bench.plan.runs import RunRequest, plan_runs
+    from bench.plan.grid import decide, plan_runs
+    from bench.plan.runs import RunRequest
 
     request = RunRequest(methods, "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", options=options or {})
-    return [run.method for run in plan_runs(request, PROFILES["smoke"], "cpu", "synthetic-v1", None, harness=HARNESS)]
+    return [run.method for run in plan_runs(decide(request, Console(quiet=True)), "synthetic-v1", harness=HARNESS)]
 
 
 def test_options_per_method_in_the_method_list(tiny_synthetic, tmp_path):

@@ -115,7 +115,6 @@ def test_a_job_runs_the_run_it_was_handed_without_deciding_again(tiny_synthetic,
     from bench.executors import local
     from bench.pipelines.harness import HARNESS
     from bench.plan import grid as grid_module
-    from bench.plan import runs as runs_module
     from bench.plan.runs import RunRequest
 
     request = RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", epochs=1)
@@ -128,7 +127,6 @@ def test_a_job_runs_the_run_it_was_handed_without_deciding_again(tiny_synthetic,
 
     patched = (
         (grid_module, "decide"),
-        (runs_module, "plan_runs"),
         (grid_module, "plan_runs"),
         (splits, "load_protocol"),
         (grid_module, "load_protocol"),

@@ -142,15 +142,16 @@ def test_plugins_named_after_the_registry_was_read_are_refused(plugin_site):
 
 
 def test_a_plugin_method_is_in_the_configuration_and_its_hash(plugin_site, tiny_synthetic, tmp_path):
+    from rich.console import Console
+
     from bench.pipelines.harness import HARNESS
-    from bench.plan.profiles import resolve_profile
-    from bench.plan.runs import RunRequest, plan_runs
+    from bench.plan.grid import decide, plan_runs
+    from bench.plan.runs import RunRequest
 
     write_module(plugin_site, "plug_hashed", "hashed3d")
     install(plugin_site, "sam3d-hashed", "0.1", {"hashed": "plug_hashed"})
-    profile = resolve_profile("smoke", has_cuda=False)
-    request = RunRequest(methods=["hashed3d", "unetr"], data="12pct", repeats="0", out=tmp_path / "runs")
-    plugin_run, builtin_run = plan_runs(request, profile, "cpu", "identity", None, harness=HARNESS)
+    request = RunRequest(["hashed3d", "unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs")
+    plugin_run, builtin_run = plan_runs(decide(request, Console(quiet=True)), "identity", harness=HARNESS)
     assert plugin_run.config.method_source == {"distribution": "sam3d-hashed", "version": "0.1", "module": "plug_hashed"}
     assert plugin_run.source == "plugin sam3d-hashed 0.1, revision 1"
     assert builtin_run.config.method_source is None and builtin_run.source == ""

@@ -12,7 +12,7 @@ from bench.plan.profiles import Profile
 from bench.plan.runs import PlannedRun, RunRequest
 from bench.plan.weights import BackboneWeights
 from bench.runs.files import Provenance
-from splits import Protocol
+from splits import Draw, Protocol
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Decided:
     overrides: dict  # what the command changed in the profile, flags included
     weights: BackboneWeights | None
     dataset: Dataset
+    draws: dict[int, Draw]  # the draws of the fraction to run, by number (--repeats, else the profile's)
     workers: int  # the loader's workers the profile asks for, before any process caps them
     threads: int = 0  # PyTorch's threads in this process; 0 until localized
 

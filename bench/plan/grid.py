@@ -22,12 +22,19 @@ from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
 from bench.plan.decided import Decided, PreparedGrid
-from bench.plan.profiles import Profile, parse_repeats, resolve_profile
+from bench.plan.profiles import Profile, parse_repeats, profile_dict, resolve_profile
 from bench.plan.records import make_provenance, stamp
-from bench.plan.runs import PlannedRun, RunRequest, parse_method_entry, plan_runs
+from bench.plan.runs import PlannedRun, RunRequest, checked_options, configure, method_label, parse_method_entry, run_seed
 from bench.plan.weights import resolve_backbone_weights
+from bench.runs.files import run_dir
 from bench.runs.protocol import check_folder, claim_folder
 from splits import load_protocol
+
+# Settings that change how fast a run goes or which runs a command makes, not what a run computes:
+# left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
+# compute, but it is set by the profile alone, whose name is hashed; leaving it out keeps the runs
+# made before it was a field resumable.
+_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats", "own_pipeline_gets_preprocessed")
 
 
 def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
@@ -73,19 +80,15 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         distributed.init(device)
     profile = resolve_profile(request.profile, has_cuda=device == "cuda")
     request = replace(request, repeats=request.repeats or profile.repeats)  # no --repeats: the profile's draws
-    if request.epochs is not None and request.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {request.epochs}")
-    if request.roi is not None and request.roi < 8:
-        raise UserError(f"--roi must be at least 8 voxels, got {request.roi}")
     if request.threads is not None and request.threads < 1:
         raise UserError(f"--threads must be at least 1, got {request.threads}")
     request = replace(request, jobs=resolve_jobs(request, device))
-    if request.checkpoint_minutes is not None and request.checkpoint_minutes <= 0:
-        raise UserError(f"--checkpoint-minutes must be positive, got {request.checkpoint_minutes}")
     check_scoring_options(request.eval_space, request.nsd_tolerance_mm)
+    # --epochs, --roi and --checkpoint-minutes are profile settings; checked (and named) there.
     flags = {"epochs": request.epochs, "roi": request.roi, "checkpoint_minutes": request.checkpoint_minutes}
-    overrides = {**{k: v for k, v in flags.items() if v is not None}, **request.profile_overrides}
-    profile = profile.with_overrides(overrides)
+    flags = {k: v for k, v in flags.items() if v is not None and k not in request.profile_overrides}
+    overrides = {**flags, **request.profile_overrides}
+    profile = profile.with_overrides(overrides, spelled={k: "--" + k.replace("_", "-") for k in flags})
     weights = None
     backbones = {info.backbone for info in infos if info.backbone is not None}
     if len(backbones) > 1:  # one --sam-checkpoint cannot serve two kinds of backbone
@@ -93,7 +96,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     if backbones:
         weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.published_size, request.allow_random_backbone)
 
-    parse_repeats(request.repeats, len(draws))
+    repeats = parse_repeats(request.repeats, len(draws))
     check_writable(Path(request.out))
     check_folder(Path(request.out), protocol)
     if not distributed.is_main():
@@ -101,7 +104,9 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     check_trainable(dataset.labels, str(dataset.root))
     say = announce or console.print
-    decided = localize(Decided(request, protocol, device, profile, overrides, weights, dataset, profile.num_workers))
+    decided = localize(
+        Decided(request, protocol, device, profile, overrides, weights, dataset, {r: draws[r] for r in repeats}, profile.num_workers)
+    )
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), decided.threads)):
         say(f"[yellow]warning: {plain(busy)}[/yellow]")
     say(f"[bold]{plain(stamp(dataset, profile, weights, overrides))}[/bold]; device {device}")
@@ -143,6 +148,61 @@ def resolve_jobs(request: RunRequest, device: str) -> int:
     return jobs
 
 
+def plan_runs(decided: Decided, identity: str, *, harness: object) -> list[PlannedRun]:
+    """Every run the decided request asks for, configured and hashed; ``identity``: the data's
+    content identity (``bench.data.source.data_identity``); ``harness``: the pipeline of every
+    method that registers none (``bench.pipelines.harness.HARNESS``)."""
+    from methods import get_method
+
+    request, profile, protocol, label_set = decided.request, decided.profile, decided.protocol, decided.dataset.labels
+    device, weights = decided.device, decided.weights
+    if unknown := [organ for organ in protocol.organs if organ not in label_set.organs]:
+        raise UserError(f"protocol {protocol.name} scores organs the dataset's labels lack: {', '.join(unknown)}")
+    planned, labels = [], set()
+    for entry in request.methods:
+        name, own = parse_method_entry(entry)
+        info = get_method(name)
+        pipeline = info.pipeline if info.pipeline is not None else harness
+        if request.eval_space not in pipeline.eval_spaces:
+            spaces = " or ".join(pipeline.eval_spaces)
+            raise UserError(f"{name} can be scored in the {spaces} space only (its pipeline predicts there); drop --eval-space")
+        # --set applies to every method named, options in brackets to their method alone.
+        options = checked_options(name, {**request.options, **own}, profile)
+        hyper = info.hyperparameters(profile.model_size, **options)
+        label = method_label(name, options)
+        if label in labels:  # named twice: one set of runs
+            continue
+        labels.add(label)
+        for repeat, draw in decided.draws.items():
+            run = PlannedRun(label, request.data, repeat, draw.train, draw.test, run_dir(request.out, request.data, label, repeat))
+            run.base_method, run.options = name, dict(options)
+            run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, pipeline
+            run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
+            run.scored = protocol.organs
+            configure(
+                run,
+                protocol,
+                label_set,
+                base_method=name,
+                method_revision=info.revision,
+                family=info.family,
+                hyperparameters=hyper,
+                profile={k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
+                preprocess_key=profile.preprocess.key(),
+                data_identity=identity,
+                device=device,
+                processes=distributed.world_size(),
+                seed=run_seed(profile, name, request.data, repeat),
+                weights=weights.description if info.backbone and weights else info.weights,
+                weights_identity=weights.identity if info.backbone and weights else None,
+                eval_space=request.eval_space,
+                nsd_tolerance_mm=float(request.nsd_tolerance_mm),
+                method_source=info.source.provenance(),
+            )
+            planned.append(run)
+    return planned
+
+
 def prepare_runs(decided: Decided, planned: list[PlannedRun], console: Console) -> PreparedGrid:
     """The grid of ``planned``: every case they read found and preprocessed (or loaded from the cache);
     the runs folder claimed for the request's protocol."""
@@ -181,16 +241,7 @@ def prepare_grid(request: RunRequest, console: Console, announce: Callable[[str]
     ``harness``: ``bench.pipelines.harness.HARNESS``) and preprocess the cases they need."""
     decided = decide(request, console, announce)
     identity = data_identity(decided.dataset, decided.protocol.all_ids())
-    planned = plan_runs(
-        decided.request,
-        decided.profile,
-        decided.device,
-        identity,
-        decided.weights,
-        decided.dataset.labels,
-        decided.protocol,
-        harness=harness,
-    )
+    planned = plan_runs(decided, identity, harness=harness)
     return prepare_runs(decided, planned, console)
 
 

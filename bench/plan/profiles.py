@@ -47,10 +47,11 @@ class Profile:
         ViT-B), rather than narrowed for a CPU."""
         return self.model_size == PUBLISHED_SIZE
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> Profile:
+    def with_overrides(self, overrides: Mapping[str, Any], spelled: Mapping[str, str] | None = None) -> Profile:
         """This profile with ``overrides`` applied: each key a field of the profile or of its
         preprocessing (``spacing_mm``), each value converted to that field's type and checked;
-        UserError naming the setting otherwise. ``name`` stays: it says which profile was changed."""
+        UserError naming the setting otherwise, as ``spelled`` writes it where the user set it by a
+        flag (``{"epochs": "--epochs"}``). ``name`` stays: it says which profile was changed."""
         top, pre = {}, {}
         for key, value in overrides.items():
             if key in _OVERRIDABLE:
@@ -61,11 +62,11 @@ class Profile:
                 settings = ", ".join(sorted(_OVERRIDABLE | _PREPROCESS_FIELDS))
                 raise UserError(f"--profile-set {key}: no such setting; the profile's settings: {settings}")
         changed = replace(self, preprocess=replace(self.preprocess, **pre), **top)
-        changed.check()
+        changed.check(spelled)
         return changed
 
-    def check(self) -> None:
-        """UserError naming the first setting that no run could use."""
+    def check(self, spelled: Mapping[str, str] | None = None) -> None:
+        """UserError naming the first setting that no run could use (as ``spelled`` writes it, if there)."""
         checks = (
             ("epochs", self.epochs >= 1, "at least 1"),
             ("roi", self.roi >= 8, "at least 8 voxels"),
@@ -86,7 +87,7 @@ class Profile:
         for key, ok, needs in checks:
             if not ok:
                 value = getattr(self.preprocess, key) if key in _PREPROCESS_FIELDS else getattr(self, key)
-                raise UserError(f"profile setting {key} must be {needs}, got {value!r}")
+                raise UserError(f"{(spelled or {}).get(key, f'profile setting {key}')} must be {needs}, got {value!r}")
 
 
 _OVERRIDABLE = {f.name for f in fields(Profile)} - {"name", "preprocess"}

@@ -11,19 +11,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import distributed
-from bench.data.labels import BTCV_LABELS, LabelSet
+from bench.data.labels import LabelSet
 from bench.errors import UserError
-from bench.plan.profiles import Profile, parse_repeats, profile_dict
-from bench.plan.weights import BackboneWeights
-from bench.runs.files import CONFIG_FILE, Provenance, RunConfig, config_hash_in, run_dir
+from bench.plan.profiles import Profile
+from bench.runs.files import CONFIG_FILE, Provenance, RunConfig, config_hash_in
 from splits import DEFAULT_PROTOCOL, Protocol
-
-# Settings that change how fast a run goes or which runs a command makes, not what a run computes:
-# left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
-# compute, but it is set by the profile alone, whose name is hashed; leaving it out keeps the runs
-# made before it was a field resumable.
-_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats", "own_pipeline_gets_preprocessed")
 
 
 @dataclass
@@ -165,75 +157,6 @@ def checked_options(name: str, options: dict, profile: Profile) -> dict:
     except ValueError as exc:
         raise UserError(f"{method_label(name, options)}: {exc}") from None
     return typed
-
-
-def plan_runs(
-    request: RunRequest,
-    profile: Profile,
-    device: str,
-    identity: str,
-    weights: BackboneWeights | None,
-    label_set: LabelSet = BTCV_LABELS,
-    protocol: Protocol | None = None,
-    *,
-    harness: object,
-) -> list[PlannedRun]:
-    """Every run the request asks for, configured and hashed; ``identity``: the data's content
-    identity (``bench.data.source.data_identity``), ``label_set``: its organs; ``protocol``: the
-    request's, as decided (read from its name when not given); ``harness``: the pipeline of every
-    method that registers none (``bench.pipelines.harness.HARNESS``)."""
-    from methods import get_method
-    from splits import load_protocol
-
-    protocol = protocol or load_protocol(request.protocol)
-    draws = protocol.check_fraction(request.data)
-    repeats = parse_repeats(request.repeats, len(draws))
-    if unknown := [organ for organ in protocol.organs if organ not in label_set.organs]:
-        raise UserError(f"protocol {protocol.name} scores organs the dataset's labels lack: {', '.join(unknown)}")
-    planned, labels = [], set()
-    for entry in request.methods:
-        name, own = parse_method_entry(entry)
-        info = get_method(name)
-        pipeline = info.pipeline if info.pipeline is not None else harness
-        if request.eval_space not in pipeline.eval_spaces:
-            spaces = " or ".join(pipeline.eval_spaces)
-            raise UserError(f"{name} can be scored in the {spaces} space only (its pipeline predicts there); drop --eval-space")
-        # --set applies to every method named, options in brackets to their method alone.
-        options = checked_options(name, {**request.options, **own}, profile)
-        hyper = info.hyperparameters(profile.model_size, **options)
-        label = method_label(name, options)
-        if label in labels:  # named twice: one set of runs
-            continue
-        labels.add(label)
-        for repeat in repeats:
-            draw = draws[repeat]
-            run = PlannedRun(label, request.data, repeat, draw.train, draw.test, run_dir(request.out, request.data, label, repeat))
-            run.base_method, run.options = name, dict(options)
-            run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, pipeline
-            run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
-            run.scored = protocol.organs
-            configure(
-                run,
-                protocol,
-                label_set,
-                base_method=name,
-                method_revision=info.revision,
-                family=info.family,
-                hyperparameters=hyper,
-                profile={k: v for k, v in profile_dict(profile).items() if k not in _NOT_HASHED},
-                preprocess_key=profile.preprocess.key(),
-                data_identity=identity,
-                device=device,
-                processes=distributed.world_size(),
-                seed=run_seed(profile, name, request.data, repeat),
-                weights=weights.description if info.backbone and weights else info.weights,
-                weights_identity=weights.identity if info.backbone and weights else None,
-                eval_space=request.eval_space,
-                nsd_tolerance_mm=float(request.nsd_tolerance_mm),
-                method_source=info.source.provenance(),
-            )
-            planned.append(run)
-    return planned
 
 
 def configure(run: PlannedRun, protocol: Protocol, label_set: LabelSet, **fields) -> PlannedRun:
