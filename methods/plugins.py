@@ -132,6 +132,12 @@ def load_plugins() -> None:
         for group in (ENTRY_POINT_GROUP, METRIC_ENTRY_POINT_GROUP)
         for e in sorted(metadata.entry_points(group=group), key=lambda e: (_dist_name(e) not in house, e.name))
     ]
+    if house and not any(_dist_name(e) in house for e in entries):
+        # Installed before the harness declared its own entry points: what registers through them is missing.
+        log.warning(
+            f"warning: {', '.join(sorted(house))}'s own entry points are missing (an install older than this checkout): "
+            "nnunetv2 is not registered; run ./install again"
+        )
     for entry in entries:
         dist = entry.dist
         own = _dist_name(entry) in house

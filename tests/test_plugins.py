@@ -92,6 +92,16 @@ def test_a_plugin_that_fails_to_import_is_one_warning_and_the_rest_still_works(p
     assert "\n" not in record.message
 
 
+def test_an_install_older_than_the_checkout_says_its_own_entry_points_are_missing(plugin_site, caplog, monkeypatch):
+    """nnU-Net v2 registers through this distribution's own entry point; metadata from an older
+    install lacks it, and that is said, not left as a method quietly missing from the table."""
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [])
+    with caplog.at_level(logging.WARNING, logger="sam3d_bench.plugins"):
+        registry.list_methods()
+    (record,) = caplog.records
+    assert "own entry points are missing" in record.message and "run ./install again" in record.message
+
+
 def test_a_name_clash_with_a_built_in_is_exit_2_naming_both(plugin_site):
     write_module(plugin_site, "plug_clash", "samed")
     install(plugin_site, "sam3d-clash", "0.1", {"samed": "plug_clash"})

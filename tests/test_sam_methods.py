@@ -8,8 +8,9 @@ from methods.masam import DepthAdapter3D
 from methods.registry import build_on_meta
 from methods.sam_common import LoRAQKV, SamSliceEncoder, build_sam_vit
 from methods.tpmamba import PLANES, TriPlaneMambaAdapter, from_plane, to_plane
+from tests.conftest import built_in_methods
 
-SAM_METHODS = ("tpmamba", "samed", "masam")
+SAM_METHODS = [info.name for info in built_in_methods() if info.family == "sam-adapter"]  # from the registry
 
 
 @pytest.mark.parametrize("name", SAM_METHODS)

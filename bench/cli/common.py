@@ -30,6 +30,14 @@ def _protocols_help() -> str:
     return f"Which cases each draw trains and tests on (--repeats picks draws or folds). {described}; or a protocol file."
 
 
+def fractions_help(what: str) -> str:
+    """A --data help, with the fractions of the built-in protocols read from them."""
+    from splits import built_in_protocols, load_protocol
+
+    fractions = dict.fromkeys(f for name in built_in_protocols() for f in load_protocol(name).fractions)
+    return f"{what}: one of the protocol's fractions ({', '.join(fractions)} in the built-in protocols)."
+
+
 ProtocolOption = Annotated[str, typer.Option(help=_protocols_help())]
 PluginOption = Annotated[
     list[str] | None,

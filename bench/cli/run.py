@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from bench.cli.common import PluginOption, ProtocolOption, console, method_names, use_plugins, user_errors
+from bench.cli.common import PluginOption, ProtocolOption, console, fractions_help, method_names, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import RunsFailed, UserError
 from splits import DEFAULT_PROTOCOL
@@ -27,7 +27,7 @@ def run(
             help="Comma-separated method names (bench list shows them), or 'all'; options per method in brackets: 'tpmamba[r=48],masam'."
         ),
     ] = "tpmamba,masam",
-    data: Annotated[str, typer.Option(help="Fraction of the training cases: 100pct, 25pct or 12pct (the protocol's fractions).")] = "25pct",
+    data: Annotated[str, typer.Option(help=fractions_help("Fraction of the training cases"))] = "25pct",
     protocol: ProtocolOption = DEFAULT_PROTOCOL,
     repeats: Annotated[
         str | None, typer.Option(help="Which random draws of the fraction to run: 'all' or e.g. '0,1' (default: the profile's; smoke: 0).")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import ProtocolOption, console, user_errors
+from bench.cli.common import ProtocolOption, console, fractions_help, user_errors
 from bench.console import plain
 from bench.errors import UserError
 from splits import DEFAULT_PROTOCOL
@@ -39,7 +39,7 @@ def report(
 def score(
     pred_dir: Annotated[Path, typer.Argument(help="Folder of label maps, one NIfTI per test case named by its id (label0035.nii.gz).")],
     method: Annotated[str, typer.Option(help="Row label in the tables, e.g. tpmamba-official.")],
-    data: Annotated[str, typer.Option(help="Fraction the predicting model was trained on: 100pct, 25pct or 12pct.")],
+    data: Annotated[str, typer.Option(help=fractions_help("Fraction the predicting model was trained on"))],
     repeat: Annotated[int, typer.Option(help="Draw of that fraction the model was trained on (0-based).")],
     data_root: Annotated[Path | None, typer.Option(help="BTCV folder with the test labels; default as bench run.")] = None,
     out: Annotated[Path, typer.Option(help="Runs folder to write <data>/<method>/repeat<k>/ into.")] = Path("runs"),
