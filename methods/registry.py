@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
+import torch
 from torch import nn
 
 from methods.plugins import BUILT_IN, MethodSource, PluginError, load_plugins, source_of
@@ -221,8 +222,6 @@ def build_on_meta(name: str, *, size: ModelSize = "paper", roi_size: tuple[int, 
     A builder that reads tensor values while it builds (MONAI's SwinUNETR turns its drop-path rates
     into floats) cannot run on the meta device; it is built on the CPU instead.
     """
-    import torch
-
     try:
         with torch.device("meta"):
             return create_model(name, size=size, roi_size=roi_size, **overrides)

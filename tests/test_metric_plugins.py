@@ -66,6 +66,20 @@ def test_a_metric_named_twice_is_one_line_naming_both(metric_site):
     assert result.exit_code == 2 and "metric 'dice' is registered twice (built-in, and plugin sam3d-volume 0.1.0)" in result.output
 
 
+def test_report_takes_a_metric_module_by_plugin_and_names_runs_scored_before_it(metric_site, tmp_path):
+    from tests.conftest import write_finished_run
+
+    (metric_site / "plug_volume.py").write_text(PLUGIN)  # importable, not installed: --plugin names it
+    runs = tmp_path / "runs"
+    write_finished_run(runs, "12pct", "unetr", 0, liver=0.9)
+    plugins._loaded = False  # as in a fresh process: writing the run read the metric registry
+    result = invoke("report", runs, "--plugin", "plug_volume")
+    assert result.exit_code == 0, result.output
+    html = (runs / "report" / "report.html").read_text()
+    assert '<h2 id="vol_err">Volume error (%) on the test cases</h2>' in html and 'id="vol_err-unscored"' in html
+    assert "unetr 12pct #0" in html and (runs / "report" / "table_vol_err.md").exists()
+
+
 def rows_of(path):
     with open(path) as fh:
         return list(csv.DictReader(fh))
@@ -104,7 +118,8 @@ def test_a_plugin_metric_reaches_results_tables_and_report_and_old_runs_still_wo
 
     report = out / "report"
     table = (report / "table_vol_err.md").read_text()
-    assert "# Volume error (%) on the test cases" in table and "Best (lowest)" in table and "| unetr" in table
+    assert "# Volume error (%) on the test cases" in table and "Best (lowest)" in table
+    assert "| unetr (2 of 5 draws; 3 missing; vol_err scored in 1 of them) |" in table  # its mean is draw 1's alone
     html = (report / "report.html").read_text()
     assert '<h2 id="vol_err">Volume error (%) on the test cases</h2>' in html and 'id="vol_err-12pct"' in html
     assert 'id="vol_err-unscored"' in html and "unetr 12pct #0" in html

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import ProtocolOption, console, fractions_help, user_errors
+from bench.cli.common import PluginOption, ProtocolOption, console, fractions_help, use_plugins, user_errors
 from bench.console import plain
 from bench.errors import UserError
 from splits import DEFAULT_PROTOCOL
@@ -21,8 +21,10 @@ from splits import DEFAULT_PROTOCOL
 def report(
     runs_dir: Annotated[Path, typer.Argument(help="A runs folder written by bench run.")],
     out: Annotated[Path | None, typer.Option(help="Where to write the report files; default RUNS_DIR/report.")] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Table 1 in the paper's style (Markdown, LaTeX, CSV), the paper's figures and report.html, from run files only."""
+    use_plugins(plugin)  # a metric plugin's tables and sections
     from bench.reporting.report import write_report
     from bench.runs.files import REPORT_DIR
     from reports import paper_table1
@@ -56,9 +58,11 @@ def score(
         Path | None,
         typer.Option(help="With --label-map by-name or FILE: a dataset.json naming the predictions' labels (default: BTCV's 13)."),
     ] = None,
+    plugin: PluginOption = None,
 ) -> None:
     """Score anyone's predictions with bench's metrics in the original label space; bench report shows them beside trained runs.
     With --label-map, a model trained on one dataset is scored on another's labels, on the organs both name."""
+    use_plugins(plugin)  # a metric plugin scores too
     from bench.pipelines.external import score_predictions
 
     source, mapping = None, None

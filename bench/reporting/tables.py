@@ -71,11 +71,13 @@ def marked_rows(table: pd.DataFrame, fraction: str, counts: dict, metric: str = 
             mark = "best" if shown is not None and shown == marks[c][0] else "second" if shown is not None and shown == marks[c][1] else ""
             cells.append({"column": c, "mean": mean, "std": std, "mark": mark})
         entry = counts.get((fraction, row["method"]))
+        # Draws finished before this metric existed count in the grid but not in its means.
+        unscored = f"{metric} scored in {int(row['repeats'])} of them" if entry and 0 < row["repeats"] < entry["done"] else ""
         out.append(
             {
                 "method": row["method"],
                 "repeats": int(row["repeats"]),
-                "note": "; ".join(part for part in (entry.get("title", ""), describe(entry)) if part) if entry else "",
+                "note": "; ".join(part for part in (entry.get("title", ""), describe(entry), unscored) if part) if entry else "",
                 "reasons": entry["reasons"] if entry else [],
                 "cells": cells,
             }

@@ -125,7 +125,7 @@ def results_labels(results: pd.DataFrame) -> LabelSet:
 
 def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = BTCV_LABELS) -> pd.DataFrame:
     """One row per (data, method): mean and std over draws of every organ and of Avg (in percent, HD95
-    in mm) and the number of draws ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
+    in mm) and the number of draws that scored the metric ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
 
     Per draw, each organ's mean over test cases (NaN skipped) and Avg, their mean over organs; then
     mean and standard deviation over draws, as the paper averages its five draws.
@@ -137,7 +137,8 @@ def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = 
     per_repeat["Avg"] = per_repeat[list(labels.columns)].mean(axis=1, skipna=True)
     grouped = (per_repeat * metric_scale(metric)).groupby(["data", "method"])
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
-    out["repeats"] = grouped.size()
+    # Draws that scored the metric: a run from before a metric existed has none of its values.
+    out["repeats"] = per_repeat["Avg"].notna().groupby(["data", "method"]).sum()
     return out.reset_index()
 
 
