@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from bench.names import unknown_hint
+
 # Hyperparameters the harness sets itself (the profile picks the model size), not --set options.
 RESERVED_OPTIONS = {"size": "the profile sets it (--profile paper|smoke)"}
 
@@ -23,7 +25,7 @@ def typed_overrides(method: str, paper: Mapping[str, Any], overrides: Mapping[st
         if key in RESERVED_OPTIONS:
             raise ValueError(f"option {key!r} of {method!r} cannot be set: {RESERVED_OPTIONS[key]}")
         if key not in options:
-            raise ValueError(f"method {method!r} has no option {key!r}; its options: {', '.join(options) or 'none'}")
+            raise ValueError(f"method {method!r} has no option {key!r}; {unknown_hint(key, options, 'its options')}")
         typed[key] = as_type_of(options[key], value, f"option {key!r} of {method!r}")
     return typed
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from bench.names import unknown_hint
 from methods.plugins import BUILT_IN, MethodSource, PluginError, load_plugins, source_of
 
 Family = Literal["sam-adapter", "3d-net", "own pipeline"]
@@ -211,8 +212,7 @@ def get_method(name: str) -> MethodInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownMethodError(f"unknown method {name!r}; known methods: {known}") from None
+        raise UnknownMethodError(f"unknown method {name!r}; {unknown_hint(name, sorted(_REGISTRY), 'known methods')}") from None
 
 
 def build_on_meta(name: str, *, size: ModelSize = "paper", roi_size: tuple[int, int, int] = (96, 96, 96), **overrides: Any) -> nn.Module:

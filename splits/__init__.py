@@ -15,8 +15,10 @@ made by ``make_splits.py`` (a test checks that the committed files equal its out
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -86,7 +88,10 @@ class Protocol:
 
     def check_fraction(self, fraction: str) -> tuple[Draw, ...]:
         if fraction not in self.draws:
-            raise ProtocolError(f"protocol {self.name} has no data fraction {fraction!r}; choose one of {', '.join(self.fractions)}")
+            # A fraction is its number: '50pct' is not a typo of '25pct', '25pt' is.
+            same = [f for f in self.fractions if re.sub(r"\D", "", f) == re.sub(r"\D", "", fraction)]
+            hint = f"did you mean {same[0]!r}?" if len(same) == 1 else f"choose one of {', '.join(self.fractions)}"
+            raise ProtocolError(f"protocol {self.name} has no data fraction {fraction!r}; {hint}")
         return self.draws[fraction]
 
 
@@ -106,7 +111,10 @@ def load_protocol(spec: str = DEFAULT_PROTOCOL) -> Protocol:
         except (OSError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"cannot read protocol file {spec}: {exc}") from None
     else:
-        raise ProtocolError(f"unknown protocol {spec!r}; built-in: {', '.join(built_in_protocols())}, or the path of a protocol file")
+        # As bench.names answers an unknown name; this package imports none of the harness.
+        close = difflib.get_close_matches(str(spec), built_in_protocols(), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"built-in: {', '.join(built_in_protocols())}"
+        raise ProtocolError(f"unknown protocol {spec!r}; {hint} (or the path of a protocol file)")
     return parse_protocol(text, source)
 
 

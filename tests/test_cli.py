@@ -73,7 +73,7 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
     [
         (["--methods", "unetr,nosuch"], "unknown method 'nosuch'"),
         (["--data", "50pct"], "protocol tpmamba has no data fraction '50pct'; choose one of 100pct, 25pct, 12pct"),
-        (["--protocol", "cv10"], "unknown protocol 'cv10'; built-in: cv5, synapse8, tpmamba, or the path of a protocol file"),
+        (["--protocol", "x9"], "unknown protocol 'x9'; built-in: cv5, synapse8, tpmamba (or the path of a protocol file)"),
         (["--executor", "pbs"], "unknown executor 'pbs'"),
         (["--repeats", "7"], "out of range"),
         (["--repeats", "a,b"], "--repeats must be"),
@@ -87,6 +87,15 @@ def test_run_end_to_end_then_rerun_skips(tiny_synthetic, tmp_path, monkeypatch):
         (["--profile-set", "hu_max=-500"], "profile setting hu_max must be above hu_min, got -500.0"),
         (["--profile-set", "model_size=huge"], "profile setting model_size must be one of paper, smoke, got 'huge'"),
         (["--profile-set", "name=paper"], "--profile-set name: no such setting"),
+        # A typo is answered with the closest name, never the whole list.
+        (["--methods", "unetr,tpmamb"], "unknown method 'tpmamb'; did you mean 'tpmamba'?"),
+        (["--data", "25pt"], "protocol tpmamba has no data fraction '25pt'; did you mean '25pct'?"),
+        (["--protocol", "synapse"], "unknown protocol 'synapse'; did you mean 'synapse8'? (or the path of a protocol file)"),
+        (["--profile", "smok"], "unknown profile 'smok'; did you mean 'smoke'?"),
+        (["--profile-set", "warmup_fractoin=0.1"], "--profile-set warmup_fractoin: no such setting; did you mean 'warmup_fraction'?"),
+        (["--methods", "tpmamba[rank=4]"], "method 'tpmamba' has no option 'rank'; did you mean 'lora_rank'?"),
+        (["--executor", "slrum"], "unknown executor 'slrum'; did you mean 'slurm'?"),
+        (["--eval-space", "preprocesed"], "unknown --eval-space 'preprocesed'; did you mean 'preprocessed'?"),
         # nnU-Net's pipeline predicts on each label file's grid: asked for the preprocessed grid, it says so when planned
         (["--methods", "unetr,nnunetv2", "--eval-space", "preprocessed"], "nnunetv2 can be scored in the original space only"),
     ],

@@ -23,6 +23,7 @@ from bench.data.settings import PreprocessedCase
 from bench.device import autocast_for
 from bench.evaluation.metrics import dice_per_organ
 from bench.evaluation.predictions import CasePrediction, Reference
+from bench.names import unknown_hint
 
 EVAL_SPACES = ("original", "preprocessed")
 
@@ -32,7 +33,7 @@ def check_scoring_options(space: str, tolerance_mm: float) -> None:
     from bench.errors import UserError
 
     if space not in EVAL_SPACES:
-        raise UserError(f"unknown --eval-space {space!r}; choose one of {', '.join(EVAL_SPACES)}")
+        raise UserError(f"unknown --eval-space {space!r}; {unknown_hint(space, EVAL_SPACES, 'choose one of')}")
     if not 0 < tolerance_mm <= 100:
         raise UserError(f"--nsd-tolerance must be a positive number of millimetres (at most 100), got {tolerance_mm:g}")
 

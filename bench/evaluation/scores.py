@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.evaluation.metrics import OrganMasks, diagonal_penalty, organ_dice, organ_hd95, organ_nsd, union_box
+from bench.names import unknown_hint
 from methods.plugins import BUILT_IN, MethodSource, PluginError, load_plugins, source_of
 
 
@@ -99,7 +100,7 @@ def metric_names() -> tuple[str, ...]:
 def get_metric(name: str) -> Metric:
     specs = {m.name: m for m in metric_specs()}
     if name not in specs:
-        raise KeyError(f"unknown metric {name!r}; registered: {', '.join(specs)}")
+        raise KeyError(f"unknown metric {name!r}; {unknown_hint(name, specs, 'registered')}")
     return specs[name]
 
 

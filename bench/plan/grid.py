@@ -21,6 +21,7 @@ from bench.device import busy_warning, cores_given, resolve_device, set_threads,
 from bench.errors import UserError
 from bench.evaluation.evaluate import check_scoring_options
 from bench.io import check_writable
+from bench.names import unknown_hint
 from bench.plan.decided import Decided, PreparedGrid
 from bench.plan.profiles import Profile, parse_repeats, profile_dict, resolve_profile
 from bench.plan.records import make_provenance, stamp
@@ -66,7 +67,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         raise UserError("--methods is empty; name at least one method (bench list shows them)")
     infos = [get_method(parse_method_entry(entry)[0]) for entry in request.methods]
     if request.executor not in ("local", "slurm"):
-        raise UserError(f"unknown executor {request.executor!r}; choose local or slurm")
+        raise UserError(f"unknown executor {request.executor!r}; {unknown_hint(request.executor, ('local', 'slurm'), 'choose one of')}")
     if request.executor == "slurm":
         # The jobs' nodes, not this login node, decide: GPUs asked for means CUDA there.
         gpus = getattr(request.slurm, "gpus", 0)

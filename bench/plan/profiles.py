@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 from bench.data.settings import PreprocessSettings
 from bench.errors import UserError
+from bench.names import unknown_hint
 from methods.options import as_type_of
 from methods.registry import PUBLISHED_SIZE, ModelSize
 
@@ -59,8 +60,8 @@ class Profile:
             elif key in _PREPROCESS_FIELDS:
                 pre[key] = _typed(getattr(self.preprocess, key), value, key)
             else:
-                settings = ", ".join(sorted(_OVERRIDABLE | _PREPROCESS_FIELDS))
-                raise UserError(f"--profile-set {key}: no such setting; the profile's settings: {settings}")
+                hint = unknown_hint(key, sorted(_OVERRIDABLE | _PREPROCESS_FIELDS), "the profile's settings")
+                raise UserError(f"--profile-set {key}: no such setting; {hint}")
         changed = replace(self, preprocess=replace(self.preprocess, **pre), **top)
         changed.check(spelled)
         return changed
@@ -144,7 +145,7 @@ def resolve_profile(name: str, has_cuda: bool) -> Profile:
     if name == "auto":
         name = "paper" if has_cuda else "smoke"
     if name not in PROFILES:
-        raise UserError(f"unknown profile {name!r}; choose auto, paper or smoke")
+        raise UserError(f"unknown profile {name!r}; {unknown_hint(name, ['auto', *PROFILES], 'choose one of')}")
     return PROFILES[name]
 
 
