@@ -93,13 +93,17 @@ def test_a_running_job_shows_its_epoch_loss_and_time(tmp_path):
     from bench.executors.jobs import progress_line
     from bench.plan.runs import PlannedRun
     from bench.runs.files import LogLine
+    from bench.runs.state import done_testing, write_testing
 
     run = PlannedRun("unetr", "12pct", 1, (), (), tmp_path, config=SimpleNamespace(profile={"epochs": 24}))
     assert progress_line(run, "4711", [1], 5.0) == "unetr 12pct #1  job 4711 (GPU 1)  epoch 0/24  0:05"
     (tmp_path / "log.jsonl").write_text("\n".join(LogLine(e, 1.0 / e, 1e-3, 2.0).to_json() for e in (1, 2)) + "\n")
     assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/24  loss 0.5000  1:02"
     run.config.profile["epochs"] = 2
-    assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/2  loss 0.5000  testing  1:02"
+    write_testing(tmp_path, 3, 6)  # what the job's lifecycle says while it predicts its test cases
+    assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/2  loss 0.5000  testing case 3/6  1:02"
+    done_testing(tmp_path)
+    assert progress_line(run, "4711", [], 62.0) == "unetr 12pct #1  job 4711  epoch 2/2  loss 0.5000  1:02"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ finishes; then the terminal table and the report are written from the run folder
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 
 from bench.cli.common import PluginOption, ProtocolOption, console, fractions_help, method_names, use_plugins, user_errors
-from bench.console import plain
+from bench.console import QUIET_ENV, plain
 from bench.errors import RunsFailed, UserError
 from splits import DEFAULT_PROTOCOL
 
@@ -86,10 +87,15 @@ def run(
     ] = None,
     jobs: Annotated[str, typer.Option(help="Runs at once on this machine: a number, or auto (one per GPU with CUDA, else 1).")] = "1",
     plugin: PluginOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bars or per-case lines (here and in the jobs it starts); the rest as usual.")
+    ] = False,
 ) -> None:
     """Train and evaluate methods on fixed BTCV splits; rerunning resumes and skips finished runs."""
     from bench.plan.runs import RunRequest, parse_options
 
+    if quiet:  # through the environment, so that --jobs and SLURM jobs are quiet too
+        os.environ[QUIET_ENV] = "1"
     use_plugins(plugin)
     names = method_names(methods)
     request = RunRequest(

@@ -11,12 +11,14 @@ profile's voxels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from bench.console import report_windows
 from bench.data.labels import BTCV_LABELS, LabelSet
 from bench.data.regrid import to_original_grid
 from bench.data.settings import PreprocessedCase
@@ -53,6 +55,15 @@ def predict_probabilities(model: nn.Module, image: np.ndarray, roi: int, overlap
 
     was_training = model.training
     model.eval()
+    batches, done = math.ceil(window_count(image.shape[1:], roi, overlap) / sw_batch_size), 0
+
+    def predictor(windows: torch.Tensor) -> torch.Tensor:
+        nonlocal done
+        logits = model(windows)
+        done += 1
+        report_windows(done, batches)
+        return logits
+
     try:
         inputs = torch.as_tensor(image, dtype=torch.float32)[None].to(device)
         with autocast_for(device):
@@ -60,13 +71,24 @@ def predict_probabilities(model: nn.Module, image: np.ndarray, roi: int, overlap
                 inputs,
                 roi_size=(roi,) * 3,
                 sw_batch_size=sw_batch_size,
-                predictor=model,
+                predictor=predictor,
                 overlap=overlap,
                 mode="gaussian",
             )
         return torch.softmax(logits[0].float(), dim=0)
     finally:
         model.train(was_training)
+
+
+def window_count(shape: tuple[int, ...], roi: int, overlap: float) -> int:
+    """How many windows MONAI's sliding-window inference predicts over ``shape`` (its scan: a step of
+    ``roi * (1 - overlap)`` voxels, at least 1, along an axis longer than the window; the image padded
+    up to the window first)."""
+    from monai.data.utils import dense_patch_slices
+
+    padded = tuple(max(size, roi) for size in shape)
+    steps = tuple(roi if size == roi else max(int(roi * (1 - overlap)), 1) for size in padded)
+    return len(dense_patch_slices(padded, (roi,) * len(shape), steps))
 
 
 def predict_case(model: nn.Module, image: np.ndarray, roi: int, overlap: float, sw_batch_size: int, device: str) -> np.ndarray:

@@ -17,6 +17,7 @@ from rich.text import Text
 from bench.console import plain
 from bench.executors.slurm import RunInJob, job_failure, unfinished
 from bench.runs.files import JOBS_DIR, LOG_FILE, read_log
+from bench.runs.state import testing_now
 
 A_WEEK_MIN = 7 * 24 * 60  # submitit's local jobs time out after 2 minutes unless told otherwise
 
@@ -32,8 +33,8 @@ def progress_line(run, job_id: str, slot: list[int], seconds: float) -> str:
     epochs = (run.config.profile.get("epochs") if run.config else None) or "?"
     logged = read_log(run.run_dir / LOG_FILE)
     done = f"epoch {logged[-1].epoch}/{epochs}  loss {logged[-1].loss:.4f}" if logged else f"epoch 0/{epochs}"
-    if logged and logged[-1].epoch == epochs:
-        done += "  testing"
+    if testing := testing_now(run.run_dir):
+        done += f"  testing case {testing[0]}/{testing[1]}"
     where = f" (GPU {slot[0]})" if slot else ""
     minutes, secs = divmod(int(seconds), 60)
     return f"{run.name}  job {job_id}{where}  {done}  {minutes}:{secs:02d}"

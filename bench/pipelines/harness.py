@@ -9,6 +9,7 @@ through it, and the harness carries its probabilities to the evaluation space.""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from bench.console import plain, progress_bar
+from bench.console import log_line, plain, progress_bar
 from bench.data.settings import PreprocessedCase
 from bench.evaluation.evaluate import EVAL_SPACES, predict_cases, sliding_windows, validation_dice
 from bench.evaluation.predictions import CasePrediction
@@ -48,11 +49,24 @@ class HarnessRun:
                 progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")
 
             # Validation Dice on the test cases draws the convergence curves only; the scored model is the last epoch's.
-            validation = validation_dice(
-                [context.preprocessed[c] for c in context.test_ids],
-                lambda model: self._probabilities(model),
-                context.label_set,
-            )
+            held_out = [context.preprocessed[c] for c in context.test_ids]
+
+            def validating(model: nn.Module):
+                predict, count = self._probabilities(model), itertools.count(1)
+
+                def each(case: PreprocessedCase) -> torch.Tensor:
+                    progress.update(task, status=f"validating case {next(count)}/{len(held_out)}")
+                    return predict(case)
+
+                return each
+
+            dice_of = validation_dice(held_out, validating, context.label_set)
+
+            def validation(model: nn.Module) -> float:
+                dice = dice_of(model)
+                log_line(self.console, f"{context.name}: validation Dice {dice:.3f} on {len(held_out)} cases")
+                return dice
+
             self.state = train(
                 self.network,
                 train_cases,

@@ -19,14 +19,14 @@ from datetime import datetime, timezone
 from rich.console import Console
 
 from bench import distributed
-from bench.console import plain
+from bench.console import CaseProgress, plain
 from bench.evaluation.scores import score_case
 from bench.io import write_nifti_gz
 from bench.pipelines.context import PipelineRun
 from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished, prediction_path
 from bench.runs.results import run_summary, write_results_csv
-from bench.runs.state import clear_failure
+from bench.runs.state import clear_failure, done_testing, write_testing
 from methods.registry import count_parameters
 
 
@@ -41,6 +41,7 @@ def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJo
             write_results_csv(job.runs_dir)
         return RunSummary.read(summary_path)
     clear_failure(run.run_dir)  # a retry: the old reason no longer describes this run
+    done_testing(run.run_dir)  # nor does an interrupted attempt's test case
     opened = open_run()  # bad input found here leaves no run folder behind
     run.run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run.run_dir / CONFIG_FILE
@@ -57,12 +58,15 @@ def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJo
         return None
     started = time.monotonic()
     per_case = []
-    for case in opened.predictions():
-        if job.save_predictions and case.reference is not None:
-            # On the label file's grid (same shape and affine), written atomically.
-            write_nifti_gz(prediction_path(run.run_dir, case.case_id), case.prediction, case.reference.affine)
-        scores = score_case(case.prediction, case.truth, case.spacing_mm, run.config.nsd_tolerance_mm, run.config.label_set)
-        per_case.append(CaseScores(case.case_id, {organ: scores[organ] for organ in run.scored} if run.scored else scores))
+    with CaseProgress(console, run.name, len(run.test_ids), lambda k, n: write_testing(run.run_dir, k, n)) as progress:
+        for case in opened.predictions():
+            if job.save_predictions and case.reference is not None:
+                # On the label file's grid (same shape and affine), written atomically.
+                write_nifti_gz(prediction_path(run.run_dir, case.case_id), case.prediction, case.reference.affine)
+            scores = score_case(case.prediction, case.truth, case.spacing_mm, run.config.nsd_tolerance_mm, run.config.label_set)
+            per_case.append(CaseScores(case.case_id, {organ: scores[organ] for organ in run.scored} if run.scored else scores))
+            progress.case_done(case.case_id)
+    done_testing(run.run_dir)
     seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
     summary = run_summary(
         run, job.provenance, job.profile_name, per_case, spacing_mm=opened.spacing_mm, seconds=seconds, processes=distributed.world_size()

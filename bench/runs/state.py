@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.io import read_json, write_json
 from bench.runs.claim import is_running
-from bench.runs.files import FAILED_FILE, RECOVERED_FILE, epochs_logged, is_finished
+from bench.runs.files import FAILED_FILE, RECOVERED_FILE, TESTING_FILE, epochs_logged, is_finished
 from bench.runs.protocol import folder_protocol
 
 STATES = ("done", "running", "failed", "incomplete", "missing")
@@ -140,3 +140,21 @@ def describe(entry: dict) -> str:
     parts = [f"{entry['done']} of {entry['expected']} draws"]
     gaps = [f"{entry[k]} {k}" for k in STATES[1:] if entry[k]]
     return parts[0] + (f"; {', '.join(gaps)}" if gaps else "")
+
+
+def write_testing(run_dir: Path, case: int, of: int) -> None:
+    """Say that the run is predicting test case ``case`` of ``of`` (read by another process's board)."""
+    write_json(Path(run_dir) / TESTING_FILE, {"case": case, "of": of})
+
+
+def testing_now(run_dir: Path) -> tuple[int, int] | None:
+    """(case, of) while the run predicts its test cases; None before, after, or unreadable."""
+    try:
+        entry = read_json(Path(run_dir) / TESTING_FILE)
+        return int(entry["case"]), int(entry["of"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def done_testing(run_dir: Path) -> None:
+    (Path(run_dir) / TESTING_FILE).unlink(missing_ok=True)
