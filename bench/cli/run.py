@@ -87,6 +87,14 @@ def run(
     ] = None,
     jobs: Annotated[str, typer.Option(help="Runs at once on this machine: a number, or auto (one per GPU with CUDA, else 1).")] = "1",
     plugin: PluginOption = None,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            help="Follow every run in tensorboard or mlflow[=URI] (repeatable; default store: RUNS/mlflow.db). Needs the extra: "
+            "pip install 'sam3d-bench[mlflow]' or '[tensorboard]'.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", help="No progress bars or per-case lines (here and in the jobs it starts); the rest as usual.")
     ] = False,
@@ -120,6 +128,7 @@ def run(
         nsd_tolerance_mm=nsd_tolerance,
         save_predictions=save_predictions,
         executor=executor,
+        track=tuple(track or ()),
     )
     if executor == "slurm":
         from bench.executors.slurm import SlurmOptions
@@ -143,7 +152,8 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.reporting.terminal import print_dice_table
-    from bench.runs.files import RESULTS_CSV, describe_space
+    from bench.runs.files import REPORT_DIR, RESULTS_CSV, describe_space
+    from bench.runs.tracking import finish_grid, start_grid
 
     if distributed.world_size() > 1 and not distributed.is_main():  # one voice: rank 0 prints and writes
         console, announce = Console(quiet=True), lambda _: None
@@ -154,6 +164,8 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     started = time.time()
     grid = prepare_grid(request, console, announce, harness=HARNESS)
     out = Path(request.out)
+    if distributed.is_main():
+        start_grid(grid.decided.tracking, out)  # MLflow's parent run, before any job looks for it
     failures = execute(grid, grid.runs, console)
     if distributed.is_main():
         from bench.executors.others import wait_for_others
@@ -171,6 +183,8 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
         from bench.reporting.report import write_report_once
 
         write_report_once(out, started, announce or console.print)
+    for line in finish_grid(grid.decided.tracking, out, out / REPORT_DIR if render_report else None):
+        console.print(f"tracked: {plain(line)}", soft_wrap=True)
     if failures:
         counted = f"{len(failures)} of {len(grid.runs)} runs failed"
         raise RunsFailed(f"{counted} (reasons in their failed.json; rerun to retry): " + "; ".join(failures))

@@ -50,7 +50,7 @@ def context_for(run: PlannedRun, grid: PreparedGrid) -> RunContext:
 
 def run_one(run: PlannedRun, grid: PreparedGrid, console: Console):
     """One planned run through its pipeline (the method's own, or the harness's), opened with its context."""
-    job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions)
+    job = RunJob(grid.provenance, grid.profile.name, Path(grid.request.out), grid.request.save_predictions, grid.decided.tracking)
     return execute_run(run, lambda: run.pipeline.open(context_for(run, grid), console), job, console)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -27,6 +28,7 @@ from bench.plan.runs import PlannedRun, RunJob
 from bench.runs.files import CONFIG_FILE, RESULTS_CSV, SUMMARY_FILE, CaseScores, ConfigFile, RunSummary, is_finished, prediction_path
 from bench.runs.results import run_summary, write_results_csv
 from bench.runs.state import clear_failure, done_testing, write_testing
+from bench.runs.tracking import RunTracking
 from methods.registry import count_parameters
 
 
@@ -50,13 +52,40 @@ def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJo
         provenance = replace(job.provenance, pipeline=opened.facts, method_title=run.title or None, method_source=run.source or None)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         ConfigFile(run.config, run.hash, total, trainable, provenance, created).write(config_path)
-    started = time.monotonic()
-    opened.train()
-    train_seconds = time.monotonic() - started
-    if not distributed.is_main():  # the first rank scores and writes the summary; wait for it
-        distributed.barrier()
-        return None
-    started = time.monotonic()
+    # The first rank tracks the run (--track), from here on: the process that holds it.
+    tracking = RunTracking(job.track, job.runs_dir, run) if job.track and distributed.is_main() else None
+    try:
+        started = time.monotonic()
+        with tracking.following() if tracking else nullcontext():
+            opened.train()
+        train_seconds = time.monotonic() - started
+        if not distributed.is_main():  # the first rank scores and writes the summary; wait for it
+            distributed.barrier()
+            return None
+        started = time.monotonic()
+        per_case = score_cases(run, opened, job, console)
+        seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
+        ranks = distributed.world_size()
+        summary = run_summary(
+            run, job.provenance, job.profile_name, per_case, spacing_mm=opened.spacing_mm, seconds=seconds, processes=ranks
+        )
+        opened.finish()
+        summary.write(summary_path)
+    except BaseException as exc:
+        if tracking:  # stopped (Ctrl-C, SLURM's signal) to be resumed, or failed
+            tracking.failed("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if tracking:
+        tracking.finish(summary)
+    # The one place results.csv is written: rebuilt from every summary (under a lock, so runs that
+    # finish at once in other processes are all in it) whenever one is written.
+    write_results_csv(job.runs_dir)
+    distributed.barrier()
+    return summary
+
+
+def score_cases(run: PlannedRun, opened: PipelineRun, job: RunJob, console: Console) -> list[CaseScores]:
+    """Every test case's prediction scored with every metric (and saved, if asked), with its progress."""
     per_case = []
     with CaseProgress(console, run.name, len(run.test_ids), lambda k, n: write_testing(run.run_dir, k, n)) as progress:
         for case in opened.predictions():
@@ -67,14 +96,4 @@ def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJo
             per_case.append(CaseScores(case.case_id, {organ: scores[organ] for organ in run.scored} if run.scored else scores))
             progress.case_done(case.case_id)
     done_testing(run.run_dir)
-    seconds = {"train_this_session": round(train_seconds, 1), "evaluate": round(time.monotonic() - started, 1)}
-    summary = run_summary(
-        run, job.provenance, job.profile_name, per_case, spacing_mm=opened.spacing_mm, seconds=seconds, processes=distributed.world_size()
-    )
-    opened.finish()
-    summary.write(summary_path)
-    # The one place results.csv is written: rebuilt from every summary (under a lock, so runs that
-    # finish at once in other processes are all in it) whenever one is written.
-    write_results_csv(job.runs_dir)
-    distributed.barrier()
-    return summary
+    return per_case

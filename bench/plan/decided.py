@@ -32,6 +32,7 @@ class Decided:
     draws: dict[int, Draw]  # the draws of the fraction to run, by number (--repeats, else the profile's)
     workers: int  # the loader's workers the profile asks for, before any process caps them
     threads: int = 0  # PyTorch's threads in this process; 0 until localized
+    tracking: tuple = ()  # the trackers every run is followed in (bench.runs.tracking.TrackSpec)
 
     def handed_to_jobs(self, **request_changes) -> Decided:
         """The decision a job runs its one planned run under: the request as a job runs it

@@ -29,13 +29,14 @@ from bench.plan.runs import PlannedRun, RunRequest, checked_options, configure, 
 from bench.plan.weights import resolve_backbone_weights
 from bench.runs.files import run_dir
 from bench.runs.protocol import check_folder, claim_folder
+from bench.runs.tracking import parse_track
 from splits import load_protocol
 
 # Settings that change how fast a run goes or which runs a command makes, not what a run computes:
 # left out of the config hash. own_pipeline_gets_preprocessed does change what nnU-Net's runs
 # compute, but it is set by the profile alone, whose name is hashed; leaving it out keeps the runs
 # made before it was a field resumable.
-_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats", "own_pipeline_gets_preprocessed")
+_NOT_HASHED = ("num_workers", "checkpoint_minutes", "sw_batch_size", "repeats", "own_pipeline_gets_preprocessed", "track")
 
 
 def prepare_cases(dataset: Dataset, case_ids, profile: Profile, console: Console) -> tuple[dict[str, PreprocessedCase], dict]:
@@ -98,6 +99,7 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
         weights = resolve_backbone_weights(backbones.pop(), request.sam_checkpoint, profile.published_size, request.allow_random_backbone)
 
     repeats = parse_repeats(request.repeats, len(draws))
+    tracking = parse_track(request.track or [t for t in profile.track.split(",") if t.strip()])
     check_writable(Path(request.out))
     check_folder(Path(request.out), protocol)
     if not distributed.is_main():
@@ -105,8 +107,9 @@ def decide(request: RunRequest, console: Console, announce: Callable[[str], None
     dataset = resolve_dataset(request.data_root, protocol.all_ids(), console)
     check_trainable(dataset.labels, str(dataset.root))
     say = announce or console.print
+    chosen = {r: draws[r] for r in repeats}
     decided = localize(
-        Decided(request, protocol, device, profile, overrides, weights, dataset, {r: draws[r] for r in repeats}, profile.num_workers)
+        Decided(request, protocol, device, profile, overrides, weights, dataset, chosen, profile.num_workers, tracking=tracking)
     )
     if device == "cpu" and distributed.is_main() and (busy := busy_warning(cores_given(), decided.threads)):
         say(f"[yellow]warning: {plain(busy)}[/yellow]")

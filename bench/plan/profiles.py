@@ -41,6 +41,8 @@ class Profile:
     # A method with its own pipeline (nnU-Net v2) gets the original files (False) or this profile's
     # preprocessed volumes (True: on a CPU, nnU-Net's plan for BTCV's originals would take hours).
     own_pipeline_gets_preprocessed: bool = False
+    # Trackers every run is followed in (bench.runs.tracking), comma-separated: tensorboard, mlflow[=URI].
+    track: str = ""
 
     @property
     def published_size(self) -> bool:

@@ -42,6 +42,7 @@ class RunRequest:
     protocol: str = DEFAULT_PROTOCOL  # a built-in protocol's name or a protocol file (splits.load_protocol)
     threads: int | None = None  # PyTorch threads; None: the cores given to this process, shared among torchrun ranks or jobs
     jobs: int | str = 1  # runs at once on this machine (bench.executors.jobs); "auto": one per GPU, 1 on a CPU
+    track: tuple[str, ...] = ()  # --track: tensorboard, mlflow or mlflow=URI (bench.runs.tracking); () the profile's
 
 
 @dataclass
@@ -197,3 +198,4 @@ class RunJob:
     profile_name: str
     runs_dir: Path  # where results.csv is rebuilt after each run
     save_predictions: bool = False
+    track: tuple = ()  # the trackers the run is followed in (bench.runs.tracking.TrackSpec)

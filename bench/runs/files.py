@@ -48,6 +48,8 @@ REPORT_DIGEST = ".results.sha256"  # in REPORT_DIR: the results.csv the report w
 RESULTS_LOCK = ".results.lock"  # processes sharing a runs folder rebuild results.csv in turn
 JOBS_DIR = ".jobs"  # --jobs: submitit's per-job logs
 SLURM_DIR = ".slurm"  # --executor slurm: submitit's per-job logs
+TRACKING_FILE = "tracking.json"  # --track: the run's MLflow id and the last epoch sent to its trackers
+GRID_TRACKING_FILE = ".tracking.json"  # in the runs folder: the grid's MLflow parent run
 TESTING_FILE = ".testing.json"  # while a run predicts its test cases: which one, of how many (the --jobs board reads it)
 
 
