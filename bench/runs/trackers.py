@@ -6,6 +6,7 @@ once, each epoch of log.jsonl, the final scores, its files as artifacts, and its
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,6 +61,8 @@ class MlflowTracker:
     def __init__(self, uri: str, experiment: str, artifacts: str | None, run_id: str | None, name: str, parent: str | None):
         from mlflow import MlflowClient
 
+        for noisy in ("mlflow", "alembic"):  # their INFO lines (creating tables, ...) are not the grid's progress
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(experiment, artifact_location=artifacts)
