@@ -32,6 +32,27 @@ def test_a_tracker_that_is_not_known_or_not_installed_is_one_line(tiny_synthetic
     assert not (tmp_path / "12pct").exists()
 
 
+def test_the_profile_setting_track_is_the_default_of_the_flag_and_no_part_of_the_hash(tiny_synthetic, tmp_path):
+    from rich.console import Console
+
+    from bench.pipelines.harness import HARNESS
+    from bench.plan.grid import decide, plan_runs
+    from bench.plan.runs import RunRequest
+    from bench.runs.tracking import TrackSpec
+
+    def decided(**changes):
+        return decide(
+            RunRequest(["unetr"], "12pct", "0", tiny_synthetic, "smoke", "cpu", tmp_path / "runs", **changes), Console(quiet=True)
+        )
+
+    plain = decided()
+    by_profile = decided(profile_overrides={"track": "tensorboard,mlflow=http://127.0.0.1:5000"})
+    assert plain.tracking == () and by_profile.tracking == (TrackSpec("tensorboard"), TrackSpec("mlflow", "http://127.0.0.1:5000"))
+    assert decided(profile_overrides={"track": "mlflow"}, track=("tensorboard",)).tracking == (TrackSpec("tensorboard"),)
+    hashes = [plan_runs(d, "identity", harness=HARNESS)[0].hash for d in (plain, by_profile)]
+    assert hashes[0] == hashes[1]  # watching a run does not make it another run
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
