@@ -8,9 +8,9 @@ unless told), for parameter and MAC counts: the topology from nnunetv2's ``get_p
 (pooling an axis while its edge stays >= 4 voxels and its spacing is within 2x of the finest; 3-wide
 kernels along an axis once its spacing is), features 32 doubling up to 320; the default planner's
 ``PlainConvUNet`` with two convolutions per stage, the ResEnc presets' ``ResidualEncoderUNet`` with
-(1, 3, 4, 6, 6, 6) residual blocks per encoder stage and one convolution per decoder stage (ResEncM
-and ResEncL differ in the patch and batch their memory targets plan, not in the network at a given
-patch). bench list and bench flops count it at the plan for the default data
+(1, 3, 4, 6, 6, 6) residual blocks per encoder stage and one convolution per decoder stage (ResEncM,
+ResEncL and ResEncXL differ in the patch and batch their memory targets plan, 8, 24 and 40 GB, not
+in the network at a given patch). bench list and bench flops count it at the plan for the default data
 (``PLANNED_FOR_DEFAULT_DATA``).
 """
 
@@ -25,6 +25,7 @@ PLANNERS = {
     "default": ("ExperimentPlanner", "nnUNetPlans"),
     "ResEncM": ("nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans"),
     "ResEncL": ("nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans"),
+    "ResEncXL": ("nnUNetPlannerResEncXL", "nnUNetResEncUNetXLPlans"),
 }
 _BASE_FEATURES, _MAX_FEATURES = 32, 320
 _RESENC_BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6)
@@ -60,7 +61,7 @@ NNUNET_V2_FACTS = dict(
         "network_topology.py, residual_unets/residual_encoder_unet_planners.py} for the counted network; "
         "nnU-Net v2's own pipeline on each run's training cases (fold 'all') through nnunetv2's Python API: its "
         "fingerprint, plan, preprocessing, trainer (SGD, poly schedule, deep supervision, its augmentation) and "
-        "predictor (test-time mirroring); scored by bench in the original label space. --set planner=ResEncM|ResEncL "
+        "predictor (test-time mirroring); scored by bench in the original label space. --set planner=ResEncM|ResEncL|ResEncXL "
         "for the residual-encoder presets; --set mirroring=false predicts without test-time mirroring (nnU-Net's "
         "--disable_tta). Smoke profile: the raw data handed to nnU-Net are the profile's "
         "preprocessed volumes (8 mm, HU window scaled to [0, 1]), training runs without background workers"

@@ -32,6 +32,26 @@ def test_resenc_presets_build_residual_encoders_with_nnunets_block_counts():
     assert {m.stride for m in convs if m.stride != (1, 1, 1)} == {(2, 2, 2)}
 
 
+def test_every_planner_preset_is_a_planner_class_of_nnunetv2_with_its_plans_name():
+    """default, ResEncM, ResEncL and ResEncXL (nnU-Net Revisited's presets at 8, 24 and 40 GB) as
+    nnunetv2's plan_experiments finds them, each writing the plans the pipeline then reads."""
+    import inspect
+    from os.path import join
+
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    from methods.nnunetv2 import PLANNERS
+
+    assert set(PLANNERS) == {"default", "ResEncM", "ResEncL", "ResEncXL"}
+    folder = join(nnunetv2.__path__[0], "experiment_planning")
+    for class_name, plans_name in PLANNERS.values():
+        planner = recursive_find_python_class(folder, class_name, "nnunetv2.experiment_planning")
+        assert planner is not None and inspect.signature(planner).parameters["plans_name"].default == plans_name
+    xl = recursive_find_python_class(folder, PLANNERS["ResEncXL"][0], "nnunetv2.experiment_planning")
+    assert inspect.signature(xl).parameters["gpu_memory_target_in_gb"].default == 40
+
+
 def test_an_anisotropic_plan_keeps_in_plane_kernels_until_the_spacing_catches_up():
     from methods.nnunetv2 import PLANNED_FOR_DEFAULT_DATA as plan
 
