@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.errors import UserError
 from bench.io import read_json, write_json
+from bench.names import unknown_hint
 from bench.runs.files import CONFIG_FILE, GRID_TRACKING_FILE, LOG_FILE, SUMMARY_FILE, TRACKING_FILE, read_log
 from bench.runs.trackers import MlflowTracker, TensorBoardTracker, flat
 
@@ -36,12 +37,16 @@ class TrackSpec:
     def store(self, runs_dir: Path) -> str:
         return self.uri or f"sqlite:///{(Path(runs_dir).resolve() / 'mlflow.db')}"
 
+    def mlflow_run(self, runs_dir: Path, run_id: str | None, name: str, parent: str | None = None) -> MlflowTracker:
+        """An MLflow run (``run_id`` continued, else created) in the runs folder's experiment: a local
+        store keeps its artifacts beside it, a server where it says."""
+        artifacts = None if self.uri else (Path(runs_dir).resolve() / "mlartifacts").as_uri()
+        return MlflowTracker(self.store(runs_dir), experiment_name(runs_dir), artifacts, run_id, name, parent)
+
 
 def parse_track(values: list[str] | tuple[str, ...]) -> tuple[TrackSpec, ...]:
     """``["tensorboard", "mlflow=http://host:5000"]`` -> specs; one line naming a kind that is not
     known or whose extra is not installed."""
-    from bench.names import unknown_hint
-
     specs = []
     for value in values:
         kind, _, uri = str(value).partition("=")
@@ -64,7 +69,7 @@ class RunTracking:
     def __init__(self, specs: tuple[TrackSpec, ...], runs_dir: Path, run) -> None:
         self.run_dir = Path(run.run_dir)
         self.state = _read(self.run_dir / TRACKING_FILE)
-        self.new = not self.state
+        new = not self.state
         parent = _read(Path(runs_dir) / GRID_TRACKING_FILE).get("mlflow_parent_run_id")
         self.trackers = []
         for spec in specs:
@@ -72,15 +77,13 @@ class RunTracking:
                 folder = Path(runs_dir) / TENSORBOARD_DIR / run.data / run.method / f"repeat{run.repeat}"
                 self.trackers.append(TensorBoardTracker(folder))
             else:
-                artifacts = None if spec.uri else (Path(runs_dir).resolve() / "mlartifacts").as_uri()
-                run_id = self.state.get("mlflow_run_id")
-                self.trackers.append(MlflowTracker(spec.store(runs_dir), experiment_name(runs_dir), artifacts, run_id, run.name, parent))
+                self.trackers.append(spec.mlflow_run(runs_dir, self.state.get("mlflow_run_id"), run.name, parent))
         config = run.config
-        params = {**flat(_config_dict(config)), "config_hash": run.hash}
+        params = {**flat(asdict(config)), "config_hash": run.hash}
         tags = {"method": run.method, "fraction": run.data, "draw": str(run.repeat), "protocol": config.protocol}
         tags["source"] = run.source or "built-in"
         for tracker in self.trackers:
-            self.state.update(tracker.start(params, tags, self.new))
+            self.state.update(tracker.start(params, tags, new))
         self._save()
 
     def _save(self) -> None:
@@ -145,8 +148,7 @@ def start_grid(specs: tuple[TrackSpec, ...], runs_dir: Path) -> str | None:
         return None
     path = Path(runs_dir) / GRID_TRACKING_FILE
     state = _read(path)
-    artifacts = None if spec.uri else (Path(runs_dir).resolve() / "mlartifacts").as_uri()
-    parent = MlflowTracker(spec.store(runs_dir), experiment_name(runs_dir), artifacts, state.get("mlflow_parent_run_id"), "grid", None)
+    parent = spec.mlflow_run(runs_dir, state.get("mlflow_parent_run_id"), "grid")
     Path(runs_dir).mkdir(parents=True, exist_ok=True)
     write_json(path, {**state, "mlflow_parent_run_id": parent.run_id})
     return parent.run_id
@@ -159,19 +161,12 @@ def finish_grid(specs: tuple[TrackSpec, ...], runs_dir: Path, report_dir: Path |
         if spec.kind == "tensorboard":
             lines.append(f"tensorboard --logdir {Path(runs_dir) / TENSORBOARD_DIR}")
             continue
-        state = _read(Path(runs_dir) / GRID_TRACKING_FILE)
-        parent = MlflowTracker(spec.store(runs_dir), experiment_name(runs_dir), None, state.get("mlflow_parent_run_id"), "grid", None)
+        parent = spec.mlflow_run(runs_dir, _read(Path(runs_dir) / GRID_TRACKING_FILE).get("mlflow_parent_run_id"), "grid")
         if report_dir is not None and report_dir.is_dir():
             parent.artifacts([report_dir])
         parent.close("FINISHED")
         lines.append(f"mlflow ui --backend-store-uri {spec.store(runs_dir)}" if not spec.uri else f"MLflow: {spec.uri}")
     return lines
-
-
-def _config_dict(config) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)
 
 
 def _read(path: Path) -> dict:
