@@ -122,3 +122,22 @@ def busy_warning(cores: int, threads: int) -> str | None:
         f"other processes keep {busy:.1f} of the {cores} cores given busy, and {threads} threads beside them "
         f"wait on each other (a training step about 3x slower on 2 cores beside one busy process); --threads {free} would fit"
     )
+
+
+def device_name(device: str) -> str:
+    """What computed: the GPU's name on CUDA, else the CPU's model (Linux's /proc/cpuinfo; Python's
+    ``platform.processor()`` is empty there)."""
+    import platform
+
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -54,14 +54,14 @@ def code_revision() -> str | None:
 def hardware(device: str) -> dict[str, str]:
     import torch
 
-    from bench.device import cores_given
+    from bench.device import cores_given, device_name
 
     info = {
         "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": device_name("cpu"),
         "torch_threads": str(torch.get_num_threads()),
         "cores_given": str(cores_given()),
     }
     if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu"] = device_name("cuda")
     return info

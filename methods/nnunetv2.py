@@ -56,6 +56,7 @@ NNUNET_V2_FACTS = dict(
     size_multiple=16,
     counted_input=PLANNED_FOR_DEFAULT_DATA,
     weights="random init (trained from scratch by nnU-Net's trainer)",
+    compute_reference=True,
     notes=(
         "checked against MIC-DKFZ/nnUNet nnunetv2/experiment_planning/experiment_planners/{default_experiment_planner.py, "
         "network_topology.py, residual_unets/residual_encoder_unet_planners.py} for the counted network; "

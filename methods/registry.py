@@ -98,6 +98,9 @@ class MethodInfo:
     counted_input: CountedInput | None = None
     # Built in, or the plugin module and distribution that registered it (set by register_method).
     source: MethodSource = BUILT_IN
+    # A baseline the report matches every other method against at similar measured memory (nnU-Net
+    # Revisited's compute-matched comparison): nnU-Net v2 and its ResEnc presets.
+    compute_reference: bool = False
 
     def hyperparameters(self, size: ModelSize = "paper", **overrides: Any) -> dict[str, Any]:
         params = dict(self.paper)
@@ -130,6 +133,7 @@ def register_method(
     pipeline: Any = None,
     title: str = "",
     counted_input: CountedInput | None = None,
+    compute_reference: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` (like timm's ``register_model``).
 
@@ -179,6 +183,7 @@ def register_method(
             title=title,
             counted_input=counted_input,
             source=source,
+            compute_reference=bool(compute_reference),
         )
         return builder
 

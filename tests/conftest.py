@@ -56,15 +56,30 @@ def invoke(*args):
 
 
 def write_finished_run(
-    runs: Path, data: str, method: str, repeat: int, liver: float, spleen: float = math.nan, shift: float = 0.0, epochs: int = 3
+    runs: Path,
+    data: str,
+    method: str,
+    repeat: int,
+    liver: float,
+    spleen: float = math.nan,
+    shift: float = 0.0,
+    epochs: int = 3,
+    sessions: list | None = None,
+    gmacs: float | None = None,
+    compute_reference: bool = False,
 ):
     """A finished run as bench run leaves it (config.json, log.jsonl, summary.json), written through
     the run-file records. Per case: liver and spleen Dice as given (NaN: the organ is in neither
     volume), stomach rising from 0.4 by 0.05 per case plus ``shift``, every other organ 0.5; NSD
     alike, HD95 20 mm x (1 - Dice) for liver and spleen, 12 mm falling by 1 per case for stomach,
-    10 mm elsewhere; 100 voxels of an organ in the reference, Dice x 100 in the prediction."""
+    10 mm elsewhere; 100 voxels of an organ in the reference, Dice x 100 in the prediction.
+    ``sessions`` (``bench.runs.costs.SessionCost``): written to sessions.jsonl and summed into the
+    summary's cost; without them the run is one scored before runs recorded their cost."""
+    from dataclasses import asdict
+
     from bench.data.labels import ORGANS
-    from bench.runs.files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
+    from bench.runs.costs import RunCost, append_session
+    from bench.runs.files import CONFIG_FILE, LOG_FILE, SESSIONS_FILE, SUMMARY_FILE, CaseScores, ConfigFile, LogLine, Provenance, RunConfig
     from bench.runs.results import summarize
 
     run_dir = Path(runs) / data / method / f"repeat{repeat}"
@@ -92,6 +107,7 @@ def write_finished_run(
         preprocess_cache=None,
         sam_weights=None,
         stamp=stamp,
+        compute_reference=compute_reference,
     )
     train = [f"{i:04d}" for i in range(1, 4)]
     config = RunConfig(
@@ -115,7 +131,12 @@ def write_finished_run(
         eval_space="original",
         nsd_tolerance_mm=1.0,
     )
-    ConfigFile(config, config.hash(), 1_500_000, 500_000, provenance, "2026-01-01T00:00:00+00:00").write(run_dir / CONFIG_FILE)
+    created = "2026-01-01T00:00:00+00:00"
+    ConfigFile(config, config.hash(), 1_500_000, 500_000, provenance, created, gmacs, [32, 32, 32] if gmacs else None).write(
+        run_dir / CONFIG_FILE
+    )
+    for session in sessions or []:
+        append_session(run_dir / SESSIONS_FILE, session)
     lines = [LogLine(e, 1.0 / e, 1e-3, 1.0, val_dice=0.2 * e).to_json() for e in range(1, epochs + 1)]
     (run_dir / LOG_FILE).write_text("".join(f"{line}\n" for line in lines))
     summary = summarize(
@@ -134,6 +155,7 @@ def write_finished_run(
         nsd_tolerance_mm=1.0,
         train_cases=train,
         seconds={"train_this_session": 1.0, "evaluate": 1.0},
+        cost=asdict(RunCost.of(sessions)) if sessions else None,
     )
     summary.write(run_dir / SUMMARY_FILE)
     return run_dir

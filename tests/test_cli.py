@@ -384,7 +384,9 @@ def test_decathlon_layout_with_dataset_json_runs_end_to_end(tiny_synthetic, tmp_
 
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_the_epoch_and_a_rerun_resumes(tiny_synthetic, tmp_path):
-    """A real SIGINT to a real process: exit 130 after checkpointing, then the same command finishes."""
+    """A real SIGINT to a real process after two epochs: exit 130 after checkpointing, then the same
+    command finishes; the run's recorded cost is the sum of both sessions."""
+    import csv
     import signal
     import subprocess
     import sys
@@ -392,25 +394,44 @@ def test_ctrl_c_checkpoints_the_epoch_and_a_rerun_resumes(tiny_synthetic, tmp_pa
 
     import torch
 
+    from bench.runs.costs import read_sessions
+    from bench.runs.files import SESSIONS_FILE, RunSummary
+
     out = tmp_path / "runs"
     args = [sys.executable, "-m", "bench.cli", "run", "--methods", "nnunet", "--data", "12pct", "--repeats", "0"]
-    args += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--device", "cpu", "--epochs", "3"]
+    args += ["--data-root", str(tiny_synthetic), "--out", str(out), "--profile", "smoke", "--device", "cpu", "--epochs", "4"]
     run_dir = out / "12pct" / "nnunet" / "repeat0"
     log = run_dir / "log.jsonl"
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
-    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    stopped_at = saved["epoch"]
     epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
-    assert 1 <= saved["epoch"] < 3 and epochs == list(range(1, saved["epoch"] + 1))
+    assert 2 <= stopped_at < 4 and epochs == list(range(1, stopped_at + 1))
     assert not (run_dir / "summary.json").exists()
 
     rerun = invoke(*args[3:])  # the same command, in this process: a Python start-up less
     assert rerun.exit_code == 0, rerun.output
-    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == list(range(1, 4))
-    assert (run_dir / "summary.json").exists()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == list(range(1, 5))
+    first, second = read_sessions(run_dir / SESSIONS_FILE)
+    assert (first.outcome, second.outcome) == ("stopped", "finished")
+    assert first.evaluate_seconds is None and second.evaluate_seconds > 0
+    # Each session trained its own epochs (Ctrl-C stops at an epoch's end: no step was taken twice)...
+    assert first.steps * (4 - stopped_at) == second.steps * stopped_at > 0
+    for session, trained in ((first, lines[:stopped_at]), (second, lines[stopped_at:])):
+        assert session.train_seconds >= sum(line["seconds"] for line in trained) - 0.01  # plus loading and checkpoints
+        assert session.peak_memory_train_mib > 0 and 0 < session.step_seconds_median < session.train_seconds
+    # ... and the run's cost is their sum, in the summary and in costs.csv.
+    cost = RunSummary.read(run_dir / "summary.json").cost
+    assert cost["sessions"] == 2 and cost["train_seconds"] == round(first.train_seconds + second.train_seconds, 1)
+    assert cost["steps"] == first.steps + second.steps and cost["peak_memory_train_mib"] > 0
+    with open(out / "costs.csv") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert float(row["train_seconds"]) == cost["train_seconds"] and float(row["device_hours"]) == pytest.approx(cost["device_hours"])

@@ -8,8 +8,10 @@ import json
 import pytest
 import torch
 
-from bench.runs.files import ConfigFile, RunSummary
+from bench.runs.costs import RunCost, read_sessions
+from bench.runs.files import SESSIONS_FILE, ConfigFile, RunSummary
 from methods import count_parameters, get_method
+from methods.macs import count_macs
 from methods.registry import build_on_meta
 from splits import load_protocol
 from tests.conftest import TEST_CASES, invoke
@@ -162,10 +164,19 @@ def test_nnunetv2_run_exports_the_draw_plans_trains_resumes_predicts_and_scores(
     info = get_method("nnunetv2")  # its builder directly: nnU-Net's patch need not be a multiple of 16
     planned = info.builder(1, 14, tuple(plan["patch_size"]), **info.hyperparameters("smoke"), spacing=tuple(plan["spacing_mm"]))
     assert count_parameters(planned)[0] == config.params_total
+    # Its GMACs were counted on the network nnU-Net trained, at the patch it planned, as bench flops counts.
+    assert config.gmacs_input == plan["patch_size"]
+    assert config.gmacs == pytest.approx(count_macs(planned, torch.rand(1, 1, *plan["patch_size"])).gmacs, rel=0.01)
     assert [json.loads(line)["epoch"] for line in (run_dir / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert (run_dir / "nnunet").is_dir()
 
     summary = RunSummary.read(run_dir / "summary.json")
+    # Both sessions' cost: epochs 1-2, stopped; then 2-3 again from the previous checkpoint, 2 steps each.
+    first, second = read_sessions(run_dir / SESSIONS_FILE)
+    assert (first.outcome, first.steps, second.outcome, second.steps) == ("stopped", 4, "finished", 4)
+    cost = RunCost.read(summary.cost)
+    assert cost.steps == 8 and cost.sessions == 2 and cost.train_seconds == round(first.train_seconds + second.train_seconds, 1)
+    assert cost.peak_memory_train_mib > 0 and cost.step_seconds_median > 0 and cost.device.endswith("threads)")
     assert [c.case for c in summary.metric_per_case] == list(TEST_CASES)
     assert all(len(c.metrics) == 13 for c in summary.metric_per_case) and summary.eval_space == "original"
     with open(out / "results.csv") as fh:

@@ -11,7 +11,7 @@ PACKAGES = ("bench", "methods", "reports", "splits", "sam3d_bench")
 # What methods/ exports for the harness on purpose: the package (create_model, get_method, ...),
 # the registry (options, meta-device builds, backbone specs), method options, plugin loading and
 # the Figure 1(c) measuring setup.
-METHODS_API = {"methods", "methods.registry", "methods.options", "methods.plugins", "methods.figure1c"}
+METHODS_API = {"methods", "methods.registry", "methods.options", "methods.plugins", "methods.figure1c", "methods.macs"}
 # The public contract for plugins re-exports from both sides; nothing of ours imports it.
 CONTRACT = "sam3d_bench"
 

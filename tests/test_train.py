@@ -51,7 +51,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop_after_two(epoch, step, loss, lr):
+    def stop_after_two(epoch, step, loss, lr, seconds):
         if epoch == 2 and step == 1:
             raise Stop
 
@@ -79,6 +79,22 @@ def test_training_reduces_the_loss(tmp_path):
     train(toy_model(), cases, None, dataclasses.replace(PROFILE, epochs=8, lr=1e-2), "cpu", tmp_path, "h", seed=3)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_every_step_is_reported_with_the_time_it_took(tmp_path):
+    """What a run's recorded steps and median step time come from: one report per optimisation step,
+    its seconds within the epoch's (log.jsonl), which also holds loading and the checkpoint."""
+    from bench.pipelines.training import steps_per_epoch
+
+    steps = []
+    cases = toy_cases()
+    train(toy_model(), cases, None, PROFILE, "cpu", tmp_path, "h", seed=3, on_step=lambda *a: steps.append(a))
+    per_epoch = steps_per_epoch(len(cases), PROFILE)
+    assert [(e, k) for e, k, *_ in steps] == [(e, k) for e in range(PROFILE.epochs) for k in range(1, per_epoch + 1)]
+    epochs = [json.loads(line)["seconds"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    for epoch, seconds in enumerate(epochs):
+        took = [a[4] for a in steps if a[0] == epoch]
+        assert all(t > 0 for t in took) and sum(took) <= seconds + 1e-3
 
 
 def test_cosine_schedule_runs_from_one_to_zero():
@@ -115,7 +131,7 @@ def test_checkpoints_leave_frozen_weights_out_and_resume(tmp_path):
     class Stop(Exception):
         pass
 
-    def stop(epoch, step, loss, lr):
+    def stop(epoch, step, loss, lr, seconds):
         if epoch == 2:
             raise Stop
 
@@ -141,7 +157,7 @@ class Stop(Exception):
 
 
 def stop_in_epoch(n):
-    def on_step(epoch, step, loss, lr):
+    def on_step(epoch, step, loss, lr, seconds):
         if epoch == n - 1:
             raise Stop
 

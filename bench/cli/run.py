@@ -152,7 +152,8 @@ def run_benchmark(request, console: Console, announce: Callable[[str], None] | N
     from bench.pipelines.harness import HARNESS
     from bench.plan.grid import prepare_grid
     from bench.reporting.terminal import print_dice_table
-    from bench.runs.files import REPORT_DIR, RESULTS_CSV, describe_space
+    from bench.runs.files import REPORT_DIR, RESULTS_CSV
+    from bench.runs.results import describe_space
     from bench.runs.tracking import finish_grid, start_grid
 
     if distributed.world_size() > 1 and not distributed.is_main():  # one voice: rank 0 prints and writes

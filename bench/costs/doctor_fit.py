@@ -108,7 +108,7 @@ def _rss_limit(limit_mib: float | None, poll_s: float = 0.05) -> Iterator[None]:
     if limit_mib is None:
         yield
         return
-    from bench.costs.speed import resident_mib
+    from bench.memory import resident_mib
 
     reached, done = threading.Event(), threading.Event()
 
@@ -149,7 +149,8 @@ def training_step_checks(method_names: Sequence[str], profile, device: str, on_s
     memory it took, and whether that fits the device."""
     import torch
 
-    from bench.costs.speed import measure_training_step, peak_memory, resident_mib, return_freed_memory
+    from bench.costs.speed import measure_training_step
+    from bench.memory import peak_memory, resident_mib, return_freed_memory
     from methods import get_method
     from methods.registry import check_input_size
 

@@ -64,6 +64,9 @@ class PipelineRun(Protocol):
     network: Any  # the module whose parameters config.json counts; None when there is none (external predictions)
     facts: dict | None  # what the pipeline decided for this run (nnU-Net: its plan), kept in the provenance
     spacing_mm: float | None  # the grid the pipeline worked on, for the summary; None: the label files' own
+    # Optional, for the run's recorded cost (bench.runs.costs): ``step_seconds``, the seconds each
+    # optimisation step of this session took (absent: steps not counted), and ``counted_input``, the
+    # patch shape its GMACs are counted at (absent: the profile's crop).
 
     def train(self) -> None:
         """Train to the end, resuming from what an interrupted run left; every torchrun rank calls it."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
@@ -35,6 +35,7 @@ class HarnessRun:
     facts: dict | None = None
     spacing_mm: float | None = None
     state: object = None  # the trained state (bench.pipelines.checkpoint.TrainState) once trained
+    step_seconds: list[float] = field(default_factory=list)  # each optimisation step of this session (its cost)
 
     def train(self) -> None:
         from bench.pipelines.training import steps_per_epoch, train
@@ -45,7 +46,8 @@ class HarnessRun:
         with progress_bar(self.console) as progress:
             task = progress.add_task(plain(context.name), total=profile.epochs * per_epoch, status="")
 
-            def on_step(epoch: int, step: int, loss: float, lr: float) -> None:
+            def on_step(epoch: int, step: int, loss: float, lr: float, seconds: float) -> None:
+                self.step_seconds.append(seconds)
                 progress.update(task, completed=epoch * per_epoch + step, status=f"epoch {epoch + 1}/{profile.epochs} loss {loss:.3f}")
 
             # Validation Dice on the test cases draws the convergence curves only; the scored model is the last epoch's.

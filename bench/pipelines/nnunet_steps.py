@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -192,6 +193,14 @@ def trainer_class(epochs: int, iterations_per_epoch: int, checkpoint_every: int)
             self.num_iterations_per_epoch = iterations_per_epoch
             self.num_val_iterations_per_epoch = max(1, min(50, iterations_per_epoch // 5))
             self.save_every = checkpoint_every
+            self.step_seconds: list[float] = []  # this session's optimisation steps (the run's recorded cost)
+
+        def train_step(self, batch: dict) -> dict:
+            # nnU-Net's step ends by copying the loss to the host, after the update's kernels have run.
+            started = time.monotonic()
+            result = super().train_step(batch)
+            self.step_seconds.append(time.monotonic() - started)
+            return result
 
         def save_checkpoint(self, filename: str) -> None:
             # nnU-Net writes its checkpoint in place, over the only one it keeps: a kill or a full disk

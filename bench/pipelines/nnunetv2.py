@@ -95,6 +95,15 @@ class NNUNetRun:
     def network(self):
         return self.trainer.network
 
+    @property
+    def step_seconds(self) -> list[float]:
+        return self.trainer.step_seconds
+
+    @property
+    def counted_input(self) -> tuple[int, ...]:
+        """The patch nnU-Net planned: its GMACs are counted there."""
+        return tuple(self.facts["nnunetv2"]["patch_size"])
+
     def _folders(self):
         return nnunet_folders(self.raw, self.preprocessed, self.results, self.workers)
 

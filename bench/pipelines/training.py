@@ -110,12 +110,13 @@ def train(
     run_dir: Path,
     config_hash: str,
     seed: int,
-    on_step: Callable[[int, int, float, float], None] | None = None,
+    on_step: Callable[[int, int, float, float, float], None] | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> TrainState:
     """Train (or resume) until profile.epochs; returns the final state. Writes checkpoint.pt and
     log.jsonl, with ``validation(model)`` (a Dice, e.g. ``bench.evaluation.evaluate.validation_dice``)
-    every ``profile.val_every`` epochs when given."""
+    every ``profile.val_every`` epochs when given. ``on_step(epoch, step, loss, lr, seconds)`` after
+    every optimisation step, with the seconds the step took (``training_step``, not the loading)."""
     from monai.data import CacheDataset, DataLoader
     from monai.losses import DiceCELoss
     from monai.utils import set_determinism
@@ -171,14 +172,18 @@ def train(
                 # Plain tensors: MetaTensor's per-op bookkeeping costs a third of a CPU step.
                 image = batch["image"].as_tensor().to(device)
                 label = batch["label"].as_tensor().to(device)
+                step_started = time.monotonic()
                 try:
                     loss = training_step(network, image, label, loss_fn, optimizer, scaler, device)
                 except FloatingPointError as exc:  # the runner records the run as failed and goes on with the grid
                     raise FloatingPointError(f"{exc} at epoch {state.epoch + 1}, step {len(losses) + 1}: training diverged") from None
+                if device == "cuda":  # the step's kernels are queued: its time is theirs once they have run
+                    torch.cuda.synchronize()
+                step_seconds = time.monotonic() - step_started
                 scheduler.step()
                 losses.append(loss)
                 if on_step is not None:
-                    on_step(state.epoch, len(losses), losses[-1], scheduler.get_last_lr()[0])
+                    on_step(state.epoch, len(losses), losses[-1], scheduler.get_last_lr()[0], step_seconds)
             state.epoch += 1
             epoch_loss, lr, seconds = float(np.mean(losses)), scheduler.get_last_lr()[0], round(time.monotonic() - started, 3)
             # Every val_every epochs only: the last epoch's model is scored on the same cases by the

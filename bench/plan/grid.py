@@ -181,6 +181,7 @@ def plan_runs(decided: Decided, identity: str, *, harness: object) -> list[Plann
             run = PlannedRun(label, request.data, repeat, draw.train, draw.test, run_dir(request.out, request.data, label, repeat))
             run.base_method, run.options = name, dict(options)
             run.title, run.backbone, run.pipeline = info.title, info.backbone is not None, pipeline
+            run.compute_reference = info.compute_reference
             run.source = "" if info.source.builtin else f"{info.source.describe()}, revision {info.revision}"
             run.scored = protocol.organs
             configure(

@@ -61,6 +61,7 @@ class PlannedRun:
     backbone: bool = False  # the method takes the grid's SAM backbone weights
     pipeline: object = None  # what its runs go through: the method's own pipeline, else the harness's (bench.pipelines.context.Pipeline)
     source: str = ""  # where a plugin method comes from ("plugin sam3d-x 0.1.0"), for report rows; "" when built in
+    compute_reference: bool = False  # MethodInfo.compute_reference, for the report's compute-matched pairs
     scored: tuple[str, ...] = ()  # the organs its summary keeps, in table order (the protocol's); empty: all
 
     @property

@@ -12,9 +12,10 @@ import pandas as pd
 from bench.data.labels import LabelSet
 from bench.errors import UserError
 from bench.io import read_json
+from bench.runs.costs import RunCost
 from bench.runs.files import CONFIG_FILE, LOG_FILE, SUMMARY_FILE, ConfigFile, RunFileError, RunSummary, read_log
 from bench.runs.protocol import folder_protocol
-from bench.runs.results import load_results, results_labels
+from bench.runs.results import collect_rows, finished_summaries, result_columns, results_labels
 from bench.runs.state import RunState, scan_grid
 from splits import Protocol
 
@@ -32,11 +33,12 @@ class ReportData:
     protocol: Protocol  # the folder's (bench.runs.protocol): which cases each draw trained and was tested on
     labels: LabelSet  # the runs' label set: their organs, the tables' columns
     extras: dict = field(default_factory=dict)  # flops / speed JSON found in the folder
+    costs: dict[tuple[str, str, int], RunCost | None] = field(default_factory=dict)  # per finished run; None: not recorded
 
     @property
     def scoring(self) -> list[str]:
         """Where the scores were computed, one line per distinct way (for every table's caption)."""
-        from bench.runs.files import describe_space
+        from bench.runs.results import describe_space
 
         spaces = []
         for c in self.configs.values():
@@ -163,7 +165,9 @@ def load_report_data(runs_dir: Path) -> ReportData:
             epochs, dice = _read_curve(s.run_dir / LOG_FILE)
             if epochs:
                 curves.setdefault(s.data, {}).setdefault(s.method, []).append((epochs, dice))
-        results = load_results(runs_dir)
+        summaries = finished_summaries(runs_dir)
+        results = pd.DataFrame(collect_rows(runs_dir, summaries), columns=result_columns())
+        costs = {(s.data, s.method, s.repeat): RunCost.read(s.cost) for _, s in summaries}
     except RunFileError as exc:
         raise UserError(str(exc)) from None
     protocol = folder_protocol(runs_dir)
@@ -185,4 +189,4 @@ def load_report_data(runs_dir: Path) -> ReportData:
             f"{runs_dir} holds runs of {len(label_sets)} label sets ({named}); a table has one set of organ columns: report them apart"
         )
     tabled = LabelSet(protocol.organs) if protocol.organs else label_sets.pop()  # the organs the protocol scores, in its order
-    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, tabled, find_extras(runs_dir))
+    return ReportData(runs_dir, results, states, configs, curves, sorted(stamps), protocol, tabled, find_extras(runs_dir), costs)

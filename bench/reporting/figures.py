@@ -1,5 +1,5 @@
 """The paper's figures from run files: convergence (Fig. 4), Dice against data fraction (Fig. 1a),
-per-organ box plots, and the adapter-cost bars (Fig. 1c). matplotlib's object API, no pyplot, so
+per-organ box plots, the adapter-cost bars (Fig. 1c) and Dice against cost with its Pareto fronts. matplotlib's object API, no pyplot, so
 nothing depends on a display or on global figure state.
 """
 
@@ -186,4 +186,42 @@ def significance_heatmap(tests: list[dict], order: list[str], title: str) -> Fig
     ax.set_yticks(range(len(order)), order, fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="Holm-adjusted p (log scale)")
+    return fig
+
+
+FRACTION_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def cost_figure(panels: list[dict], colors: dict, protocol: Protocol) -> Figure:
+    """Average Dice (%) against a cost, one panel per cost (``bench.reporting.costs.figure_panels``),
+    log x; one marker per method and fraction (marker shape: fraction); per fraction, the Pareto
+    front (no point both cheaper and better) joined by a dashed line, its points ringed."""
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(5.6 * len(panels), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        for k, fraction in enumerate(protocol.fractions):
+            points = [p for p in panel["points"] if p["data"] == fraction]
+            if not points:
+                continue
+            marker = FRACTION_MARKERS[k % len(FRACTION_MARKERS)]
+            for p in points:
+                ax.scatter(p["x"], p["y"], marker=marker, s=42, color=colors[p["method"]], zorder=3)
+            front = sorted((p for p in points if p["front"]), key=lambda p: p["x"])
+            ax.plot([p["x"] for p in front], [p["y"] for p in front], "--", color="0.35", linewidth=1, zorder=2)
+            ax.scatter([p["x"] for p in front], [p["y"] for p in front], s=130, facecolors="none", edgecolors="0.2", zorder=4)
+            ax.scatter([], [], marker=marker, color="0.5", label=f"{protocol.percent(fraction)} of the data")
+        for method in dict.fromkeys(p["method"] for p in panel["points"]):
+            ax.scatter([], [], marker="o", color=colors[method], label=method)
+        ax.plot([], [], "--o", color="0.35", markerfacecolor="none", label="Pareto front")
+        ax.set_xscale("log")
+        # 0.005, 3, 400 rather than 5 x 10^-3; between powers of ten only 2, 3 and 5 x, so labels never crowd.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if f"{value:e}"[0] in "235" else ""))
+        ax.set_xlabel(panel["x_label"])
+        ax.set_ylabel("average Dice (%)")
+        ax.set_title(panel["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig

@@ -1,8 +1,8 @@
 """The report of a runs folder, derived only from its run files (config, log, summary, failed):
 Table 1 in Markdown, LaTeX and CSV and the NSD and HD95 tables (``bench.reporting.tables``), the per-case
 table, the paper's figures (``bench.reporting.figures``), the statistics of ``bench.reporting.stats`` (every pair of
-methods tested with Holm's correction, bootstrap intervals and ranks, discriminative power), the
-compute table and the provenance of every number, all in one report.html. Unfinished grids are
+methods tested with Holm's correction, bootstrap intervals and ranks, discriminative power), cost
+beside accuracy (``bench.reporting.costs``) and the provenance of every number, all in one report.html. Unfinished grids are
 shown as unfinished.
 """
 
@@ -18,6 +18,7 @@ from bench.console import plain
 from bench.evaluation.scores import metric_specs
 from bench.io import write_text
 from bench.provenance import installed_version
+from bench.reporting.costs import DeviceGroup, compute_matched, cost_groups, cost_markdown, figure1c_beside, figure_panels
 from bench.reporting.data import ReportData, compute_table, load_report_data, method_order, provenance
 from bench.reporting.stats import (
     ALPHA,
@@ -106,6 +107,7 @@ def render_html(
     order: list[str],
     figures: dict[str, bytes],
     stats: list[dict],
+    costs: dict,
 ) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -154,6 +156,7 @@ def render_html(
         exact_max_cases=EXACT_MAX_CASES,
         statistics_versions=", ".join(f"{name} {installed_version(name)}" for name in STATISTICS_PACKAGES),
         compute=compute_table(data, order),
+        costs=costs,
         extras=data.extras,
         provenance=provenance(data),
         status=status,
@@ -173,11 +176,14 @@ def unscored(results: pd.DataFrame, metric: str) -> list[str]:
     return [f"{method} {data} #{repeat}" for (method, data, repeat), gone in missing.items() if gone]
 
 
-def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_dir: Path, stats: list[dict]) -> dict[str, bytes]:
+def build_figures(
+    data: ReportData, table: pd.DataFrame, order: list[str], out_dir: Path, stats: list[dict], groups: list[DeviceGroup]
+) -> dict[str, bytes]:
     """The report's figures, each also saved as a PNG beside it for papers and slides."""
     from bench.reporting.figures import (
         adapter_figure,
         convergence_figure,
+        cost_figure,
         data_efficiency_figure,
         method_colors,
         organ_boxplot_figure,
@@ -205,6 +211,8 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
         figures[f"significance_{st['fraction']}"] = save_png(
             significance_heatmap(st["tests"], st["order"], title), out_dir / f"significance_{st['fraction']}.png"
         )
+    if panels := figure_panels(groups):
+        figures["cost_vs_dice"] = save_png(cost_figure(panels, colors, data.protocol), out_dir / "cost_vs_dice.png")
     flops = data.extras.get("flops")
     if flops and flops.get("adapters"):
         title = f"GMACs added per ViT block, input {flops['input']}^3, r = {flops['rank']}"
@@ -214,8 +222,8 @@ def build_figures(data: ReportData, table: pd.DataFrame, order: list[str], out_d
 
 def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
     """Write Table 1 (+/- and compact, Markdown and LaTeX, CSV), a table of every other registered
-    metric (NSD, HD95, a plugin's: table_<name>.md/.csv), cases.csv,
-    the statistics (pairwise tests, bootstrap) as CSV, the figures and report.html.
+    metric (NSD, HD95, a plugin's: table_<name>.md/.csv), cases.csv, the measured costs
+    (table_costs.md), the statistics (pairwise tests, bootstrap) as CSV, the figures and report.html.
 
     Returns {file name: path}. Raises UserError when the folder holds no runs or a run file is broken.
     """
@@ -245,8 +253,12 @@ def write_report(runs_dir: Path, out_dir: Path, paper: dict) -> dict[str, Path]:
         "bootstrap.csv": bootstrap_csv,
         "cases.csv": data.results.to_csv(index=False),
     }
-    figures = build_figures(data, table, order, out_dir, stats)
-    texts["report.html"] = render_html(data, tables, paper, counts, order, figures, stats)
+    groups = cost_groups(data, order)
+    pairs, unmatched = compute_matched(groups, stats)
+    texts["table_costs.md"] = cost_markdown(groups)
+    figures = build_figures(data, table, order, out_dir, stats, groups)
+    costs = {"groups": groups, "pairs": pairs, "unmatched": unmatched, "figure1c": figure1c_beside(data.extras)}
+    texts["report.html"] = render_html(data, tables, paper, counts, order, figures, stats, costs)
     paths = {}
     for name, text in texts.items():
         write_text(out_dir / name, text)

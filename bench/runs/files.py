@@ -9,11 +9,12 @@ RUNS_DIR/<data>/<method label>/repeat<k>/config.json     resolved configuration,
                                          log.jsonl       one LogLine per epoch
                                          checkpoint.pt   latest training state (weights only once finished)
                                          predictions/    --save-predictions: label<case>.nii.gz on each label file's grid
-                                         summary.json    per case and organ: metrics; means
+                                         summary.json    per case and organ: metrics; means; the run's cost
+                                         sessions.jsonl  per session: time, steps, peak memory, device
                                          failed.json     only after a failure: reason, traceback, epochs done
                                          running.json    while a process works on the run
                                          submitted.json  --executor slurm: the job that will run it
-RUNS_DIR/results.csv                                     long table rebuilt from the summaries
+RUNS_DIR/results.csv, costs.csv                          long table and one row per run, rebuilt from the summaries
 RUNS_DIR/report/                                         bench report's output
 RUNS_DIR/.jobs/, .slurm/                                 --jobs and SLURM jobs' logs
 ```
@@ -50,6 +51,8 @@ JOBS_DIR = ".jobs"  # --jobs: submitit's per-job logs
 SLURM_DIR = ".slurm"  # --executor slurm: submitit's per-job logs
 TRACKING_FILE = "tracking.json"  # --track: the run's MLflow id and the last epoch sent to its trackers
 GRID_TRACKING_FILE = ".tracking.json"  # in the runs folder: the grid's MLflow parent run
+SESSIONS_FILE = "sessions.jsonl"  # what each session working on the run cost (bench.runs.costs)
+COSTS_CSV = "costs.csv"  # in the runs folder: one row per finished run, rebuilt beside results.csv
 TESTING_FILE = ".testing.json"  # while a run predicts its test cases: which one, of how many (the --jobs board reads it)
 
 
@@ -141,6 +144,7 @@ class Provenance:
     method_title: str | None = None  # the method's title (methods.registry.MethodInfo), for report rows
     method_source: str | None = None  # a plugin method's distribution, version and revision, for report rows; None: built in
     profile_overrides: dict[str, Any] | None = None  # what the command changed in the profile (its values are in the config)
+    compute_reference: bool = False  # the method is a compute-matched baseline (methods.registry.MethodInfo), for reports
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ class ConfigFile:
     params_trainable: int
     provenance: Provenance
     created: str
+    gmacs: float | None = None  # one forward of the network at gmacs_input (methods.macs); None: not counted
+    gmacs_input: list[int] | None = None
 
     def write(self, path: Path) -> None:
         # Flat on disk: the configuration's keys at the top level, as its hash was computed.
@@ -210,7 +216,8 @@ class ConfigFile:
         missing = [k for k, v in rest.items() if v is None] + ([] if "provenance" in payload else ["provenance"])
         if missing:
             raise RunFileError(f"{path} lacks {', '.join(missing)} (written by another version of bench?)")
-        return cls(config=config, provenance=_record(Provenance, payload["provenance"], path), **rest)
+        counted = {k: payload.get(k) for k in ("gmacs", "gmacs_input")}
+        return cls(config=config, provenance=_record(Provenance, payload["provenance"], path), **rest, **counted)
 
 
 def read_json_object(path: Path) -> dict:
@@ -262,6 +269,7 @@ class RunSummary:
     mean: dict[str, dict[str, float]]  # organ -> metric -> mean over cases (NaN skipped)
     foreground_mean: dict[str, float]  # metric -> mean over organs
     processes: int = 1
+    cost: dict[str, Any] | None = None  # bench.runs.costs.RunCost; None: scored before runs recorded their cost
 
     def write(self, path: Path) -> None:
         write_json(path, asdict(self))
@@ -290,10 +298,3 @@ def _nan_for_null(value):
 def config_hash(config: dict[str, Any]) -> str:
     """Hash of what determines a run's result (provenance such as times and versions excluded)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def describe_space(space: str, spacing_mm: float | None = None) -> str:
-    """How a table's numbers were scored, for its caption."""
-    if space == "original":
-        return "scored in the original label space (each label file's grid and voxel spacing)"
-    return f"scored on the preprocessed grid ({spacing_mm:g} mm voxels, body crop)" if spacing_mm else "scored on the preprocessed grid"

@@ -6,7 +6,9 @@ import csv
 import io
 import math
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,7 +16,18 @@ from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
 from bench.evaluation.metrics import nanmean
 from bench.evaluation.scores import get_metric, metric_convention, metric_names
 from bench.io import locked, write_text
-from bench.runs.files import RESULTS_CSV, RESULTS_LOCK, SUMMARY_FILE, CaseScores, RunSummary
+from bench.runs.costs import COST_COLUMNS, RunCost
+from bench.runs.files import (
+    CONFIG_FILE,
+    COSTS_CSV,
+    RESULTS_CSV,
+    RESULTS_LOCK,
+    SUMMARY_FILE,
+    CaseScores,
+    ConfigFile,
+    RunFileError,
+    RunSummary,
+)
 
 # The voxel counts of the organ in the reference and the prediction tell a missed organ (in the
 # reference only) and a spurious one (in the prediction only) from a poor segmentation; both get
@@ -48,7 +61,7 @@ def summarize(per_case: list[CaseScores], **header) -> RunSummary:
 
 
 def run_summary(
-    run, provenance, profile_name: str, per_case: list[CaseScores], *, spacing_mm: float, seconds: dict, processes: int
+    run, provenance, profile_name: str, per_case: list[CaseScores], *, spacing_mm: float, seconds: dict, processes: int, cost=None
 ) -> RunSummary:
     """A planned run's summary: its identity from the plan, how it was scored, its per-case metrics."""
     return summarize(
@@ -68,14 +81,19 @@ def run_summary(
         train_cases=list(run.train_ids),
         seconds=seconds,
         processes=processes,
+        cost=asdict(cost) if cost is not None else None,
     )
 
 
-def collect_rows(runs_dir: Path) -> list[dict]:
-    """Long-format rows from every summary.json under runs_dir/<data>/<method>/repeat<k>/."""
+def finished_summaries(runs_dir: Path) -> list[tuple[Path, RunSummary]]:
+    """Every summary.json under runs_dir/<data>/<method>/repeat<k>/, with its run folder."""
+    return [(path.parent, RunSummary.read(path)) for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}"))]
+
+
+def collect_rows(runs_dir: Path, summaries: list[tuple[Path, RunSummary]] | None = None) -> list[dict]:
+    """Long-format rows from every summary (``finished_summaries``)."""
     rows, metrics = [], metric_names()
-    for path in sorted(Path(runs_dir).glob(f"*/*/repeat*/{SUMMARY_FILE}")):
-        summary = RunSummary.read(path)
+    for _, summary in finished_summaries(runs_dir) if summaries is None else summaries:
         for case in summary.metric_per_case:
             for organ in summary.mean:
                 rows.append(
@@ -94,20 +112,41 @@ def collect_rows(runs_dir: Path) -> list[dict]:
 
 
 def write_results_csv(runs_dir: Path) -> Path:
-    """Rebuild runs_dir/results.csv from the summaries, so it never disagrees with them.
+    """Rebuild runs_dir/results.csv, and costs.csv beside it, from the summaries, so they never
+    disagree with them.
 
     Each process writes its summary before it rebuilds, and rebuilds take turns under a lock, so
     with several runs writing to one folder (SLURM jobs, two terminals) the last rebuild has them all.
     """
     path = Path(runs_dir) / RESULTS_CSV
     with locked(Path(runs_dir) / RESULTS_LOCK):
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=result_columns(), lineterminator="\n")
-        writer.writeheader()
-        for row in collect_rows(runs_dir):
-            writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
-        write_text(path, buffer.getvalue())
+        summaries = finished_summaries(runs_dir)
+        write_text(path, _csv(result_columns(), collect_rows(runs_dir, summaries)))
+        write_text(Path(runs_dir) / COSTS_CSV, _csv(COST_COLUMNS, [cost_row(summary, folder) for folder, summary in summaries]))
     return path
+
+
+def cost_row(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
+    """costs.csv's row of a finished run: its cost (empty before runs recorded theirs) and its
+    network's size from config.json (empty where that is gone)."""
+    cost = RunCost.read(summary.cost)
+    row: dict[str, Any] = {"method": summary.method, "data": summary.data, "repeat": summary.repeat, **(asdict(cost) if cost else {})}
+    try:
+        config = ConfigFile.read(Path(run_dir) / CONFIG_FILE)
+        row.update(params_total=config.params_total, params_trainable=config.params_trainable, gmacs=config.gmacs)
+        row["gmacs_input"] = "x".join(map(str, config.gmacs_input)) if config.gmacs_input else None
+    except RunFileError:
+        pass
+    return {column: row.get(column) for column in COST_COLUMNS}
+
+
+def _csv(columns, rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in row.items()})
+    return buffer.getvalue()
 
 
 TABLE_COLUMNS = (*ORGAN_COLUMNS, "Avg")  # BTCV's; another label set's are (*labels.columns, "Avg")
@@ -123,6 +162,17 @@ def results_labels(results: pd.DataFrame) -> LabelSet:
     return LabelSet(tuple(dict.fromkeys(results["organ"]))) if not results.empty else BTCV_LABELS
 
 
+def draw_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = BTCV_LABELS) -> pd.DataFrame:
+    """Per draw (index data, method, repeat): each organ's mean over test cases (NaN skipped) and Avg,
+    their mean over organs, scaled as the metric is shown (percent, HD95 in mm)."""
+    df = results.copy()
+    df[metric] = pd.to_numeric(df[metric], errors="coerce")
+    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(labels.organs))
+    per_repeat.columns = list(labels.columns)
+    per_repeat["Avg"] = per_repeat[list(labels.columns)].mean(axis=1, skipna=True)
+    return per_repeat * metric_scale(metric)
+
+
 def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = BTCV_LABELS) -> pd.DataFrame:
     """One row per (data, method): mean and std over draws of every organ and of Avg (in percent, HD95
     in mm) and the number of draws that scored the metric ("repeats"); columns data, method, <column>_mean, <column>_std, repeats.
@@ -130,12 +180,8 @@ def organ_table(results: pd.DataFrame, metric: str = "dice", labels: LabelSet = 
     Per draw, each organ's mean over test cases (NaN skipped) and Avg, their mean over organs; then
     mean and standard deviation over draws, as the paper averages its five draws.
     """
-    df = results.copy()
-    df[metric] = pd.to_numeric(df[metric], errors="coerce")
-    per_repeat = df.groupby(["data", "method", "repeat", "organ"])[metric].mean().unstack("organ").reindex(columns=list(labels.organs))
-    per_repeat.columns = list(labels.columns)
-    per_repeat["Avg"] = per_repeat[list(labels.columns)].mean(axis=1, skipna=True)
-    grouped = (per_repeat * metric_scale(metric)).groupby(["data", "method"])
+    per_repeat = draw_table(results, metric, labels)
+    grouped = per_repeat.groupby(["data", "method"])
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_std"))
     # Draws that scored the metric: a run from before a metric existed has none of its values.
     out["repeats"] = per_repeat["Avg"].notna().groupby(["data", "method"]).sum()
@@ -183,3 +229,10 @@ def load_results(runs_dir: Path, methods: Iterable[str] | None = None, data: str
     if data is not None:
         df = df[df["data"] == data]
     return df
+
+
+def describe_space(space: str, spacing_mm: float | None = None) -> str:
+    """How a table's numbers were scored, for its caption."""
+    if space == "original":
+        return "scored in the original label space (each label file's grid and voxel spacing)"
+    return f"scored on the preprocessed grid ({spacing_mm:g} mm voxels, body crop)" if spacing_mm else "scored on the preprocessed grid"
