@@ -432,6 +432,8 @@ def test_ctrl_c_checkpoints_the_epoch_and_a_rerun_resumes(tiny_synthetic, tmp_pa
     cost = RunSummary.read(run_dir / "summary.json").cost
     assert cost["sessions"] == 2 and cost["train_seconds"] == round(first.train_seconds + second.train_seconds, 1)
     assert cost["steps"] == first.steps + second.steps and cost["peak_memory_train_mib"] > 0
+    said = " ".join(rerun.output.split())
+    assert f"costs: {out / 'costs.csv'} ({cost['device_hours']:.3g} device-hours for 1 run on {cost['device']})" in said
     with open(out / "costs.csv") as fh:
         [row] = list(csv.DictReader(fh))
     assert float(row["train_seconds"]) == cost["train_seconds"] and float(row["device_hours"]) == pytest.approx(cost["device_hours"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import statistics
 from html.parser import HTMLParser
 
@@ -206,6 +207,12 @@ def test_the_report_sets_cost_beside_dice_per_device_with_compute_matched_pairs(
     sign = 1 if row["first"] == "tpmamba" else -1
     assert float(pairs["tpmamba"]["mean diff per case (pts)"]) == pytest.approx(sign * row["mean_diff"], abs=0.051)
     assert f"No nnU-Net v2 run at 25pct on {CPU}" in html  # its masam has no baseline on that device
+
+    # Without the preset, both are matched with the default planner's run.
+    shutil.rmtree(costed_folder / "12pct" / "nnunetv2[planner=ResEncL]")
+    assert invoke("report", costed_folder).exit_code == 0
+    pairs = {row["Method"]: row for row in _Tables((report / "report.html").read_text()).tables["compute-matched-table"]}
+    assert {p["nnU-Net v2 run"] for p in pairs.values()} == {"nnunetv2"} and pairs["masam"]["memory ratio"] == f"{30000 / 9000:.2f}"
 
     markdown = (report / "table_costs.md").read_text()
     assert f"**{H100}**" in markdown and "| 12pct | masam | 1 |" in markdown

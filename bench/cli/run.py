@@ -141,7 +141,15 @@ def run(
     from bench.distributed import is_main
 
     if is_main():
+        from bench.runs.files import COSTS_CSV
+        from bench.runs.results import cost_totals
+
         console.print(f"results: {plain(csv_path)}")
+        spent = "; ".join(
+            f"{hours:.3g} device-hours for {runs} runs on {device}" for device, (runs, hours) in cost_totals(csv_path.parent).items()
+        )
+        if spent:
+            console.print(f"costs: {plain(csv_path.parent / COSTS_CSV)} ({plain(spent)})", soft_wrap=True)
 
 
 def run_benchmark(request, console: Console, announce: Callable[[str], None] | None = None, render_report: bool = True) -> Path:

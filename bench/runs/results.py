@@ -140,6 +140,18 @@ def cost_row(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
     return {column: row.get(column) for column in COST_COLUMNS}
 
 
+def cost_totals(runs_dir: Path) -> dict[str, tuple[int, float]]:
+    """From costs.csv: per device, the runs measured on it and their device-hours."""
+    path, totals = Path(runs_dir) / COSTS_CSV, {}
+    if path.exists():
+        with open(path) as fh:
+            for row in csv.DictReader(fh):
+                if row["device"]:
+                    runs, hours = totals.get(row["device"], (0, 0.0))
+                    totals[row["device"]] = (runs + 1, hours + float(row["device_hours"] or 0.0))
+    return totals
+
+
 def _csv(columns, rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
