@@ -83,6 +83,28 @@ def test_a_session_stopped_mid_phase_records_its_time_and_the_memory_it_held(tmp
     assert read.device.endswith("(cpu, 2 threads)") and read.processes == 1
 
 
+def test_a_session_killed_outright_is_counted_by_the_next_from_its_mark(tmp_path):
+    import os
+    import time
+
+    from bench.io import write_json
+    from bench.pipelines.metering import SessionMeter
+    from bench.runs.files import SESSION_MARK
+
+    # What a session killed 100 s after it began leaves behind: its mark, last touched then.
+    mark, began = tmp_path / SESSION_MARK, time.time() - 1000
+    write_json(mark, {"started": "2026-12-07T00:00:00+00:00", "started_s": began, "device": H100, "host": "node1", "processes": 2})
+    os.utime(mark, (began + 100, began + 100))
+    meter = SessionMeter("cpu", 2, 1)
+    meter.begin(tmp_path)
+    assert mark.exists() and mark.stat().st_mtime > began + 900  # this session's own mark now
+    meter.record(tmp_path, "finished", None)
+    assert not mark.exists()
+    killed, finished = read_sessions(tmp_path / SESSIONS_FILE)
+    assert (killed.outcome, killed.device, killed.processes, killed.train_seconds, killed.steps) == ("killed", H100, 2, 100.0, None)
+    assert finished.outcome == "finished" and RunCost.of([killed, finished]).device_hours == pytest.approx(2 * 100 / 3600, abs=1e-3)
+
+
 def test_gmacs_are_counted_as_bench_flops_counts_them_or_left_out():
     import torch
 

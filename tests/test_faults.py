@@ -17,6 +17,8 @@ import torch
 
 from bench.io import write_json
 from bench.runs.claim import RUNNING_FILE
+from bench.runs.costs import read_sessions
+from bench.runs.files import SESSION_MARK, SESSIONS_FILE
 from bench.runs.results import write_results_csv
 from bench.runs.state import scan_grid
 from tests.conftest import invoke
@@ -84,12 +86,14 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_
     args = [str(a) for a in args] + ["--profile", "smoke", "--device", "cpu", "--epochs", "8", "--checkpoint-minutes", "1000"]
     run_dir = out / "12pct" / "nnunet" / "repeat0"
     log = run_dir / "log.jsonl"
+    started = time.monotonic()
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     # smoke checkpoints every 5 epochs: kill after the first checkpoint, part-way to the next
     while (not log.exists() or len(log.read_text().splitlines()) < 6) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
+    killed_after = time.monotonic() - started
     process.wait(timeout=60)
     logged = len(log.read_text().splitlines())
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"]
@@ -102,6 +106,10 @@ def test_sigkill_mid_epoch_resumes_from_the_last_checkpoint(tiny_synthetic, tmp_
     assert epochs == list(range(1, 9))  # the lost epochs were redone once, not logged twice
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["metric_per_case"]) == 6 and not (run_dir / RUNNING_FILE).exists()
+    # The killed session could not record itself: the rerun counted it from its mark.
+    killed, finished = read_sessions(run_dir / SESSIONS_FILE)
+    assert (killed.outcome, finished.outcome) == ("killed", "finished") and 0 <= killed.train_seconds <= killed_after
+    assert summary["cost"]["sessions"] == 2 and not (run_dir / SESSION_MARK).exists()
 
 
 @pytest.mark.slow

@@ -145,9 +145,8 @@ def run(
         from bench.runs.results import cost_totals
 
         console.print(f"results: {plain(csv_path)}")
-        spent = "; ".join(
-            f"{hours:.3g} device-hours for {runs} runs on {device}" for device, (runs, hours) in cost_totals(csv_path.parent).items()
-        )
+        totals = cost_totals(csv_path.parent)
+        spent = "; ".join(f"{hours:.3g} device-hours for {n} run{'s' * (n != 1)} on {device}" for device, (n, hours) in totals.items())
         if spent:
             console.print(f"costs: {plain(csv_path.parent / COSTS_CSV)} ({plain(spent)})", soft_wrap=True)
 

@@ -63,8 +63,10 @@ def execute_run(run: PlannedRun, open_run: Callable[[], PipelineRun], job: RunJo
         config_path = run.run_dir / CONFIG_FILE
         if distributed.is_main() and not config_path.exists():
             write_config(run, opened, job, config_path)
-    # The first rank tracks the run (--track), from here on: the process that holds it.
+    # The first rank tracks the run (--track) and marks it as worked on, from here on: the process that holds it.
     tracking = RunTracking(job.track, job.runs_dir, run) if job.track and distributed.is_main() else None
+    if distributed.is_main():
+        meter.begin(run.run_dir)
     try:
         with meter.phase("train"), tracking.following() if tracking else nullcontext():
             opened.train()

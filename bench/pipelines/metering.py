@@ -1,6 +1,8 @@
 """Measuring what one session of a run costs while it runs (recorded by ``bench.runs.costs``).
 
-The lifecycle times three phases: setup (opening the run), training and evaluation. Training and
+The lifecycle times three phases: setup (opening the run), training and evaluation. While a
+session works on a run it keeps a mark in the run folder (.session.json, touched every 30 s), so a
+session killed before it could record itself is still counted by the next one. Training and
 evaluation each get their peak memory (``bench.memory.peak_memory``: on CUDA the allocator's peak,
 reset at the phase's start; on a CPU the process's peak resident set, reset where Linux allows it,
 data-loading worker processes not included). The optimisation steps and their times come from the
@@ -10,8 +12,11 @@ written, on the network the run built.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,9 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.device import device_name
+from bench.io import read_json, write_json
 from bench.memory import peak_memory
+from bench.runs.claim import HEARTBEAT_S
 from bench.runs.costs import SessionCost, append_session, device_label
-from bench.runs.files import SESSIONS_FILE
+from bench.runs.files import SESSION_MARK, SESSIONS_FILE
 
 
 class SessionMeter:
@@ -33,6 +40,9 @@ class SessionMeter:
         self.seconds: dict[str, float] = {}
         self.memory: dict[str, dict] = {}
         self.recorded = False
+        self.label = device_label(device, device_name(device), threads, processes)
+        self._mark: Path | None = None
+        self._stop = threading.Event()
 
     @contextmanager
     def phase(self, name: str, *, memory: bool = True) -> Iterator[None]:
@@ -48,8 +58,38 @@ class SessionMeter:
         finally:
             self.seconds[name] = time.monotonic() - started
 
+    def begin(self, run_dir: Path) -> None:
+        """Mark the run as worked on by this session (its .session.json, touched every
+        ``HEARTBEAT_S``). A mark left by a session that never recorded itself, killed outright
+        (SIGKILL, the kernel's OOM killer, a lost node), is recorded first: as "killed", its time up
+        to its last touch counted as training, its steps and memory unknown."""
+        mark = Path(run_dir) / SESSION_MARK
+        if mark.exists():
+            try:
+                left = read_json(mark)
+                seconds = max(0.0, mark.stat().st_mtime - left["started_s"])
+                killed = SessionCost(
+                    left["started"], "killed", left["device"], left["host"], 0.0, round(seconds, 2), None, left["processes"]
+                )
+                append_session(Path(run_dir) / SESSIONS_FILE, killed)
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a mark cut short says nothing usable; the session it stood for goes unrecorded
+        write_json(
+            mark,
+            {"started": self.started, "started_s": time.time(), "device": self.label, "host": platform.node(), "processes": self.processes},
+        )
+        self._mark, self._stop = mark, threading.Event()
+
+        def touch() -> None:
+            while not self._stop.wait(HEARTBEAT_S):
+                with contextlib.suppress(OSError):
+                    os.utime(mark)
+
+        threading.Thread(target=touch, name=f"session mark {run_dir}", daemon=True).start()
+
     def record(self, run_dir: Path, outcome: str, step_seconds: Sequence[float] | None) -> SessionCost | None:
-        """Append this session to the run's sessions.jsonl, once; None if it was recorded already."""
+        """Append this session to the run's sessions.jsonl, once, and remove its mark; None if it
+        was recorded already."""
         if self.recorded:
             return None
         self.recorded = True
@@ -58,7 +98,7 @@ class SessionMeter:
         session = SessionCost(
             started=self.started,
             outcome=outcome,
-            device=device_label(self.device, device_name(self.device), self.threads, self.processes),
+            device=self.label,
             host=platform.node(),
             setup_seconds=round(self.seconds.get("setup", 0.0), 2),
             train_seconds=round(self.seconds.get("train", 0.0), 2),
@@ -71,6 +111,9 @@ class SessionMeter:
             memory_kind=kinds[0] if kinds else "",
         )
         append_session(Path(run_dir) / SESSIONS_FILE, session)
+        if self._mark is not None:
+            self._stop.set()
+            self._mark.unlink(missing_ok=True)
         return session
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-OUTCOMES = ("finished", "stopped", "failed")
+OUTCOMES = ("finished", "stopped", "failed", "killed")
 
 
 @dataclass(frozen=True)
@@ -22,18 +22,18 @@ class SessionCost:
     """One process's work on a run, from opening it to finishing, stopping or failing."""
 
     started: str  # UTC, ISO 8601
-    outcome: str  # one of OUTCOMES
+    outcome: str  # one of OUTCOMES; "killed": never recorded itself, its time read from its mark (bench.pipelines.metering)
     device: str  # what it computed on, as people name it (``device_label``)
     host: str
     setup_seconds: float  # opening the run: building the network, or a pipeline's planning and preprocessing
     train_seconds: float  # training, its validation epochs and checkpoints included
     evaluate_seconds: float | None  # predicting and scoring every test case; None: not reached
     processes: int  # torchrun ranks, each with its own device: device-hours count every one
-    steps: int | None  # optimisation steps taken (each rank's); None: the pipeline does not count them
-    step_seconds_median: float | None  # median time of those steps (forward, loss, backward, update)
-    peak_memory_train_mib: float | None
-    peak_memory_evaluate_mib: float | None
-    memory_kind: str  # bench.memory.peak_memory's kind: "cuda_allocated", "process_peak_rss" or "process_max_rss"
+    steps: int | None = None  # optimisation steps taken (each rank's); None: the pipeline does not count them
+    step_seconds_median: float | None = None  # median time of those steps (forward, loss, backward, update)
+    peak_memory_train_mib: float | None = None
+    peak_memory_evaluate_mib: float | None = None
+    memory_kind: str = ""  # bench.memory.peak_memory's kind: "cuda_allocated", "process_peak_rss" or "process_max_rss"
 
     @property
     def device_hours(self) -> float:

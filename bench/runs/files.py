@@ -1,8 +1,7 @@
-"""The runs folder, defined once: where a run's files are, what they are called, and the typed
-records they hold (``RunConfig`` and ``ConfigFile`` with ``Provenance`` for config.json, ``LogLine``
-for log.jsonl, ``RunSummary`` of ``CaseScores`` for summary.json). Every reader and writer (runner,
-trainer, grid and status, results, report, SLURM, bench score) goes through these names; a file
-that lacks a field raises ``RunFileError`` naming it.
+"""The runs folder, defined once: where a run's files are, what they are called, and the typed records
+they hold (``RunConfig`` and ``ConfigFile`` with ``Provenance`` for config.json, ``LogLine`` for
+log.jsonl, ``RunSummary`` of ``CaseScores`` for summary.json). Every reader and writer goes through
+these names; a file that lacks a field raises ``RunFileError`` naming it.
 
 ```
 RUNS_DIR/<data>/<method label>/repeat<k>/config.json     resolved configuration, its hash, provenance
@@ -52,6 +51,7 @@ SLURM_DIR = ".slurm"  # --executor slurm: submitit's per-job logs
 TRACKING_FILE = "tracking.json"  # --track: the run's MLflow id and the last epoch sent to its trackers
 GRID_TRACKING_FILE = ".tracking.json"  # in the runs folder: the grid's MLflow parent run
 SESSIONS_FILE = "sessions.jsonl"  # what each session working on the run cost (bench.runs.costs)
+SESSION_MARK = ".session.json"  # while a session works on the run: its start, touched as it goes (a killed one's time)
 COSTS_CSV = "costs.csv"  # in the runs folder: one row per finished run, rebuilt beside results.csv
 TESTING_FILE = ".testing.json"  # while a run predicts its test cases: which one, of how many (the --jobs board reads it)
 
