@@ -25,13 +25,16 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def return_freed_memory() -> None:
+def return_freed_memory(collect: bool = True) -> None:
     """Hand memory freed by earlier work back to the OS (glibc's malloc_trim), so that what the next
-    block allocates raises the resident set again instead of reusing pages the process still holds."""
+    block allocates raises the resident set again instead of reusing pages the process still holds;
+    first collecting cyclic garbage unless ``collect`` is false (a third of a second in a process
+    that has imported PyTorch and built networks)."""
     import ctypes
     import gc
 
-    gc.collect()
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the resident set then undercounts reused memory
@@ -50,7 +53,7 @@ def peak_rss_mib() -> float:
 
 
 @contextmanager
-def peak_memory(device: str) -> Iterator[dict]:
+def peak_memory(device: str, collect: bool = True) -> Iterator[dict]:
     """The peak memory of what runs inside the block, written into the yielded dict on exit:
     ``peak_mib`` (CUDA: the allocator's peak; CPU: the process's peak resident set during the
     block), ``base_mib`` (the same measure on entry, so ``peak_mib - base_mib`` is what the block
@@ -63,7 +66,7 @@ def peak_memory(device: str) -> Iterator[dict]:
         torch.cuda.reset_peak_memory_stats()
         base, kind = torch.cuda.memory_allocated() / 2**20, "cuda_allocated"
     else:
-        return_freed_memory()
+        return_freed_memory(collect)
         base = resident_mib()
         kind = "process_peak_rss" if reset_peak_rss() else "process_max_rss"  # the latter: since start
     try:

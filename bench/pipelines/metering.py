@@ -50,7 +50,9 @@ class SessionMeter:
         started = time.monotonic()
         try:
             if memory:
-                with peak_memory(self.device) as measured:
+                # No garbage collection first: a run's phase is not worth a third of a second to
+                # free the few cycles an earlier one left.
+                with peak_memory(self.device, collect=False) as measured:
                     self.memory[name] = measured  # filled as the block ends, however it ends
                     yield
             else:
