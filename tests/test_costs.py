@@ -127,6 +127,23 @@ def test_gmacs_are_counted_as_bench_flops_counts_them_or_left_out():
     assert counted_gmacs(TwoInputs(), (4, 4, 4)) is None
 
 
+def test_a_grids_draws_share_one_count_of_the_same_network(monkeypatch):
+    import torch
+
+    import methods.macs
+    from bench.pipelines.metering import counted_gmacs
+
+    traced = []
+    count = methods.macs.count_macs
+    monkeypatch.setattr(methods.macs, "count_macs", lambda *a: traced.append(1) or count(*a))
+    draws = [torch.nn.Conv3d(1, 4, 3, padding=1) for _ in range(3)]  # three draws: the same network, other weights
+    assert len({counted_gmacs(net, (16, 16, 16), identity="a") for net in draws}) == 1 and len(traced) == 1
+    counted_gmacs(torch.nn.Conv3d(1, 5, 3, padding=1), (16, 16, 16), identity="a")  # another network
+    counted_gmacs(draws[0], (16, 16, 16), identity="a[k=v]")  # another variant of the method
+    counted_gmacs(draws[0], (8, 16, 16), identity="a")  # another patch
+    assert len(traced) == 4
+
+
 def test_pareto_front():
     from bench.reporting.costs import pareto_front
 

@@ -11,6 +11,7 @@ that trains and then yields one ``CasePrediction`` per test case; everything els
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
@@ -107,7 +108,7 @@ def write_config(run: PlannedRun, opened: PipelineRun, job: RunJob, path) -> Non
     shape, gmacs = None, None
     if opened.network is not None:  # external predictions have no network, nor a crop
         shape = list(getattr(opened, "counted_input", None) or (run.config.profile["roi"],) * 3)
-        gmacs = counted_gmacs(opened.network, shape)
+        gmacs = counted_gmacs(opened.network, shape, identity=json.dumps([run.method, run.config.hyperparameters], default=str))
     provenance = replace(
         job.provenance,
         pipeline=opened.facts,

@@ -119,17 +119,27 @@ class SessionMeter:
         return session
 
 
-def counted_gmacs(network, shape: Sequence[int]) -> float | None:
+_COUNTED: dict[tuple, float | None] = {}  # the counts this process made, by network (a grid's draws share them)
+
+
+def counted_gmacs(network, shape: Sequence[int], identity: str = "") -> float | None:
     """GMACs of one forward of ``network`` on one single-channel patch of ``shape`` (fvcore, as
-    ``bench flops`` counts); None where it cannot be traced (the run goes on without the figure)."""
+    ``bench flops`` counts); None where it cannot be traced (the run goes on without the figure).
+    A network this process counted before, the same module tree under the same ``identity`` (the
+    method's label and options), is not traced again: each draw of a grid builds the same one."""
     import torch
 
     from methods.macs import count_macs
 
     network = getattr(network, "_orig_mod", network)  # a torch.compile'd module (nnU-Net's on CUDA): the module it wraps
+    key = (identity, tuple(shape), repr(network))
+    if key in _COUNTED:
+        return _COUNTED[key]
     try:
         parameter = next(network.parameters())
         x = torch.rand(1, 1, *shape, device=parameter.device, dtype=parameter.dtype)
-        return float(f"{count_macs(network, x).gmacs:.6g}")  # six significant figures, small networks too
+        counted = float(f"{count_macs(network, x).gmacs:.6g}")  # six significant figures, small networks too
     except Exception:  # noqa: BLE001 - a figure the run can do without never costs the run
-        return None
+        counted = None
+    _COUNTED[key] = counted
+    return counted

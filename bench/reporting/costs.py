@@ -159,7 +159,8 @@ def figure_panels(groups: list[DeviceGroup]) -> list[dict]:
             front = set(pareto_front([(p["x"], p["y"]) for p in points]))
             for i, point in enumerate(points):
                 point["front"] = i in front
-    return [p for p in panels if p["points"]]
+    # One method's points have nothing to be set against.
+    return [p for p in panels if len({point["method"] for point in p["points"]}) > 1]
 
 
 def compute_matched(groups: list[DeviceGroup], stats: list[dict]) -> tuple[list[dict], list[str]]:
