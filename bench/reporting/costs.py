@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bench.runs.costs import RunCost
+from bench.runs.costs import RunCost, highest, shape_text
 from bench.runs.results import draw_table
 from reports import paper_figure1c
 
@@ -73,11 +73,6 @@ def _median(values) -> float | None:
     return statistics.median(known) if known else None
 
 
-def _highest(values) -> float | None:
-    known = [v for v in values if v is not None]
-    return max(known) if known else None
-
-
 def cost_groups(data: ReportData, order: list[str]) -> list[DeviceGroup]:
     """Every finished run's cost by device, fraction and method (the paper's order); the device
     with most runs first and the runs without a recorded cost last."""
@@ -100,10 +95,10 @@ def cost_groups(data: ReportData, order: list[str]) -> list[DeviceGroup]:
             params_total=config.params_total if config else None,
             params_trainable=config.params_trainable if config else None,
             gmacs=config.gmacs if config else None,
-            gmacs_input="x".join(map(str, config.gmacs_input)) if config and config.gmacs_input else None,
+            gmacs_input=shape_text(config.gmacs_input) if config else None,
             step_s=_median(c.step_seconds_median for c in costs),
-            peak_train_mib=_highest(c.peak_memory_train_mib for c in costs),
-            peak_evaluate_mib=_highest(c.peak_memory_evaluate_mib for c in costs),
+            peak_train_mib=highest(c.peak_memory_train_mib for c in costs),
+            peak_evaluate_mib=highest(c.peak_memory_evaluate_mib for c in costs),
             hours_per_run=hours / len(costs) if costs else None,
             hours=hours,
             dice=statistics.mean(scores) if scores else math.nan,

@@ -100,8 +100,8 @@ class RunCost:
             evaluate_seconds=round(sum(s.evaluate_seconds or 0.0 for s in sessions), 1),
             steps=sum(s.steps for s in counted) if counted else None,
             step_seconds_median=weighted_median([(s.step_seconds_median, s.steps) for s in counted if s.step_seconds_median is not None]),
-            peak_memory_train_mib=_highest(s.peak_memory_train_mib for s in sessions),
-            peak_memory_evaluate_mib=_highest(s.peak_memory_evaluate_mib for s in sessions),
+            peak_memory_train_mib=highest(s.peak_memory_train_mib for s in sessions),
+            peak_memory_evaluate_mib=highest(s.peak_memory_evaluate_mib for s in sessions),
             memory_kind=" + ".join(dict.fromkeys(s.memory_kind for s in sessions)),
             device_hours=round(sum(s.device_hours for s in sessions), 6),
         )
@@ -128,9 +128,15 @@ def weighted_median(pairs: list[tuple[float, int]]) -> float | None:
     return ordered[-1][0]
 
 
-def _highest(values) -> float | None:
+def highest(values) -> float | None:
+    """The largest of the values that are known; None when none is."""
     known = [v for v in values if v is not None]
     return max(known) if known else None
+
+
+def shape_text(shape) -> str | None:
+    """A counted input's shape as tables show it: 32x32x32."""
+    return "x".join(map(str, shape)) if shape else None
 
 
 COST_COLUMNS = ("method", "data", "repeat", *(f.name for f in fields(RunCost)), "params_total", "params_trainable", "gmacs", "gmacs_input")

@@ -16,7 +16,7 @@ from bench.data.labels import BTCV_LABELS, ORGAN_COLUMNS, LabelSet
 from bench.evaluation.metrics import nanmean
 from bench.evaluation.scores import get_metric, metric_convention, metric_names
 from bench.io import locked, write_text
-from bench.runs.costs import COST_COLUMNS, RunCost
+from bench.runs.costs import COST_COLUMNS, RunCost, shape_text
 from bench.runs.files import (
     CONFIG_FILE,
     COSTS_CSV,
@@ -134,7 +134,7 @@ def cost_row(summary: RunSummary, run_dir: Path) -> dict[str, Any]:
     try:
         config = ConfigFile.read(Path(run_dir) / CONFIG_FILE)
         row.update(params_total=config.params_total, params_trainable=config.params_trainable, gmacs=config.gmacs)
-        row["gmacs_input"] = "x".join(map(str, config.gmacs_input)) if config.gmacs_input else None
+        row["gmacs_input"] = shape_text(config.gmacs_input)
     except RunFileError:
         pass
     return {column: row.get(column) for column in COST_COLUMNS}
